@@ -1,0 +1,312 @@
+"""Config model: every CDK context key is parsed and checked here, so constructs only ever see valid values."""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from ipaddress import IPv4Address, IPv4Network
+from pathlib import Path
+from typing import Any
+
+# The stack is environment-agnostic; it places one node (one public and one private subnet) in each of the
+# first AZ_COUNT availability zones of the region (Fn::GetAZs), so it needs no lookup and no credentials.
+AZ_COUNT = 2
+
+DEFAULTS: dict[str, Any] = {
+    "stack_name": "EfsHaCluster",
+    "vpc_cidr": "10.0.0.0/16",
+    "public_subnet_cidrs": ["10.0.10.0/24", "10.0.20.0/24"],
+    "private_subnet_cidrs": ["10.0.110.0/24", "10.0.120.0/24"],
+    "vip": "172.16.0.1",
+    "mount_point": "/mnt/efs",
+    "instance_type": "t3.small",
+    "client_cidrs": [],
+    "node_names": ["node1", "node2"],
+    "minio_version": "RELEASE.2025-09-07T16-13-09Z",
+    "minio_url": (
+        "https://github.com/minio/minio/releases/download/RELEASE.2025-09-07T16-13-09Z/"
+        "minio.linux-amd64.RELEASE.2025-09-07T16-13-09Z"
+    ),
+    "minio_sha256": "7c5bd8512c6e966455b1d198209358b2d191c77a83ab377c4073281065fb855f",
+    "minio_local_file": "",
+    "probe_interval_seconds": 1,
+    "failure_threshold": 3,
+    "heartbeat_interval_seconds": 1,
+    "heartbeat_stale_seconds": 3,
+    "lease_seconds": 5,
+    "fence_timeout_seconds": 10,
+    "alarm_email": "",
+    "powertools_layer_version": 27,
+}
+
+# Mount points become systemd unit names and shell arguments; keep them to characters both carry verbatim.
+_MOUNT_POINT_RE = re.compile(r"^(/[A-Za-z0-9_][A-Za-z0-9_.-]*)+$")
+_SYSTEM_DIRS = {"/bin", "/boot", "/dev", "/etc", "/home", "/lib", "/lib64", "/opt", "/proc", "/root", "/run",
+                "/sbin", "/srv", "/sys", "/tmp", "/usr", "/var", "/mnt", "/media"}
+_NODE_NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
+_STACK_NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9-]{0,127}$")
+_SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
+_EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+_INSTANCE_TYPE_RE = re.compile(r"^[a-z][a-z0-9-]*\.[a-z0-9]+$")
+
+
+class ConfigError(ValueError):
+    """A context value is wrong; the message names the key, what is wrong and how to fix it."""
+
+    def __init__(self, key: str, problem: str) -> None:
+        super().__init__(f"config error: '{key}' {problem}")
+        self.key = key
+
+
+@dataclass(frozen=True)
+class MinioBinary:
+    """Where the node gets the MinIO server binary; the sha256 is always checked on the node before install."""
+
+    version: str
+    sha256: str
+    url: str | None = None
+    local_file: Path | None = None
+
+
+@dataclass(frozen=True)
+class FailoverTimings:
+    probe_interval_seconds: int
+    failure_threshold: int
+    heartbeat_interval_seconds: int
+    heartbeat_stale_seconds: int
+    lease_seconds: int
+    fence_timeout_seconds: int
+
+
+@dataclass(frozen=True)
+class ClusterConfig:
+    stack_name: str
+    vpc_cidr: IPv4Network
+    public_subnet_cidrs: tuple[IPv4Network, ...]
+    private_subnet_cidrs: tuple[IPv4Network, ...]
+    vip: IPv4Address
+    mount_point: str
+    instance_type: str
+    client_cidrs: tuple[IPv4Network, ...]
+    node_names: tuple[str, ...]
+    minio: MinioBinary
+    timings: FailoverTimings
+    alarm_email: str | None
+    powertools_layer_version: int
+
+
+ContextGetter = Callable[[str], Any]
+
+
+def load_config(get_context: ContextGetter, *, project_root: Path | None = None) -> ClusterConfig:
+    """Build and validate the config; raises ConfigError on the first bad key."""
+    raw = _Raw(get_context)
+    vpc_cidr = _network(raw, "vpc_cidr")
+    public = _subnets(raw, "public_subnet_cidrs", vpc_cidr)
+    private = _subnets(raw, "private_subnet_cidrs", vpc_cidr)
+    _no_overlaps(public + private)
+    vip = _vip(raw, vpc_cidr)
+    client_cidrs = tuple(_parse_network("client_cidrs", c) for c in raw.list("client_cidrs")) or (vpc_cidr,)
+    return ClusterConfig(
+        stack_name=_matching(raw, "stack_name", _STACK_NAME_RE, "must start with a letter and hold only "
+                             "letters, digits and hyphens (a CloudFormation stack name)"),
+        vpc_cidr=vpc_cidr,
+        public_subnet_cidrs=public,
+        private_subnet_cidrs=private,
+        vip=vip,
+        mount_point=_mount_point(raw),
+        instance_type=_matching(raw, "instance_type", _INSTANCE_TYPE_RE, "must be an EC2 instance type such "
+                                "as t3.small"),
+        client_cidrs=client_cidrs,
+        node_names=_node_names(raw),
+        minio=_minio(raw, project_root or Path.cwd()),
+        timings=_timings(raw),
+        alarm_email=_alarm_email(raw),
+        powertools_layer_version=raw.integer("powertools_layer_version", minimum=1),
+    )
+
+
+class _Raw:
+    """Reads context values, falling back to DEFAULTS, and coerces `-c key=value` strings."""
+
+    def __init__(self, get_context: ContextGetter) -> None:
+        self._get = get_context
+
+    def value(self, key: str) -> Any:
+        value = self._get(key)
+        return DEFAULTS[key] if value is None else value
+
+    def text(self, key: str) -> str:
+        value = self.value(key)
+        if not isinstance(value, str):
+            raise ConfigError(key, f"must be a string, got {value!r}")
+        return value.strip()
+
+    def list(self, key: str) -> list[str]:
+        value = self.value(key)
+        if isinstance(value, str):
+            value = _list_from_cli(key, value)
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(key, f"must be a list of strings, e.g. -c {key}=a,b (got {value!r})")
+        return [v.strip() for v in value]
+
+    def integer(self, key: str, *, minimum: int, maximum: int | None = None) -> int:
+        value = self.value(key)
+        try:
+            number = int(value)
+            if isinstance(value, float | bool) or str(number) != str(value).strip():
+                raise ValueError
+        except (TypeError, ValueError):
+            raise ConfigError(key, f"must be a whole number, got {value!r}") from None
+        if number < minimum or (maximum is not None and number > maximum):
+            upper = f" and at most {maximum}" if maximum is not None else ""
+            raise ConfigError(key, f"must be at least {minimum}{upper}, got {number}")
+        return number
+
+
+def _list_from_cli(key: str, value: str) -> list[str]:
+    if value.strip().startswith("["):
+        try:
+            parsed = json.loads(value)
+        except json.JSONDecodeError:
+            raise ConfigError(key, f"is not a valid JSON list: {value!r}") from None
+        return parsed if isinstance(parsed, list) else [value]
+    return [item for item in value.split(",") if item.strip()]
+
+
+def _parse_network(key: str, text: str) -> IPv4Network:
+    try:
+        return IPv4Network(text, strict=True)
+    except ValueError as exc:
+        raise ConfigError(key, f"holds {text!r}, which is not an IPv4 CIDR block like 10.0.0.0/16 ({exc})") from None
+
+
+def _network(raw: _Raw, key: str) -> IPv4Network:
+    network = _parse_network(key, raw.text(key))
+    if not 16 <= network.prefixlen <= 28:
+        raise ConfigError(key, f"must be between /16 and /28 (a VPC limit), got /{network.prefixlen}")
+    return network
+
+
+def _subnets(raw: _Raw, key: str, vpc_cidr: IPv4Network) -> tuple[IPv4Network, ...]:
+    subnets = tuple(_parse_network(key, text) for text in raw.list(key))
+    if len(subnets) != AZ_COUNT:
+        raise ConfigError(key, f"must list exactly {AZ_COUNT} CIDR blocks, one per availability zone used, "
+                               f"got {len(subnets)}")
+    for subnet in subnets:
+        if not subnet.subnet_of(vpc_cidr):
+            raise ConfigError(key, f"holds {subnet}, which lies outside vpc_cidr {vpc_cidr}")
+    return subnets
+
+
+def _no_overlaps(subnets: tuple[IPv4Network, ...]) -> None:
+    for index, first in enumerate(subnets):
+        for second in subnets[index + 1:]:
+            if first.overlaps(second):
+                raise ConfigError("private_subnet_cidrs", f"subnet {second} overlaps subnet {first}; every "
+                                  "public and private subnet needs its own CIDR block")
+
+
+def _vip(raw: _Raw, vpc_cidr: IPv4Network) -> IPv4Address:
+    text = raw.text("vip")
+    try:
+        vip = IPv4Address(text)
+    except ValueError:
+        raise ConfigError("vip", f"holds {text!r}, which is not an IPv4 address like 172.16.0.1") from None
+    if vip in vpc_cidr:
+        raise ConfigError("vip", f"{vip} lies inside vpc_cidr {vpc_cidr}; route-table failover only works for "
+                                 "an address outside the VPC CIDR (e.g. 172.16.0.1)")
+    if not vip.is_private or vip.is_loopback or vip.is_link_local or vip.is_multicast:
+        raise ConfigError("vip", f"{vip} must be a private unicast address outside the VPC (e.g. 172.16.0.1)")
+    return vip
+
+
+def _mount_point(raw: _Raw) -> str:
+    path = raw.text("mount_point")
+    if not path.startswith("/"):
+        raise ConfigError("mount_point", f"must be an absolute path such as /mnt/efs, got {path!r}")
+    if not _MOUNT_POINT_RE.match(path) or any(part in {".", ".."} for part in path.split("/")):
+        raise ConfigError("mount_point", f"{path!r} may hold only letters, digits, '_', '-' and '.' in "
+                                         "normalised path components (no spaces, quotes, '//', '..' or trailing '/')")
+    if path in _SYSTEM_DIRS:
+        raise ConfigError("mount_point", f"{path} is a system directory; use a directory below it, e.g. /mnt/efs")
+    return path
+
+
+def _node_names(raw: _Raw) -> tuple[str, ...]:
+    names = tuple(raw.list("node_names"))
+    if len(names) != AZ_COUNT:
+        raise ConfigError("node_names", f"must name exactly {AZ_COUNT} nodes (one per availability zone), in "
+                                        f"failover priority order, got {len(names)}")
+    for name in names:
+        if not _NODE_NAME_RE.match(name):
+            raise ConfigError("node_names", f"{name!r} must be lower-case letters, digits and '-', starting with a "
+                                            "letter (at most 31 characters)")
+    if len(set(names)) != len(names):
+        raise ConfigError("node_names", f"names must be unique, got {list(names)}")
+    return names
+
+
+def _matching(raw: _Raw, key: str, pattern: re.Pattern[str], requirement: str) -> str:
+    value = raw.text(key)
+    if not pattern.match(value):
+        raise ConfigError(key, f"{requirement}; got {value!r}")
+    return value
+
+
+def _minio(raw: _Raw, project_root: Path) -> MinioBinary:
+    version = raw.text("minio_version")
+    sha256 = raw.text("minio_sha256").lower()
+    url = raw.text("minio_url")
+    local = raw.text("minio_local_file")
+    if not version:
+        raise ConfigError("minio_version", "must name the MinIO release you install, e.g. RELEASE.2025-04-22T22-12-26Z")
+    if not _SHA256_RE.match(sha256):
+        raise ConfigError("minio_sha256", "must be the 64-hex-digit sha256 of the MinIO binary (sha256sum minio)")
+    if bool(url) == bool(local):
+        raise ConfigError("minio_url", "set exactly one of minio_url (an https download) or minio_local_file "
+                                       "(a binary you built, shipped as a CDK asset)")
+    if url:
+        if not url.startswith("https://"):
+            raise ConfigError("minio_url", f"must be an https:// URL, got {url!r}")
+        return MinioBinary(version=version, sha256=sha256, url=url)
+    return MinioBinary(version=version, sha256=sha256, local_file=_checked_local_binary(project_root, local, sha256))
+
+
+def _checked_local_binary(project_root: Path, local: str, sha256: str) -> Path:
+    path = (project_root / local).resolve()
+    if not path.is_file():
+        raise ConfigError("minio_local_file", f"{path} does not exist; build MinIO (see README) or fix the path")
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    if digest != sha256:
+        raise ConfigError("minio_sha256", f"does not match {path} (its sha256 is {digest})")
+    return path
+
+
+def _timings(raw: _Raw) -> FailoverTimings:
+    timings = FailoverTimings(
+        probe_interval_seconds=raw.integer("probe_interval_seconds", minimum=1, maximum=30),
+        failure_threshold=raw.integer("failure_threshold", minimum=2, maximum=20),
+        heartbeat_interval_seconds=raw.integer("heartbeat_interval_seconds", minimum=1, maximum=30),
+        heartbeat_stale_seconds=raw.integer("heartbeat_stale_seconds", minimum=2, maximum=120),
+        lease_seconds=raw.integer("lease_seconds", minimum=2, maximum=300),
+        fence_timeout_seconds=raw.integer("fence_timeout_seconds", minimum=2, maximum=600),
+    )
+    if timings.heartbeat_stale_seconds <= timings.heartbeat_interval_seconds:
+        raise ConfigError("heartbeat_stale_seconds", "must be longer than heartbeat_interval_seconds, or every "
+                                                     "heartbeat would look stale")
+    if timings.lease_seconds <= timings.heartbeat_interval_seconds:
+        raise ConfigError("lease_seconds", "must be longer than heartbeat_interval_seconds, or the active node would "
+                                           "fence itself between two heartbeats")
+    return timings
+
+
+def _alarm_email(raw: _Raw) -> str | None:
+    email = raw.text("alarm_email")
+    if email and not _EMAIL_RE.match(email):
+        raise ConfigError("alarm_email", f"must be an e-mail address or empty, got {email!r}")
+    return email or None

@@ -1,0 +1,98 @@
+"""Composes the cluster from its constructs; no resource is defined here directly."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from aws_cdk import CfnOutput, Stack, Tags
+from aws_cdk import aws_s3_assets as s3_assets
+from constructs import Construct
+
+from cluster_config import ClusterConfig
+from constructs.cluster_node import ClusterNode, NodeSettings, node_security_group
+from constructs.cluster_state import ClusterState
+from constructs.minio_credentials import MinioCredentials
+from constructs.network import ClusterNetwork
+from constructs.shared_storage import SharedStorage
+from constructs.vip_routes import VipRoutes
+from userdata.render import NodeUserDataInputs
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class EfsHaClusterStack(Stack):
+    def __init__(self, scope: Construct, id_: str, *, config: ClusterConfig, **kwargs: Any) -> None:
+        super().__init__(scope, id_, description="Two-node HA cluster: EFS shared storage, MinIO, "
+                                                 "route-table virtual IP", **kwargs)
+        Tags.of(self).add("efs-ha:stack", self.stack_name)
+        self.config = config
+        self.network = ClusterNetwork(self, "Network", config=config)
+        self.network.add_gateway_endpoints()
+        node_group = node_security_group(self, "NodeSecurityGroup", vpc=self.network.vpc,
+                                         client_cidrs=[str(cidr) for cidr in config.client_cidrs])
+        self.storage = SharedStorage(self, "SharedStorage", network=self.network, node_security_group=node_group)
+        self.state = ClusterState(self, "ClusterState")
+        self.credentials = MinioCredentials(self, "MinioCredentials")
+        minio_binary = self._minio_binary_source()
+        agent_code = s3_assets.Asset(self, "NodeAgentCode", path=str(PROJECT_ROOT / "node_agent"),
+                                     exclude=["__pycache__", "*.pyc"])
+        self.nodes = [
+            ClusterNode(self, name.capitalize(), vpc=self.network.vpc, security_group=node_group,
+                        settings=self._node_settings(name, subnet_index, minio_binary, agent_code.s3_object_url))
+            for subnet_index, name in enumerate(config.node_names)
+        ]
+        for node in self.nodes:
+            self.credentials.grant_read(node.role)
+            self.state.grant_node_agent(node.role, node.name)
+            node.grant_object_read(agent_code)
+            if isinstance(minio_binary, s3_assets.Asset):
+                node.grant_object_read(minio_binary)
+        self.vip_routes = VipRoutes(self, "VipRoutes", vip=str(config.vip),
+                                    route_table_ids=self.network.route_table_ids,
+                                    route_table_arns=self.network.route_table_arns,
+                                    initial_instance_id=self.nodes[0].instance_id)
+        self._outputs()
+
+    def _minio_binary_source(self) -> s3_assets.Asset | str:
+        """The https URL from config, or the user's own build shipped as an asset (fetched via the S3 endpoint)."""
+        minio = self.config.minio
+        if minio.local_file is not None:
+            return s3_assets.Asset(self, "MinioBinary", path=str(minio.local_file))
+        assert minio.url is not None  # guaranteed by config validation
+        return minio.url
+
+    def _node_settings(self, name: str, subnet_index: int, minio_binary: s3_assets.Asset | str,
+                       agent_source: str) -> NodeSettings:
+        config = self.config
+        return NodeSettings(
+            name=name,
+            subnet=self.network.private_subnets[subnet_index],
+            instance_type=config.instance_type,
+            cluster_id=self.stack_name,
+            user_data=NodeUserDataInputs(
+                node_name=name,
+                file_system_id=self.storage.file_system.file_system_id,
+                mount_point=config.mount_point,
+                vip=str(config.vip),
+                minio_source=minio_binary if isinstance(minio_binary, str) else minio_binary.s3_object_url,
+                minio_sha256=config.minio.sha256,
+                agent_source=agent_source,
+                region=self.region,
+                secret_arn=self.credentials.secret.secret_arn,
+                state_table_name=self.state.table.table_name,
+                heartbeat_interval_seconds=config.timings.heartbeat_interval_seconds,
+                lease_seconds=config.timings.lease_seconds,
+            ),
+        )
+
+    def _outputs(self) -> None:
+        # The operator CLI finds every resource through these outputs, never through hard-coded names.
+        CfnOutput(self, "VirtualIp", value=str(self.config.vip))
+        CfnOutput(self, "RouteTableIds", value=",".join(self.network.route_table_ids))
+        CfnOutput(self, "NodeNames", value=",".join(self.config.node_names))
+        CfnOutput(self, "NodeInstanceIds", value=",".join(node.instance_id for node in self.nodes))
+        CfnOutput(self, "StateTableName", value=self.state.table.table_name)
+        CfnOutput(self, "FileSystemId", value=self.storage.file_system.file_system_id)
+        CfnOutput(self, "MountPoint", value=self.config.mount_point)
+        CfnOutput(self, "MinioSecretArn", value=self.credentials.secret.secret_arn)

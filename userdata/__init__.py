@@ -1,0 +1,1 @@
+"""Node user-data: real shell and unit files under files/, rendered from one place (render.py)."""

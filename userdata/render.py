@@ -1,0 +1,87 @@
+"""Renders the node user-data from the real files in userdata/files/ (the only place user-data is assembled)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+from userdata.systemd_names import mount_unit_name
+
+FILES_DIR = Path(__file__).parent / "files"
+_PLACEHOLDER = re.compile(r"\{\{([A-Z0-9_]+)\}\}")
+_HEREDOC_END = "EFS_HA_FILE_END"
+
+
+@dataclass(frozen=True)
+class InstalledFile:
+    template: str
+    destination: str
+    mode: str
+
+
+# Written before bootstrap.sh runs; bootstrap.sh itself is installed too, so an operator can re-run it.
+INSTALLED_FILES = (
+    InstalledFile("minio.service", "/etc/systemd/system/minio.service", "0644"),
+    InstalledFile("efs-ha-agent.service", "/etc/systemd/system/efs-ha-agent.service", "0644"),
+    InstalledFile("efs-ha-vip.service", "/etc/systemd/system/efs-ha-vip.service", "0644"),
+    InstalledFile("minio-credentials.sh", "/opt/efs-ha/bin/minio-credentials", "0755"),
+    InstalledFile("agent.env", "/etc/efs-ha/agent.env", "0600"),
+    InstalledFile("bootstrap.sh", "/opt/efs-ha/bin/bootstrap", "0755"),
+)
+
+
+@dataclass(frozen=True)
+class NodeUserDataInputs:
+    """Every value the node files need. Values may be CDK tokens; they are resolved when the stack synthesizes."""
+
+    node_name: str
+    file_system_id: str
+    mount_point: str
+    vip: str
+    minio_source: str
+    minio_sha256: str
+    agent_source: str
+    region: str
+    secret_arn: str
+    state_table_name: str
+    heartbeat_interval_seconds: int
+    lease_seconds: int
+
+    def placeholders(self) -> dict[str, str]:
+        values = {field.name.upper(): str(getattr(self, field.name)) for field in fields(self)}
+        values["MOUNT_UNIT"] = mount_unit_name(self.mount_point)
+        for name, value in values.items():
+            # Values land inside single quotes and heredocs; config validation keeps them plain, this proves it.
+            if any(bad in value for bad in ("'", "\n", _HEREDOC_END)):
+                raise ValueError(f"user-data value {name}={value!r} cannot be embedded safely")
+        return values
+
+
+def render_file(template: str, values: dict[str, str]) -> str:
+    """Fill in one file from userdata/files/; an unknown placeholder is a bug, never silently left in."""
+    text = (FILES_DIR / template).read_text()
+
+    def substitute(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name not in values:
+            raise KeyError(f"{template} uses {{{{{name}}}}}, which render.py does not provide")
+        return values[name]
+
+    return _PLACEHOLDER.sub(substitute, text)
+
+
+def render_node_user_data(inputs: NodeUserDataInputs) -> str:
+    """The whole user-data script: write every file, then run the installed bootstrap."""
+    values = inputs.placeholders()
+    lines = ["#!/usr/bin/env bash", "set -euo pipefail", "umask 022"]
+    for installed in INSTALLED_FILES:
+        lines += [
+            f"install -d -m 0755 {Path(installed.destination).parent}",
+            f"cat > {installed.destination} <<'{_HEREDOC_END}'",
+            render_file(installed.template, values).rstrip("\n"),
+            _HEREDOC_END,
+            f"chmod {installed.mode} {installed.destination}",
+        ]
+    lines.append("exec /opt/efs-ha/bin/bootstrap")
+    return "\n".join(lines) + "\n"
