@@ -1,0 +1,186 @@
+"""Plain views of the state table items and of EC2; parsing lives here so logic never sees raw API shapes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+STABLE = "stable"
+FENCING = "fencing"
+
+
+def _num(value: Any, default: float = 0.0) -> float:
+    return float(value) if isinstance(value, int | float | Decimal) else default
+
+
+def _str(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+@dataclass(frozen=True)
+class ClusterState:
+    """The `cluster` item. `active_instance`/`fencing_instance` bind the role to one instance of a node."""
+
+    epoch: int
+    phase: str
+    active: str | None
+    active_instance: str | None = None
+    fencing_node: str | None = None
+    fencing_instance: str | None = None
+    candidate: str | None = None
+    maintenance: bool = False
+    changed_at: float = 0.0
+    reason: str = ""
+
+    @classmethod
+    def from_item(cls, item: dict[str, Any]) -> ClusterState:
+        return cls(
+            epoch=int(_num(item.get("epoch"), 0)),
+            phase=_str(item.get("phase")) or STABLE,
+            active=_str(item.get("active")),
+            active_instance=_str(item.get("active_instance")),
+            fencing_node=_str(item.get("fencing_node")),
+            fencing_instance=_str(item.get("fencing_instance")),
+            candidate=_str(item.get("candidate")),
+            maintenance=item.get("maintenance") is True,
+            changed_at=_num(item.get("changed_at")),
+            reason=_str(item.get("reason")) or "",
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "active": self.active, "epoch": self.epoch, "phase": self.phase, "maintenance": self.maintenance,
+            "active_instance": self.active_instance, "fencing_node": self.fencing_node,
+            "fencing_instance": self.fencing_instance, "candidate": self.candidate,
+            "changed_at": self.changed_at, "reason": self.reason,
+        }
+
+
+@dataclass(frozen=True)
+class NodeReport:
+    """A `node#<name>` heartbeat item, written by that node's agent."""
+
+    name: str
+    heartbeat_at: float
+    efs_ok: bool
+    minio_ok: bool
+    serving: bool
+    seen_epoch: int
+    instance_id: str | None
+    detail: str
+
+    @classmethod
+    def from_item(cls, name: str, item: dict[str, Any]) -> NodeReport:
+        return cls(
+            name=name,
+            heartbeat_at=_num(item.get("heartbeat_at")),
+            efs_ok=item.get("efs_ok") is True,
+            minio_ok=item.get("minio_ok") is True,
+            # Unknown means "may be serving": fencing must never be confirmed by a missing attribute.
+            serving=item.get("serving") is not False,
+            seen_epoch=int(_num(item.get("seen_epoch"), 0)),
+            instance_id=_str(item.get("instance_id")),
+            detail=_str(item.get("detail")) or "",
+        )
+
+    def age(self, now: float) -> float:
+        return max(0.0, now - self.heartbeat_at)
+
+
+@dataclass(frozen=True)
+class CheckerState:
+    """The `checker` item: consecutive failed probes per node survive across invocations."""
+
+    failures: dict[str, int] = field(default_factory=dict)
+    failing_since: dict[str, float] = field(default_factory=dict)
+    alerted_at: dict[str, float] = field(default_factory=dict)
+    last_run_at: float = 0.0
+
+    @classmethod
+    def from_item(cls, item: dict[str, Any]) -> CheckerState:
+        def number_map(key: str) -> dict[str, float]:
+            raw = item.get(key)
+            return {str(k): _num(v) for k, v in raw.items()} if isinstance(raw, dict) else {}
+
+        return cls(
+            failures={k: int(v) for k, v in number_map("failures").items()},
+            failing_since=number_map("failing_since"),
+            alerted_at=number_map("alerted_at"),
+            last_run_at=_num(item.get("last_run_at")),
+        )
+
+
+@dataclass(frozen=True)
+class Request:
+    """A queued operator action (`request` item)."""
+
+    action: str
+    target: str | None
+    requested_at: float
+    request_id: str
+
+    @classmethod
+    def from_item(cls, item: dict[str, Any]) -> Request:
+        return cls(
+            action=_str(item.get("action")) or "",
+            target=_str(item.get("target")),
+            requested_at=_num(item.get("requested_at")),
+            request_id=_str(item.get("request_id")) or "",
+        )
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """Everything the table holds, from one consistent read."""
+
+    cluster: ClusterState | None
+    nodes: dict[str, NodeReport]
+    checker: CheckerState
+    request: Request | None
+
+
+@dataclass(frozen=True)
+class Instance:
+    node: str
+    instance_id: str
+    state: str
+    launch_time: float
+    eni: str | None
+    private_ip: str | None
+
+    @property
+    def running(self) -> bool:
+        return self.state == "running"
+
+
+@dataclass(frozen=True)
+class VipRoute:
+    """The VIP /32 route of one route table; `target_eni` is None when the route is missing or not an ENI."""
+
+    route_table_id: str
+    present: bool
+    target_eni: str | None
+    target_instance: str | None
+
+
+@dataclass(frozen=True)
+class Ec2View:
+    # node name -> its non-terminated instances, best first (running first, then newest launch)
+    instances: dict[str, tuple[Instance, ...]]
+    # route table id -> VIP route; a listed table that EC2 does not know is absent
+    routes: dict[str, VipRoute]
+    fetched_at: float
+
+    def instance_of(self, node: str | None, bound_id: str | None = None) -> Instance | None:
+        """The instance of `node`: the bound one if given (None if it is gone), else the best one."""
+        candidates = self.instances.get(node or "", ())
+        if bound_id is not None:
+            return next((i for i in candidates if i.instance_id == bound_id), None)
+        return candidates[0] if candidates else None
+
+    def node_of_eni(self, eni: str | None) -> str | None:
+        for node, instances in self.instances.items():
+            if any(i.eni == eni for i in instances if eni):
+                return node
+        return None

@@ -1,0 +1,87 @@
+"""Point the VIP /32 of every listed route table at one ENI, then read the tables back to verify."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from failover_lambda.aws import AWS_ERRORS, AwsUnavailable, error_code
+from failover_lambda.ec2_view import vip_route
+from failover_lambda.model import Ec2View
+from failover_lambda.settings import Settings
+
+_MISSING_ROUTE_CODES = frozenset({"InvalidRoute.NotFound", "InvalidParameterValue"})
+
+
+@dataclass
+class RouteResult:
+    changed: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+
+def drifted_tables(settings: Settings, view: Ec2View, eni: str) -> list[str]:
+    """Listed tables whose VIP route is missing or points anywhere but `eni` (unknown tables included)."""
+    return [table for table in settings.route_table_ids
+            if (route := view.routes.get(table)) is None or route.target_eni != eni]
+
+
+class RouteMover:
+    def __init__(self, client: Any, settings: Settings) -> None:
+        self._client = client
+        self._settings = settings
+
+    def point_at(self, eni: str, view: Ec2View) -> RouteResult:
+        """Fix every drifted table (one call each), then verify all of them with one describe call."""
+        result = RouteResult()
+        for table in drifted_tables(self._settings, view, eni):
+            route = view.routes.get(table)
+            try:
+                self._set_route(table, eni, exists=route is not None and route.present)
+                result.changed.append(table)
+            except AWS_ERRORS as error:
+                # One bad table must not stop the others; the next probe cycle retries it as drift.
+                result.failed[table] = f"{error_code(error)}: {error}"
+        try:
+            for table, problem in self.verify(eni).items():
+                result.failed.setdefault(table, problem)
+        except AwsUnavailable as error:
+            result.failed["verify"] = str(error)
+        return result
+
+    def verify(self, eni: str) -> dict[str, str]:
+        """Table -> problem for each listed table whose VIP route does not target `eni` exactly."""
+        try:
+            response = self._client.describe_route_tables(
+                Filters=[{"Name": "route-table-id", "Values": list(self._settings.route_table_ids)}])
+        except AWS_ERRORS as error:
+            raise AwsUnavailable("DescribeRouteTables", error) from error
+        routes = {t["RouteTableId"]: vip_route(t, self._settings.vip_cidr)
+                  for t in response.get("RouteTables", [])}
+        problems: dict[str, str] = {}
+        for table in self._settings.route_table_ids:
+            route = routes.get(table)
+            if route is None:
+                problems[table] = "route table not found"
+            elif route.target_eni != eni:
+                target = route.target_eni or route.target_instance or "nothing"
+                problems[table] = f"VIP route targets {target}"
+        return problems
+
+    def _set_route(self, table: str, eni: str, *, exists: bool) -> None:
+        args = {"RouteTableId": table, "DestinationCidrBlock": self._settings.vip_cidr,
+                "NetworkInterfaceId": eni}
+        try:
+            (self._client.replace_route if exists else self._client.create_route)(**args)
+        except AWS_ERRORS as error:
+            # The view may be a few seconds old: fall back to the other call once.
+            code = error_code(error)
+            if exists and code in _MISSING_ROUTE_CODES:
+                self._client.create_route(**args)
+            elif not exists and code == "RouteAlreadyExists":
+                self._client.replace_route(**args)
+            else:
+                raise

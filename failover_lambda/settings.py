@@ -1,0 +1,149 @@
+"""Checker settings: read from the environment once per cold start and validated in one place."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import TypeVar
+
+_T = TypeVar("_T")
+_ROUTE_TABLE_RE = re.compile(r"^rtb-[0-9a-f]+$")
+_NODE_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+class SettingsError(ValueError):
+    """One environment variable is missing or malformed; the message names it."""
+
+    def __init__(self, variable: str, problem: str) -> None:
+        super().__init__(f"environment variable {variable} {problem}")
+        self.variable = variable
+
+
+@dataclass(frozen=True)
+class Settings:
+    state_table_name: str
+    cluster_id: str
+    node_names: tuple[str, ...]
+    route_table_ids: tuple[str, ...]
+    vip: str
+    topic_arn: str | None
+    probe_interval_seconds: float = 1.0
+    failure_threshold: int = 3
+    heartbeat_stale_seconds: float = 3.0
+    lease_seconds: float = 5.0
+    fence_timeout_seconds: float = 10.0
+    minio_port: int = 9000
+    http_probe: bool = True
+    loop_safety_margin_seconds: float = 5.0
+    max_probes: int | None = None
+    fence_command_document: str = "AWS-RunShellScript"
+    minio_unit: str = "minio.service"
+    # Not in the design's list: how long an EC2 view (instances + route tables) is reused between probes.
+    ec2_cache_seconds: float = 5.0
+    # After a role change the new active node needs time to start MinIO: "MinIO down" is not counted yet.
+    minio_start_grace_seconds: float = 15.0
+
+    @property
+    def vip_cidr(self) -> str:
+        return f"{self.vip}/32"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> Settings:
+        reader = _Reader(env)
+        return cls(
+            state_table_name=reader.required("STATE_TABLE_NAME"),
+            cluster_id=reader.required("CLUSTER_ID"),
+            node_names=reader.node_names("NODE_NAMES"),
+            route_table_ids=reader.route_tables("ROUTE_TABLE_IDS"),
+            vip=reader.vip("VIP"),
+            topic_arn=env.get("TOPIC_ARN", "").strip() or None,
+            probe_interval_seconds=reader.number("PROBE_INTERVAL_SECONDS", 1.0, float, minimum=0),
+            failure_threshold=reader.number("FAILURE_THRESHOLD", 3, int, minimum=1),
+            heartbeat_stale_seconds=reader.number("HEARTBEAT_STALE_SECONDS", 3.0, float, minimum=0.1),
+            lease_seconds=reader.number("LEASE_SECONDS", 5.0, float, minimum=0.1),
+            fence_timeout_seconds=reader.number("FENCE_TIMEOUT_SECONDS", 10.0, float, minimum=0),
+            minio_port=reader.number("MINIO_PORT", 9000, int, minimum=1),
+            http_probe=reader.boolean("HTTP_PROBE", True),
+            loop_safety_margin_seconds=reader.number("LOOP_SAFETY_MARGIN_SECONDS", 5.0, float, minimum=0),
+            max_probes=reader.optional_int("MAX_PROBES"),
+            fence_command_document=reader.text("FENCE_COMMAND_DOCUMENT", "AWS-RunShellScript"),
+            minio_unit=reader.text("MINIO_UNIT", "minio.service"),
+            ec2_cache_seconds=reader.number("EC2_CACHE_SECONDS", 5.0, float, minimum=0),
+            minio_start_grace_seconds=reader.number("MINIO_START_GRACE_SECONDS", 15.0, float, minimum=0),
+        )
+
+
+class _Reader:
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self._env = env
+
+    def _raw(self, name: str) -> str | None:
+        value = self._env.get(name)
+        return value.strip() if value is not None and value.strip() else None
+
+    def required(self, name: str) -> str:
+        value = self._raw(name)
+        if value is None:
+            raise SettingsError(name, "is required and missing or empty")
+        return value
+
+    def text(self, name: str, default: str) -> str:
+        return self._raw(name) or default
+
+    def _list(self, name: str) -> tuple[str, ...]:
+        items = tuple(item.strip() for item in self.required(name).split(","))
+        if any(not item for item in items):
+            raise SettingsError(name, "must be a comma-separated list without empty items")
+        if len(set(items)) != len(items):
+            raise SettingsError(name, "lists an item twice")
+        return items
+
+    def node_names(self, name: str) -> tuple[str, ...]:
+        names = self._list(name)
+        bad = [item for item in names if not _NODE_NAME_RE.match(item)]
+        if bad:
+            raise SettingsError(name, f"has invalid node names {bad}")
+        return names
+
+    def route_tables(self, name: str) -> tuple[str, ...]:
+        ids = self._list(name)
+        bad = [item for item in ids if not _ROUTE_TABLE_RE.match(item)]
+        if bad:
+            raise SettingsError(name, f"has values that are not route table ids (rtb-...): {bad}")
+        return ids
+
+    def vip(self, name: str) -> str:
+        value = self.required(name).removesuffix("/32")
+        try:
+            return str(ipaddress.IPv4Address(value))
+        except ValueError:
+            raise SettingsError(name, f"must be an IPv4 address such as 172.16.0.1, got {value!r}") from None
+
+    def number(self, name: str, default: _T, kind: Callable[[str], _T], *, minimum: float) -> _T:
+        raw = self._raw(name)
+        if raw is None:
+            return default
+        try:
+            value = kind(raw)
+        except ValueError:
+            raise SettingsError(name, f"must be a {kind.__name__}, got {raw!r}") from None
+        if value < minimum:  # type: ignore[operator]
+            raise SettingsError(name, f"must be >= {minimum}, got {raw!r}")
+        return value
+
+    def optional_int(self, name: str) -> int | None:
+        if self._raw(name) is None:
+            return None
+        return self.number(name, 0, int, minimum=1)
+
+    def boolean(self, name: str, default: bool) -> bool:
+        raw = self._raw(name)
+        if raw is None:
+            return default
+        if raw.lower() in ("true", "1", "yes"):
+            return True
+        if raw.lower() in ("false", "0", "no"):
+            return False
+        raise SettingsError(name, f"must be true or false, got {raw!r}")

@@ -1,0 +1,153 @@
+"""The DynamoDB state table. Every role change is a conditional write on the epoch read before."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+
+from failover_lambda.aws import AWS_ERRORS, AwsUnavailable, error_code
+from failover_lambda.model import (
+    FENCING,
+    STABLE,
+    CheckerState,
+    ClusterState,
+    NodeReport,
+    Request,
+    Snapshot,
+)
+
+CLUSTER_KEY = "cluster"
+CHECKER_KEY = "checker"
+REQUEST_KEY = "request"
+NODE_PREFIX = "node#"
+
+_serializer = TypeSerializer()
+_deserializer = TypeDeserializer()
+
+
+def _to_ddb(values: dict[str, Any]) -> dict[str, Any]:
+    return {k: _serializer.serialize(_decimals(v)) for k, v in values.items()}
+
+
+def _decimals(value: Any) -> Any:
+    if isinstance(value, float):
+        return Decimal(str(round(value, 3)))
+    if isinstance(value, dict):
+        return {k: _decimals(v) for k, v in value.items()}
+    return value
+
+
+def _from_ddb(item: dict[str, Any]) -> dict[str, Any]:
+    return {k: _deserializer.deserialize(v) for k, v in item.items()}
+
+
+class StateStore:
+    def __init__(self, client: Any, table_name: str) -> None:
+        self._client = client
+        self._table = table_name
+
+    def read(self) -> Snapshot:
+        """One consistent Scan: the table holds a handful of items, so this is a single cheap call."""
+        items: list[dict[str, Any]] = []
+        kwargs: dict[str, Any] = {"TableName": self._table, "ConsistentRead": True}
+        while True:
+            page = self._call("Scan", self._client.scan, **kwargs)
+            items += [_from_ddb(item) for item in page.get("Items", [])]
+            if "LastEvaluatedKey" not in page:
+                break
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        by_key = {str(item.get("pk")): item for item in items}
+        nodes = {
+            key[len(NODE_PREFIX):]: NodeReport.from_item(key[len(NODE_PREFIX):], item)
+            for key, item in by_key.items() if key.startswith(NODE_PREFIX)
+        }
+        return Snapshot(
+            cluster=ClusterState.from_item(by_key[CLUSTER_KEY]) if CLUSTER_KEY in by_key else None,
+            nodes=nodes,
+            checker=CheckerState.from_item(by_key.get(CHECKER_KEY, {})),
+            request=Request.from_item(by_key[REQUEST_KEY]) if REQUEST_KEY in by_key else None,
+        )
+
+    def read_node(self, name: str) -> NodeReport | None:
+        response = self._call("GetItem", self._client.get_item, TableName=self._table,
+                              Key=_to_ddb({"pk": NODE_PREFIX + name}), ConsistentRead=True)
+        item = response.get("Item")
+        return NodeReport.from_item(name, _from_ddb(item)) if item else None
+
+    def bootstrap(self, first_node: str, instance_id: str | None, now: float) -> bool:
+        item: dict[str, Any] = {"pk": CLUSTER_KEY, "active": first_node, "epoch": 1, "phase": STABLE,
+                                "maintenance": False, "changed_at": now, "reason": "bootstrap"}
+        if instance_id:
+            item["active_instance"] = instance_id
+        return self._conditional("PutItem", self._client.put_item, TableName=self._table, Item=_to_ddb(item),
+                                 ConditionExpression="attribute_not_exists(pk)")
+
+    def begin_fencing(self, seen: ClusterState, candidate: str, reason: str, now: float) -> bool:
+        """Step 1 of a takeover: epoch+1, nobody active. False if anyone changed the epoch meanwhile."""
+        values: dict[str, Any] = {":fencing": FENCING, ":new": seen.epoch + 1, ":seen": seen.epoch,
+                                  ":stable": STABLE, ":old": seen.active or "", ":cand": candidate,
+                                  ":now": now, ":reason": reason, ":old_instance": seen.active_instance or ""}
+        return self._update(
+            "SET phase = :fencing, epoch = :new, fencing_node = :old, fencing_instance = :old_instance, "
+            "candidate = :cand, changed_at = :now, reason = :reason REMOVE active, active_instance",
+            "epoch = :seen AND phase = :stable", values)
+
+    def promote(self, seen: ClusterState, node: str, instance_id: str | None, reason: str,
+                now: float) -> bool:
+        """Step 4: fencing confirmed; the same epoch now names the new active node."""
+        values: dict[str, Any] = {":stable": STABLE, ":node": node, ":now": now, ":reason": reason,
+                                  ":seen": seen.epoch, ":fencing": FENCING}
+        expression = "SET phase = :stable, active = :node, changed_at = :now, reason = :reason"
+        if instance_id:
+            values[":instance"] = instance_id
+            expression += ", active_instance = :instance"
+        return self._update(expression + " REMOVE fencing_node, fencing_instance, candidate",
+                            "epoch = :seen AND phase = :fencing", values)
+
+    def bind_active_instance(self, seen: ClusterState, instance_id: str) -> bool:
+        """Record which instance holds the role when an older item lacks it (agents then ignore twins)."""
+        return self._update("SET active_instance = :instance",
+                            "epoch = :seen AND phase = :stable AND attribute_not_exists(active_instance)",
+                            {":instance": instance_id, ":seen": seen.epoch, ":stable": STABLE})
+
+    def set_maintenance(self, enabled: bool, now: float) -> None:
+        self._call("UpdateItem", self._client.update_item, TableName=self._table,
+                   Key=_to_ddb({"pk": CLUSTER_KEY}),
+                   UpdateExpression="SET maintenance = :m, maintenance_changed_at = :now",
+                   ConditionExpression="attribute_exists(pk)",
+                   ExpressionAttributeValues=_to_ddb({":m": enabled, ":now": now}))
+
+    def save_checker(self, state: CheckerState) -> None:
+        item = {"pk": CHECKER_KEY, "failures": dict(state.failures),
+                "failing_since": dict(state.failing_since), "alerted_at": dict(state.alerted_at),
+                "last_run_at": state.last_run_at}
+        self._call("PutItem", self._client.put_item, TableName=self._table, Item=_to_ddb(item))
+
+    def delete_request(self, request_id: str) -> bool:
+        return self._conditional("DeleteItem", self._client.delete_item, TableName=self._table,
+                                 Key=_to_ddb({"pk": REQUEST_KEY}), ConditionExpression="request_id = :id",
+                                 ExpressionAttributeValues=_to_ddb({":id": request_id}))
+
+    def _update(self, expression: str, condition: str, values: dict[str, Any]) -> bool:
+        return self._conditional("UpdateItem", self._client.update_item, TableName=self._table,
+                                 Key=_to_ddb({"pk": CLUSTER_KEY}), UpdateExpression=expression,
+                                 ConditionExpression=condition, ExpressionAttributeValues=_to_ddb(values))
+
+    def _conditional(self, operation: str, method: Any, **kwargs: Any) -> bool:
+        """True if the write happened, False if its condition failed (another writer won)."""
+        try:
+            method(**kwargs)
+        except AWS_ERRORS as error:
+            if error_code(error) == "ConditionalCheckFailedException":
+                return False
+            raise AwsUnavailable(operation, error) from error
+        return True
+
+    @staticmethod
+    def _call(operation: str, method: Any, **kwargs: Any) -> Any:
+        try:
+            return method(**kwargs)
+        except AWS_ERRORS as error:
+            raise AwsUnavailable(operation, error) from error

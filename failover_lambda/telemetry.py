@@ -1,0 +1,56 @@
+"""Logs, CloudWatch metrics (EMF via Powertools) and SNS notifications."""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.metrics import MetricUnit
+
+from failover_lambda.aws import AWS_ERRORS, error_code
+
+logger = Logger(service=os.environ.get("POWERTOOLS_SERVICE_NAME", "efs-ha-checker"))
+# No `service` argument: the only dimension is ClusterId, so alarms need just that one.
+metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "EfsHaCluster"))
+
+# Metric names are part of the contract with the stack's alarms and dashboard.
+FAILOVERS = "Failovers"
+DETECTION_SECONDS = "DetectionSeconds"
+SWITCH_SECONDS = "SwitchSeconds"
+ROUTE_DRIFT_REPAIRED = "RouteDriftRepaired"
+NO_HEALTHY_STANDBY = "NoHealthyStandby"
+CHECKER_ERRORS = "CheckerErrors"
+PROBE_UNKNOWN = "ProbeUnknown"
+FENCE_STOPS = "FenceStopInstances"
+
+
+class Telemetry:
+    def __init__(self, sns: Any, topic_arn: str | None, cluster_id: str) -> None:
+        self._sns = sns
+        self._topic_arn = topic_arn
+        metrics.set_default_dimensions(ClusterId=cluster_id)
+
+    def count(self, name: str, value: float = 1) -> None:
+        metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
+
+    def seconds(self, name: str, value: float) -> None:
+        metrics.add_metric(name=name, unit=MetricUnit.Seconds, value=max(0.0, value))
+
+    def notify(self, subject: str, payload: dict[str, Any]) -> None:
+        """Best effort: a failed notification is logged and counted, never allowed to stop a failover."""
+        if not self._topic_arn:
+            return
+        try:
+            self._sns.publish(TopicArn=self._topic_arn, Subject=subject[:100],
+                              Message=json.dumps(payload, default=str, sort_keys=True))
+        except AWS_ERRORS as error:
+            logger.warning("SNS publish failed", extra={"error": error_code(error), "subject": subject})
+            self.count(CHECKER_ERRORS)
+
+    @staticmethod
+    def flush() -> None:
+        # Flushed after each failover and at the end of the invocation, so alarms see failovers promptly.
+        if metrics.metric_set:
+            metrics.flush_metrics()
