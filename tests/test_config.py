@@ -1,0 +1,109 @@
+"""Config: one validated object; every bad value ends synthesis with one line naming the key."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from ipaddress import IPv4Address
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cluster_config import ConfigError, load_config
+from cluster_config.model import DEFAULTS
+from tests.conftest import PROJECT_ROOT, cdk_json_context, context_getter
+
+
+def test_cdk_json_and_built_in_defaults_agree() -> None:
+    context = cdk_json_context()
+    assert {key: context[key] for key in DEFAULTS} == DEFAULTS
+
+
+def test_defaults_give_the_reference_architecture() -> None:
+    config = load_config(context_getter())
+    assert config.vip == IPv4Address("172.16.0.1")
+    assert [str(c) for c in config.private_subnet_cidrs] == ["10.0.110.0/24", "10.0.120.0/24"]
+    assert [str(c) for c in config.client_cidrs] == ["10.0.0.0/16"]  # empty client_cidrs means the VPC
+    assert config.mount_point == "/mnt/efs"
+
+
+def test_cli_style_string_values_are_parsed() -> None:
+    config = load_config(context_getter(client_cidrs="10.1.0.0/16,192.168.0.0/24", failure_threshold="4"))
+    assert [str(c) for c in config.client_cidrs] == ["10.1.0.0/16", "192.168.0.0/24"]
+    assert config.timings.failure_threshold == 4
+    config = load_config(context_getter(public_subnet_cidrs='["10.0.1.0/24", "10.0.2.0/24"]'))
+    assert [str(c) for c in config.public_subnet_cidrs] == ["10.0.1.0/24", "10.0.2.0/24"]
+
+
+@pytest.mark.parametrize(("override", "key", "fragment"), [
+    ({"vip": "10.0.5.5"}, "vip", "inside vpc_cidr"),
+    ({"vip": "172.16.0.300"}, "vip", "not an IPv4 address"),
+    ({"vip": "8.8.8.8"}, "vip", "private unicast"),
+    ({"vpc_cidr": "10.0.0.0/33"}, "vpc_cidr", "not an IPv4 CIDR"),
+    ({"vpc_cidr": "10.0.0.1/16"}, "vpc_cidr", "host bits set"),
+    ({"public_subnet_cidrs": ["10.0.10.0/24", "10.1.20.0/24"]}, "public_subnet_cidrs", "outside vpc_cidr"),
+    ({"private_subnet_cidrs": ["10.0.110.0/24", "10.0.10.128/25"]}, "private_subnet_cidrs", "overlaps"),
+    ({"private_subnet_cidrs": ["10.0.110.0/24"]}, "private_subnet_cidrs", "exactly 2"),
+    ({"public_subnet_cidrs": ["10.0.10.0/24", "10.0.20.0/24", "10.0.30.0/24"]}, "public_subnet_cidrs",
+     "exactly 2"),
+    ({"client_cidrs": ["10.0.0.0/8x"]}, "client_cidrs", "not an IPv4 CIDR"),
+    ({"mount_point": "mnt/efs"}, "mount_point", "absolute"),
+    ({"mount_point": "/mnt/my efs"}, "mount_point", "no spaces"),
+    ({"mount_point": "/mnt/../etc"}, "mount_point", "'..'"),
+    ({"mount_point": "/mnt/efs/"}, "mount_point", "trailing"),
+    ({"mount_point": "/mnt/ef\\s"}, "mount_point", "may hold only"),
+    ({"mount_point": "/etc"}, "mount_point", "system directory"),
+    ({"node_names": ["node1"]}, "node_names", "exactly 2"),
+    ({"node_names": ["node1", "node1"]}, "node_names", "unique"),
+    ({"node_names": ["Node_1", "node2"]}, "node_names", "lower-case"),
+    ({"instance_type": "big"}, "instance_type", "instance type"),
+    ({"failure_threshold": "1"}, "failure_threshold", "at least 2"),
+    ({"lease_seconds": "soon"}, "lease_seconds", "whole number"),
+    ({"heartbeat_stale_seconds": 1}, "heartbeat_stale_seconds", "at least 2"),
+    ({"minio_sha256": "abc"}, "minio_sha256", "64-hex-digit"),
+    ({"minio_url": "http://insecure.example/minio"}, "minio_url", "https://"),
+    ({"minio_local_file": "build/minio"}, "minio_url", "exactly one"),
+    ({"minio_url": "", "minio_local_file": "no/such/minio"}, "minio_local_file", "does not exist"),
+    ({"alarm_email": "ops"}, "alarm_email", "e-mail"),
+])
+def test_bad_values_raise_one_clear_error_naming_the_key(override: dict[str, Any], key: str,
+                                                         fragment: str) -> None:
+    with pytest.raises(ConfigError) as raised:
+        load_config(context_getter(**override), project_root=PROJECT_ROOT)
+    assert raised.value.key == key
+    assert str(raised.value).startswith(f"config error: '{key}'")
+    assert fragment in str(raised.value)
+
+
+def test_local_minio_binary_is_checked_against_its_sha256(tmp_path: Path) -> None:
+    binary = tmp_path / "minio"
+    binary.write_bytes(b"not really minio")
+    base = {"minio_url": "", "minio_local_file": str(binary)}
+    with pytest.raises(ConfigError, match="does not match"):
+        load_config(context_getter(**base), project_root=tmp_path)
+    digest = hashlib.sha256(binary.read_bytes()).hexdigest()
+    config = load_config(context_getter(**base, minio_sha256=digest), project_root=tmp_path)
+    assert config.minio.local_file == binary and config.minio.url is None
+
+
+def _run_app(**overrides: Any) -> subprocess.CompletedProcess[str]:
+    """Run app.py the way the CDK CLI does: context in CDK_CONTEXT_JSON, no AWS credentials."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env["CDK_CONTEXT_JSON"] = json.dumps({**cdk_json_context(), **overrides})
+    # The Makefile's Node 22 (Node 20 makes jsii print an end-of-life banner on stderr).
+    env["PATH"] = f"{PROJECT_ROOT / '.tools/node_modules/.bin'}:{env['PATH']}"
+    return subprocess.run([sys.executable, "app.py"], cwd=PROJECT_ROOT, env=env, capture_output=True, text=True,
+                          timeout=300)
+
+
+def test_app_exits_with_one_line_and_no_traceback_on_bad_config() -> None:
+    result = _run_app(vip="10.0.5.5")
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines() == [
+        "config error: 'vip' 10.0.5.5 lies inside vpc_cidr 10.0.0.0/16; route-table failover only works for an "
+        "address outside the VPC CIDR (e.g. 172.16.0.1)"]
