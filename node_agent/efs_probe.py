@@ -1,0 +1,70 @@
+"""EFS write monitor: write 1 byte to <mount>/.efs-ha/monitor-<node>.txt, fsync, read it back.
+
+The I/O runs in a worker thread bounded by a timeout, because a hung NFS mount blocks a syscall forever.
+While an earlier probe is still stuck, no new thread is started and the probe keeps failing.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class EfsResult:
+    ok: bool
+    detail: str
+
+
+def write_and_verify(path: Path, payload: bytes) -> None:
+    path.parent.mkdir(exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        os.write(fd, payload)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    read_back = path.read_bytes()
+    if read_back != payload:
+        raise OSError(f"read back {read_back!r}, wrote {payload!r}")
+
+
+class EfsProbe:
+    def __init__(self, mount_point: str, node: str, timeout_seconds: float, *, require_mount: bool = True,
+                 writer: Callable[[Path, bytes], None] = write_and_verify) -> None:
+        self._mount = Path(mount_point)
+        self.path = self._mount / ".efs-ha" / f"monitor-{node}.txt"
+        self._timeout = timeout_seconds
+        self._require_mount = require_mount
+        self._writer = writer
+        self._stuck: threading.Thread | None = None
+        self._counter = 0
+
+    def run(self) -> EfsResult:
+        if self._stuck is not None and self._stuck.is_alive():
+            return EfsResult(False, "an earlier EFS write is still hung")
+        # An unmounted EFS would silently write to the local disk: that is a failure, not a success.
+        if self._require_mount and not os.path.ismount(self._mount):
+            return EfsResult(False, f"{self._mount} is not a mount point")
+        self._counter = (self._counter + 1) % 10
+        payload = str(self._counter).encode()
+        outcome: list[EfsResult] = []
+        worker = threading.Thread(target=self._attempt, args=(payload, outcome), name="efs-probe",
+                                  daemon=True)
+        worker.start()
+        worker.join(self._timeout)
+        if worker.is_alive():
+            self._stuck = worker
+            return EfsResult(False, f"EFS write did not finish within {self._timeout:g}s")
+        return outcome[0] if outcome else EfsResult(False, "EFS probe thread ended without a result")
+
+    def _attempt(self, payload: bytes, outcome: list[EfsResult]) -> None:
+        try:
+            self._writer(self.path, payload)
+        except OSError as error:
+            outcome.append(EfsResult(False, f"EFS write failed: {error}"))
+        else:
+            outcome.append(EfsResult(True, "ok"))
