@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from aws_cdk import Stack, Tags, Acknowledgment, Validations
+from aws_cdk import Acknowledgment, Stack, Tags, Validations
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_s3_assets as s3_assets
-from constructs import Construct
 
+from constructs import Construct
 from userdata.render import NodeUserDataInputs, render_node_user_data
 
 CLUSTER_TAG = "efs-ha:cluster"

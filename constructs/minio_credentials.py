@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from aws_cdk import RemovalPolicy, Acknowledgment, Validations
+from aws_cdk import Acknowledgment, RemovalPolicy, Validations
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_secretsmanager as secretsmanager
+
 from constructs import Construct
 
 

@@ -7,9 +7,9 @@ from dataclasses import dataclass
 from aws_cdk import ArnFormat, Fn, RemovalPolicy, Stack, Tags
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_logs as logs
-from constructs import Construct
 
 from cluster_config import ClusterConfig
+from constructs import Construct
 
 
 @dataclass(frozen=True)

@@ -6,8 +6,8 @@ from aws_cdk import RemovalPolicy
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_efs as efs
 from aws_cdk import aws_iam as iam
-from constructs import Construct
 
+from constructs import Construct
 from constructs.network import ClusterNetwork
 
 

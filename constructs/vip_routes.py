@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from aws_cdk import Acknowledgment, Stack, Validations
 from aws_cdk import aws_iam as iam
-from aws_cdk import Stack, Acknowledgment, Validations
 from aws_cdk import custom_resources as cr
+
 from constructs import Construct
 
 

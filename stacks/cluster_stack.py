@@ -7,9 +7,9 @@ from typing import Any
 
 from aws_cdk import CfnOutput, Stack, Tags
 from aws_cdk import aws_s3_assets as s3_assets
-from constructs import Construct
 
 from cluster_config import ClusterConfig
+from constructs import Construct
 from constructs.cluster_node import ClusterNode, NodeSettings, node_security_group
 from constructs.cluster_state import ClusterState
 from constructs.minio_credentials import MinioCredentials

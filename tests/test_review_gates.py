@@ -48,8 +48,9 @@ def test_cdk_nag_reports_no_unacknowledged_errors_or_warnings(synthesized_dir: t
 
 
 def test_every_acknowledged_nag_rule_has_a_real_reason(app: cdk.App) -> None:
+    key = cdk.Validations.ACKNOWLEDGED_RULES_METADATA_KEY
     acknowledged = [(construct.node.path, rule, reason) for construct in app.node.find_all()
-                    for entry in construct.node.metadata if entry.type == cdk.Validations.ACKNOWLEDGED_RULES_METADATA_KEY
+                    for entry in construct.node.metadata if entry.type == key
                     for rule, reason in entry.data.items()]
     nag = [item for item in acknowledged if "AwsSolutions-" in item[1]]
     assert nag, "expected the documented acknowledgements (SSM managed policy, EC29, SMG4)"
