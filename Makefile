@@ -14,7 +14,7 @@ export PATH := $(CURDIR)/$(TOOLS)/node_modules/.bin:$(CURDIR)/$(VENV)/bin:$(PATH
 export CDK_DISABLE_CLI_TELEMETRY := true
 export PYTHONDONTWRITEBYTECODE := 1
 
-PYTHON_SOURCES := app.py stacks constructs failover_lambda node_agent efs_ha_cli drill tests
+PYTHON_SOURCES := app.py stacks constructs cluster_config userdata failover_lambda node_agent efs_ha_cli drill tests
 
 .PHONY: synth test lint drill deploy destroy clean
 
