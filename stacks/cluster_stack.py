@@ -12,6 +12,7 @@ from cluster_config import ClusterConfig
 from constructs import Construct
 from constructs.cluster_node import ClusterNode, NodeSettings, node_security_group
 from constructs.cluster_state import ClusterState
+from constructs.failover_manager import FailoverInputs, FailoverManager
 from constructs.minio_credentials import MinioCredentials
 from constructs.network import ClusterNetwork
 from constructs.shared_storage import SharedStorage
@@ -52,6 +53,9 @@ class EfsHaClusterStack(Stack):
                                     route_table_ids=self.network.route_table_ids,
                                     route_table_arns=self.network.route_table_arns,
                                     initial_instance_id=self.nodes[0].instance_id)
+        self.failover = FailoverManager(self, "FailoverManager", inputs=FailoverInputs(
+            config=config, network=self.network, state=self.state, nodes=self.nodes,
+            node_security_group=node_group))
         self._outputs()
 
     def _minio_binary_source(self) -> s3_assets.Asset | str:
@@ -96,3 +100,5 @@ class EfsHaClusterStack(Stack):
         CfnOutput(self, "FileSystemId", value=self.storage.file_system.file_system_id)
         CfnOutput(self, "MountPoint", value=self.config.mount_point)
         CfnOutput(self, "MinioSecretArn", value=self.credentials.secret.secret_arn)
+        CfnOutput(self, "FailoverFunctionName", value=self.failover.function.function_name)
+        CfnOutput(self, "AlarmTopicArn", value=self.failover.topic.topic_arn)

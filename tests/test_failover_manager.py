@@ -1,0 +1,108 @@
+"""The failover checker's infrastructure: single concurrency, both triggers, state table, scoped IAM."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_cdk.assertions import Match, Template
+
+MUTATING_ACTIONS = {"ec2:ReplaceRoute", "ec2:CreateRoute", "ec2:StopInstances", "ssm:SendCommand"}
+
+
+def _checker(template_json: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    (found,) = [(k, r["Properties"]) for k, r in template_json["Resources"].items()
+                if r["Type"] == "AWS::Lambda::Function" and r["Properties"].get("Handler")
+                == "failover_lambda.handler.handler"]
+    return found
+
+
+def test_checker_runs_with_reserved_concurrency_one_inside_the_private_subnets(
+        template_json: dict[str, Any]) -> None:
+    _, function = _checker(template_json)
+    assert function["ReservedConcurrentExecutions"] == 1
+    assert function["Runtime"].startswith("python3.")
+    subnets = {s["Ref"] for s in function["VpcConfig"]["SubnetIds"]}
+    cidrs = {template_json["Resources"][s]["Properties"]["CidrBlock"] for s in subnets}
+    assert cidrs == {"10.0.110.0/24", "10.0.120.0/24"}
+
+
+def test_checker_environment_names_the_cluster_resources_and_shipped_timings(
+        template_json: dict[str, Any], config: Any) -> None:
+    _, function = _checker(template_json)
+    env = function["Environment"]["Variables"]
+    assert env["VIP"] == "172.16.0.1"
+    assert env["NODE_NAMES"] == "node1,node2"
+    assert env["CLUSTER_ID"] == "EfsHaCluster"
+    assert env["FAILURE_THRESHOLD"] == str(config.timings.failure_threshold)
+    assert env["PROBE_INTERVAL_SECONDS"] == str(config.timings.probe_interval_seconds)
+    tables = [part["Ref"] for part in env["ROUTE_TABLE_IDS"]["Fn::Join"][1]]
+    assert sorted(tables) == sorted(k for k, r in template_json["Resources"].items()
+                                    if r["Type"] == "AWS::EC2::RouteTable")
+
+
+def test_schedule_and_ec2_state_change_rules_target_the_checker(template: Template,
+                                                                template_json: dict[str, Any]) -> None:
+    checker_id, _ = _checker(template_json)
+    target = Match.array_with([Match.object_like({"Arn": {"Fn::GetAtt": [checker_id, "Arn"]}})])
+    template.has_resource_properties("AWS::Events::Rule", {
+        "ScheduleExpression": "rate(1 minute)", "State": "ENABLED", "Targets": target})
+    template.has_resource_properties("AWS::Events::Rule", {
+        "EventPattern": {
+            "source": ["aws.ec2"], "detail-type": ["EC2 Instance State-change Notification"],
+            "detail": {"state": ["stopping", "stopped", "shutting-down", "terminated"],
+                       "instance-id": Match.array_with([{"Ref": Match.string_like_regexp("Node1Instance")}])},
+        },
+        "Targets": target,
+    })
+
+
+def test_state_table_is_on_demand_with_point_in_time_recovery_and_retained(template: Template) -> None:
+    template.has_resource("AWS::DynamoDB::GlobalTable", {
+        "Properties": Match.object_like({
+            "BillingMode": "PAY_PER_REQUEST",
+            "KeySchema": [{"AttributeName": "pk", "KeyType": "HASH"}],
+            "Replicas": [Match.object_like({"PointInTimeRecoverySpecification": {
+                "PointInTimeRecoveryEnabled": True}})],
+        }),
+        "DeletionPolicy": "Retain",
+    })
+
+
+def _statements(template_json: dict[str, Any]) -> list[dict[str, Any]]:
+    return [s for r in template_json["Resources"].values() if r["Type"] == "AWS::IAM::Policy"
+            for s in r["Properties"]["PolicyDocument"]["Statement"]]
+
+
+def _as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def test_no_statement_grants_route_fencing_or_run_command_actions_on_star(template_json: dict[str, Any]) -> None:
+    risky = [s for s in _statements(template_json) if MUTATING_ACTIONS & set(_as_list(s["Action"]))]
+    assert {a for s in risky for a in _as_list(s["Action"])} >= MUTATING_ACTIONS
+    for statement in risky:
+        assert "*" not in _as_list(statement["Resource"]), statement
+
+
+def test_route_changes_are_limited_to_the_cluster_route_tables(template_json: dict[str, Any]) -> None:
+    (statement,) = [s for s in _statements(template_json) if s.get("Sid") == "MoveVipRoutes"]
+    tables = {part["Ref"] for arn in statement["Resource"] for part in arn["Fn::Join"][1] if isinstance(part, dict)
+              and "Ref" in part and part["Ref"].startswith("Network")}
+    assert tables == {k for k, r in template_json["Resources"].items() if r["Type"] == "AWS::EC2::RouteTable"}
+
+
+def test_fencing_is_limited_to_instances_tagged_with_this_cluster(template_json: dict[str, Any]) -> None:
+    for sid, key in (("FenceClusterNodes", "aws:ResourceTag/efs-ha:cluster"),
+                     ("StopMinioOnClusterNodes", "ssm:resourceTag/efs-ha:cluster")):
+        (statement,) = [s for s in _statements(template_json) if s.get("Sid") == sid]
+        assert statement["Condition"] == {"StringEquals": {key: "EfsHaCluster"}}
+
+
+def test_alert_topic_is_encrypted_and_enforces_tls(template: Template) -> None:
+    template.has_resource_properties("AWS::SNS::Topic", {"KmsMasterKeyId": Match.any_value()})
+    template.has_resource_properties("AWS::SNS::TopicPolicy", {"PolicyDocument": {"Statement": Match.array_with([
+        Match.object_like({"Effect": "Deny", "Condition": {"Bool": {"aws:SecureTransport": "false"}}})])}})
+
+
+def test_checker_log_group_has_a_retention(template: Template) -> None:
+    template.has_resource_properties("AWS::Logs::LogGroup", {"RetentionInDays": 90})
