@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import jsii
-
 from aws_cdk import Acknowledgment, BundlingOptions, Duration, Fn, ILocalBundling, RemovalPolicy, Stack, Validations
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_events as events
@@ -19,9 +18,9 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sns_subscriptions as subscriptions
-from constructs import Construct
 
 from cluster_config import ClusterConfig
+from constructs import Construct
 from constructs.cluster_node import CLUSTER_TAG, ClusterNode
 from constructs.cluster_state import ClusterState
 from constructs.network import ClusterNetwork
@@ -41,7 +40,8 @@ class _CopyPackage:
     def __init__(self, package: Path) -> None:
         self._package = package
 
-    def try_bundle(self, output_dir: str, _options: Any) -> bool:
+    def try_bundle(self, output_dir: str, *_options: Any, **_kw_options: Any) -> bool:
+        # jsii passes the bundling options positionally; they do not matter for a plain copy.
         shutil.copytree(self._package, Path(output_dir) / self._package.name,
                         ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
         return True

@@ -14,6 +14,7 @@ from constructs.cluster_node import ClusterNode, NodeSettings, node_security_gro
 from constructs.cluster_state import ClusterState
 from constructs.failover_manager import FailoverInputs, FailoverManager
 from constructs.minio_credentials import MinioCredentials
+from constructs.monitoring import ClusterMonitoring, MonitoringInputs
 from constructs.network import ClusterNetwork
 from constructs.shared_storage import SharedStorage
 from constructs.vip_routes import VipRoutes
@@ -56,6 +57,9 @@ class EfsHaClusterStack(Stack):
         self.failover = FailoverManager(self, "FailoverManager", inputs=FailoverInputs(
             config=config, network=self.network, state=self.state, nodes=self.nodes,
             node_security_group=node_group))
+        self.monitoring = ClusterMonitoring(self, "Monitoring", inputs=MonitoringInputs(
+            checker=self.failover.function, topic=self.failover.topic, file_system=self.storage.file_system,
+            node_names=config.node_names))
         self._outputs()
 
     def _minio_binary_source(self) -> s3_assets.Asset | str:
@@ -102,3 +106,4 @@ class EfsHaClusterStack(Stack):
         CfnOutput(self, "MinioSecretArn", value=self.credentials.secret.secret_arn)
         CfnOutput(self, "FailoverFunctionName", value=self.failover.function.function_name)
         CfnOutput(self, "AlarmTopicArn", value=self.failover.topic.topic_arn)
+        CfnOutput(self, "DashboardName", value=self.monitoring.dashboard.dashboard_name)
