@@ -1,0 +1,1 @@
+"""Operator CLI for a deployed EFS HA cluster (efs-ha)."""

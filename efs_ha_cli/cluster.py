@@ -1,0 +1,57 @@
+"""Cluster status straight from DynamoDB + EC2, computed by the checker's own code (failover_lambda.status).
+
+The Lambda is not invoked for this: its single concurrency slot is usually held by the probe loop.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from efs_ha_cli.context import App
+from efs_ha_cli.stack import (
+    ALARM_TOPIC_ARN,
+    FAILOVER_FUNCTION_NAME,
+    FILE_SYSTEM_ID,
+    MOUNT_POINT,
+    NODE_INSTANCE_IDS,
+)
+from failover_lambda.ec2_view import Ec2Reader
+from failover_lambda.model import ClusterState
+from failover_lambda.state_store import StateStore
+from failover_lambda.status import status_report
+
+UNINITIALISED = "uninitialised"
+# Shown until the checker's first run creates the `cluster` item (design: bootstrap on first run).
+_NOT_BOOTSTRAPPED = ClusterState(epoch=0, phase=UNINITIALISED, active=None,
+                                 reason="the checker has not created the cluster item yet")
+
+
+def state_store(app: App) -> StateStore:
+    return StateStore(app.client("dynamodb"), app.settings.state_table_name)
+
+
+def read_status(app: App) -> dict[str, Any]:
+    """failover_lambda's status report plus where it came from (stack, region, settings source)."""
+    settings = app.settings
+    snap = state_store(app).read()
+    view = Ec2Reader(app.client("ec2"), settings, app.clock).view(fresh=True)
+    report = status_report(settings, app.clock.now(), snap, snap.cluster or _NOT_BOOTSTRAPPED, view)
+    outputs = app.outputs
+    report["stack"] = {
+        "name": app.stack_name,
+        "region": outputs.region,
+        "status": outputs.stack_status,
+        "file_system_id": outputs.optional(FILE_SYSTEM_ID),
+        "mount_point": outputs.optional(MOUNT_POINT),
+        "failover_function": outputs.optional(FAILOVER_FUNCTION_NAME),
+        "alarm_topic_arn": outputs.optional(ALARM_TOPIC_ARN),
+        "deployed_instance_ids": list(outputs.items(NODE_INSTANCE_IDS))
+        if outputs.optional(NODE_INSTANCE_IDS) else [],
+        "thresholds_from": app.settings_source,
+    }
+    report["checked_at"] = app.clock.now()
+    return report
+
+
+def node_names(app: App) -> tuple[str, ...]:
+    return app.settings.node_names

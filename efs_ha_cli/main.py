@@ -1,0 +1,177 @@
+"""`efs-ha`: operate a deployed EFS HA cluster (status, switchover, maintenance, verify).
+
+Every resource is found through the CloudFormation stack's outputs; status is computed locally from the
+state table and EC2 with the checker's own code; actions go to the checker Lambda, or to the state table
+when the Lambda's only concurrency slot is busy (docs/failover-design.md).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+
+from efs_ha_cli.checker_api import CheckerFunction, Throttled, set_maintenance_flag
+from efs_ha_cli.cluster import read_status, state_store
+from efs_ha_cli.context import App, Hooks
+from efs_ha_cli.errors import CliError, one_line_errors
+from efs_ha_cli.render import (
+    print_json,
+    progress_view,
+    status_view,
+    stdout_console,
+    step_line,
+    verify_summary,
+)
+from efs_ha_cli.stack import (
+    CHECKER_OUTPUTS,
+    FAILOVER_FUNCTION_NAME,
+    MINIO_SECRET_ARN,
+    VERIFY_OUTPUTS,
+    default_stack_name,
+)
+from efs_ha_cli.switchover import DEFAULT_TIMEOUT_SECONDS, Switcher, SwitchResult
+from efs_ha_cli.verify import CommandRunner, SsmRunner, StepResult, Target, Verifier, new_bucket_name
+
+F = TypeVar("F", bound=Callable[..., Any])
+CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+class EfsHaGroup(click.Group):
+    """Runs every command under one_line_errors: an operator never sees a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        with one_line_errors():
+            return super().invoke(ctx)
+
+
+def json_option(command: F) -> F:
+    """`--json` after the command name too (`efs-ha status --json`), same as the global flag."""
+
+    def enable(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+        if value:
+            ctx.ensure_object(App).json_output = True
+
+    return click.option("--json", "json_output", is_flag=True, expose_value=False, callback=enable,
+                        help="Print machine-readable JSON instead of tables.")(command)
+
+
+@click.group(cls=EfsHaGroup, context_settings=CONTEXT_SETTINGS)
+@click.option("--stack-name", default=default_stack_name, metavar="NAME",
+              show_default="context stack_name of ./cdk.json, else EfsHaCluster",
+              help="CloudFormation stack of the cluster; all resources are found through its outputs.")
+@click.option("--region", default=None, metavar="REGION",
+              help="AWS region of the stack. Default: boto3's resolution (AWS_REGION, profile, ...).")
+@click.option("--json", "json_output", is_flag=True, help="Print machine-readable JSON instead of tables.")
+@click.pass_context
+def cli(ctx: click.Context, stack_name: str, region: str | None, json_output: bool) -> None:
+    """Operate a deployed EFS HA cluster: status, planned switchover, maintenance mode, acceptance check."""
+    hooks = ctx.obj if isinstance(ctx.obj, Hooks) else None
+    ctx.obj = App(stack_name=stack_name, region=region, json_output=json_output, hooks=hooks)
+
+
+@cli.command(context_settings=CONTEXT_SETTINGS)
+@json_option
+@click.pass_obj
+def status(app: App) -> None:
+    """Active node, epoch, phase, maintenance flag, node health and the VIP route of every route table.
+
+    Computed from the state table and EC2 directly (not by invoking the checker). Route tables whose VIP
+    route does not point at the active node's ENI are flagged DRIFT.
+    """
+    report = read_status(app)
+    if app.json_output:
+        print_json(report)
+    else:
+        stdout_console().print(status_view(report))
+
+
+@cli.command(context_settings=CONTEXT_SETTINGS)
+@click.option("--to", "target", required=True, metavar="NODE", help="Node to make active (see `efs-ha status`).")
+@click.option("--timeout", type=click.FloatRange(min=1), default=DEFAULT_TIMEOUT_SECONDS, show_default=True,
+              help="Seconds to wait for the routes to move and the node to serve.")
+@json_option
+@click.pass_obj
+def switchover(app: App, target: str, timeout: float) -> None:
+    """Planned move of the active role (and the VIP) to NODE.
+
+    Invokes the checker Lambda; if its only slot is busy (probe loop) the request is queued in the state
+    table for its next probe. Then waits until every route table points at NODE and NODE serves.
+    """
+    result = _switch(app, target, timeout)
+    if app.json_output:
+        print_json(result.to_json())
+    else:
+        how = " (queued request)" if result.queued else ""
+        stdout_console().print(f"switched over {result.source} -> {result.target} in {result.seconds:.1f}s{how}")
+
+
+@cli.command(context_settings=CONTEXT_SETTINGS)
+@click.argument("state", type=click.Choice(["on", "off"]))
+@json_option
+@click.pass_obj
+def maintenance(app: App, state: str) -> None:
+    """Suspend (on) or resume (off) automatic failover; drift is not repaired while on."""
+    enabled = state == "on"
+    app.outputs.require(*CHECKER_OUTPUTS)
+    function = CheckerFunction(app.client("lambda"), app.outputs.get(FAILOVER_FUNCTION_NAME))
+    try:
+        answer = function.call({"action": "maintenance", "enabled": enabled})
+        via = "checker"
+    except Throttled:
+        # The probe loop holds the slot; the flag is read by it on its next cycle.
+        set_maintenance_flag(state_store(app), enabled, app.clock.now())
+        via = "state table"
+        answer = {"ok": True, "maintenance": enabled}
+    if answer.get("ok") is not True:
+        raise CliError(f"maintenance {state} refused: {answer.get('reason', 'no reason given')}")
+    if app.json_output:
+        print_json({"ok": True, "maintenance": enabled, "via": via})
+    else:
+        effect = "automatic failover suspended" if enabled else "automatic failover resumed"
+        stdout_console().print(f"maintenance {state}: {effect} (set via the {via})")
+
+
+@cli.command(context_settings=CONTEXT_SETTINGS)
+@click.option("--timeout", type=click.FloatRange(min=1), default=DEFAULT_TIMEOUT_SECONDS, show_default=True,
+              help="Seconds each of the two switchovers may take.")
+@json_option
+@click.pass_obj
+def verify(app: App, timeout: float) -> None:
+    """Acceptance check from inside the VPC, via SSM Run Command on the nodes.
+
+    Writes a bucket and object through the VIP on the active node, switches over to a healthy standby,
+    reads the object back through the VIP there and compares it, then switches back. Exit 1 on any failure.
+    """
+    app.outputs.require(*VERIFY_OUTPUTS)
+    target = Target(vip=app.settings.vip, region=app.region, secret_arn=app.outputs.get(MINIO_SECRET_ARN),
+                    bucket=new_bucket_name())
+    console = stdout_console()
+
+    def on_step(step: StepResult) -> None:
+        if not app.json_output:
+            console.print(step_line(step))
+
+    def switch(node: str) -> str:
+        result = _switch(app, node, timeout)
+        return f"{result.source} -> {result.target} in {result.seconds:.1f}s" + (" (queued)" if result.queued else "")
+
+    report = Verifier(target, _runner(app), lambda: read_status(app), switch, app.clock, on_step).run()
+    if app.json_output:
+        print_json(report.to_json())
+    else:
+        console.print(verify_summary(report))
+    if not report.ok:
+        raise click.exceptions.Exit(1)
+
+
+def _switch(app: App, target: str, timeout: float) -> SwitchResult:
+    with progress_view(timeout) as view:
+        return Switcher(app, on_progress=view.update).run(target, timeout)
+
+
+def _runner(app: App) -> CommandRunner:
+    if app.hooks.command_runner is not None:
+        return app.hooks.command_runner(app)
+    return SsmRunner(app.client("ssm"), app.clock)

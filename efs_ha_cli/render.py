@@ -1,0 +1,122 @@
+"""Everything the operator sees: rich tables on stdout, progress on stderr, JSON for machines."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import click
+from rich.console import Console, Group
+from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from efs_ha_cli.verify import StepResult, VerifyReport
+
+
+def stdout_console() -> Console:
+    # Built per call: click's test runner swaps sys.stdout, and piping must not get colour codes.
+    return Console(file=sys.stdout, highlight=False)
+
+
+def stderr_console() -> Console:
+    return Console(file=sys.stderr, highlight=False)
+
+
+def print_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, sort_keys=True, default=str))
+
+
+def _yes_no(value: Any) -> str:
+    if value is None:
+        return "-"
+    return "[green]yes[/]" if value else "[red]no[/]"
+
+
+def _age(seconds: float | None) -> str:
+    return "never" if seconds is None else f"{seconds:.1f}s"
+
+
+def status_view(report: dict[str, Any]) -> Group:
+    return Group(_summary(report), _nodes_table(report), _routes_table(report))
+
+
+def _summary(report: dict[str, Any]) -> Table:
+    cluster, stack = report["cluster"], report["stack"]
+    now = report["checked_at"]
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(style="bold")
+    grid.add_column()
+    grid.add_row("Stack", f"{stack['name']} ({stack['region']}, {stack['status']})")
+    grid.add_row("Virtual IP", report["vip"])
+    grid.add_row("Active node", cluster["active"] or f"[yellow]none[/] (fencing {cluster['fencing_node'] or '?'}, "
+                                                     f"candidate {cluster['candidate'] or '?'})")
+    grid.add_row("Epoch / phase", f"{cluster['epoch']} / {cluster['phase']}")
+    grid.add_row("Maintenance", "[yellow]ON: automatic failover suspended[/]" if cluster["maintenance"] else "off")
+    if cluster["changed_at"]:
+        grid.add_row("Last change", f"{now - cluster['changed_at']:.0f}s ago: {cluster['reason']}")
+    request = report.get("request")
+    if request:
+        grid.add_row("Queued request", f"{request['action']} to {request['target']} "
+                                       f"({now - request['requested_at']:.0f}s ago, id {request['request_id']})")
+    last_run = report.get("checker_last_run_at")
+    grid.add_row("Checker last run", f"{now - last_run:.0f}s ago" if last_run else "never")
+    return grid
+
+
+def _nodes_table(report: dict[str, Any]) -> Table:
+    table = Table(title="Nodes", title_justify="left")
+    for column in ("Node", "Role", "Health", "Heartbeat", "EFS", "MinIO", "Serving", "Instance", "ENI"):
+        table.add_column(column, overflow="fold")
+    for name, node in report["nodes"].items():
+        health = "[green]healthy[/]" if node["healthy"] else f"[red]{'; '.join(node['problems'])}[/]"
+        instance = f"{node['instance_id']} ({node['instance_state']})" if node["instance_id"] else "-"
+        table.add_row(name, node["role"], health, _age(node["heartbeat_age_seconds"]), _yes_no(node["efs_ok"]),
+                      _yes_no(node["minio_ok"]), _yes_no(node["serving"]), instance, node["eni"] or "-")
+    return table
+
+
+def _routes_table(report: dict[str, Any]) -> Table:
+    table = Table(title=f"VIP route {report['vip']}", title_justify="left")
+    for column in ("Route table", "Target ENI", "Node", "State"):
+        table.add_column(column, overflow="fold")
+    for route in report["route_tables"]:
+        if route["drift"]:
+            state = "[red bold]DRIFT[/] (not the active node's ENI)" if route["present"] else \
+                "[red bold]DRIFT[/] (route missing)"
+        else:
+            state = "[green]ok[/]" if route["present"] else "missing"
+        table.add_row(route["route_table_id"], route["target_eni"] or "-", route["target_node"] or "-", state)
+    return table
+
+
+def step_line(step: StepResult) -> str:
+    mark = "[green]PASS[/]" if step.ok else ("[red]FAIL[/]" if step.fatal else "[yellow]WARN[/]")
+    return f"{mark} {step.name}: {step.detail} ({step.seconds:.1f}s)"
+
+
+def verify_summary(report: VerifyReport) -> str:
+    verdict = "[green]verify passed[/]" if report.ok else "[red]verify FAILED[/]"
+    return f"{verdict} in {report.seconds:.1f}s"
+
+
+class ProgressView:
+    """A live spinner + time budget on stderr; each state change is also printed as a line (CI logs)."""
+
+    def __init__(self, progress: Progress, timeout: float) -> None:
+        self._progress = progress
+        self._task = progress.add_task("starting", total=timeout)
+
+    def update(self, elapsed: float, detail: str) -> None:
+        self._progress.update(self._task, description=detail, completed=elapsed)
+        self._progress.console.print(f"[dim]{elapsed:6.1f}s[/] {detail}")
+
+
+@contextmanager
+def progress_view(timeout: float) -> Iterator[ProgressView]:
+    progress = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(),
+                        console=stderr_console(), transient=True)
+    with progress:
+        yield ProgressView(progress, timeout)

@@ -1,0 +1,142 @@
+"""Planned switchover: ask the checker (or queue the request), then watch the table and routes until done."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from efs_ha_cli.checker_api import CheckerFunction, RequestQueue, Throttled
+from efs_ha_cli.cluster import read_status
+from efs_ha_cli.context import App
+from efs_ha_cli.errors import CliError
+from efs_ha_cli.stack import CHECKER_OUTPUTS, FAILOVER_FUNCTION_NAME
+from failover_lambda.model import STABLE
+
+DEFAULT_TIMEOUT_SECONDS = 120.0
+
+
+@dataclass(frozen=True)
+class SwitchState:
+    """How far a switchover to `target` is, judged only from a status report."""
+
+    done: bool
+    detail: str
+
+
+@dataclass(frozen=True)
+class SwitchResult:
+    source: str | None
+    target: str
+    seconds: float
+    queued: bool
+    request_id: str | None
+    epoch: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {"ok": True, "from": self.source, "to": self.target, "seconds": round(self.seconds, 3),
+                "queued": self.queued, "request_id": self.request_id, "epoch": self.epoch}
+
+
+def switch_state(report: dict[str, Any], target: str) -> SwitchState:
+    """Done = target active and stable, every VIP route on its ENI, and it is healthy and serving."""
+    cluster = report["cluster"]
+    if cluster["active"] != target or cluster["phase"] != STABLE:
+        who = cluster["active"] or f"nobody (fencing {cluster.get('fencing_node') or '?'})"
+        queued = " (request queued for the checker's next probe)" if report.get("request") else ""
+        return SwitchState(False, f"phase {cluster['phase']}, epoch {cluster['epoch']}, active {who}{queued}")
+    node = report["nodes"][target]
+    routes = report["route_tables"]
+    on_target = [r for r in routes if node["eni"] and r["target_eni"] == node["eni"]]
+    if len(on_target) < len(routes):
+        return SwitchState(False, f"{target} active; {len(on_target)}/{len(routes)} route tables point at it")
+    if not node["serving"] or not node["minio_ok"]:
+        return SwitchState(False, f"{target} active, routes moved; waiting for MinIO to serve")
+    if not node["healthy"]:
+        return SwitchState(False, f"{target} serving but unhealthy: {'; '.join(node['problems'])}")
+    return SwitchState(True, f"{target} active and serving, {len(routes)}/{len(routes)} route tables on it")
+
+
+def precheck(report: dict[str, Any], target: str) -> None:
+    """Refuse early, with the reason, what the checker would refuse (a queued request's refusal is silent)."""
+    nodes = report["nodes"]
+    if target not in nodes:
+        raise CliError(f"unknown node {target!r}; valid nodes: {', '.join(nodes)}")
+    cluster = report["cluster"]
+    if cluster["phase"] != STABLE:
+        raise CliError(f"a takeover is in progress (phase {cluster['phase']}, epoch {cluster['epoch']}); "
+                       f"retry when `efs-ha status` shows phase stable")
+    if cluster["active"] == target:
+        raise CliError(f"{target} is already active")
+    problems = nodes[target]["problems"]
+    if problems:
+        raise CliError(f"{target} is not healthy: {'; '.join(problems)}")
+
+
+class Switcher:
+    """Runs one switchover; `on_progress(elapsed, detail)` sees every change of state while waiting."""
+
+    def __init__(self, app: App, on_progress: Callable[[float, str], None] | None = None) -> None:
+        self._app = app
+        self._on_progress = on_progress or (lambda _elapsed, _detail: None)
+
+    def run(self, target: str, timeout: float = DEFAULT_TIMEOUT_SECONDS) -> SwitchResult:
+        app = self._app
+        app.outputs.require(*CHECKER_OUTPUTS)
+        started = app.clock.now()
+        before = read_status(app)
+        precheck(before, target)
+        request_id = self._request(target)
+        seconds = self._wait(target, started, timeout, request_id)
+        return SwitchResult(source=before["cluster"]["active"], target=target, seconds=seconds,
+                            queued=request_id is not None, request_id=request_id,
+                            epoch=int(before["cluster"]["epoch"]) + 1)
+
+    def _request(self, target: str) -> str | None:
+        """Invoke the checker; None when it did the switchover, else the id of the queued request."""
+        app = self._app
+        function = CheckerFunction(app.client("lambda"), app.outputs.get(FAILOVER_FUNCTION_NAME))
+        try:
+            answer = function.call({"action": "switchover", "target": target})
+        except Throttled:
+            request_id = self._queue().queue_switchover(target, app.clock.now())
+            self._on_progress(0.0, f"checker busy (its probe loop holds the only slot); "
+                                   f"request {request_id} queued for its next probe")
+            return request_id
+        if answer.get("ok") is not True:
+            raise CliError(f"switchover refused: {answer.get('reason', 'no reason given')}")
+        return None
+
+    def _queue(self) -> RequestQueue:
+        return RequestQueue(self._app.client("dynamodb"), self._app.settings.state_table_name)
+
+    def _wait(self, target: str, started: float, timeout: float, request_id: str | None) -> float:
+        clock = self._app.clock
+        last_detail = ""
+        handled_without_move = 0
+        while True:
+            report = read_status(self._app)
+            state = switch_state(report, target)
+            elapsed = clock.now() - started
+            if state.detail != last_detail:
+                self._on_progress(elapsed, state.detail)
+                last_detail = state.detail
+            if state.done:
+                return elapsed
+            # The checker deletes the request after acting on it; gone while nothing moves = refused.
+            # Seen twice in a row, because one Scan may read `request` after and `cluster` before a change.
+            idle = request_id is not None and report["request"] is None and \
+                report["cluster"]["phase"] == STABLE and report["cluster"]["active"] != target
+            handled_without_move = handled_without_move + 1 if idle else 0
+            if handled_without_move >= 2:
+                raise CliError(f"the checker took request {request_id} but did not switch to {target} "
+                               f"(it may have found {target} unhealthy); see its logs or the alarm topic")
+            if elapsed >= timeout:
+                raise CliError(self._timeout_message(target, timeout, state, request_id))
+            clock.sleep(min(self._app.hooks.poll_seconds, max(0.0, timeout - elapsed)))
+
+    def _timeout_message(self, target: str, timeout: float, state: SwitchState, request_id: str | None) -> str:
+        message = f"switchover to {target} not complete after {timeout:.0f}s: {state.detail}"
+        if request_id and self._queue().withdraw(request_id):
+            message += f"; queued request {request_id} withdrawn (is the checker running?)"
+        return message
