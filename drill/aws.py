@@ -1,0 +1,70 @@
+"""The fake AWS: a moto server populated like the synthesized stack (VPC, 4 subnets, 3 route tables whose VIP
+route targets node1's ENI, two tagged instances, the state table, the alert topic)."""
+
+from __future__ import annotations
+
+import sys
+import time
+import urllib.request
+from typing import Any
+
+import boto3
+from botocore.config import Config
+
+from drill.config import CLUSTER_ID, MOTO_PORT, NODE_NAMES, REGION, TABLE_NAME, VIP, Fleet
+
+MOTO_URL = f"http://127.0.0.1:{MOTO_PORT}"
+SUBNETS = {"public-a": "10.0.10.0/24", "public-b": "10.0.20.0/24",
+           "private-a": "10.0.110.0/24", "private-b": "10.0.120.0/24"}
+# moto needs an image id; no image is ever looked up anywhere.
+IMAGE_ID = "ami-12c6146b"
+_CONFIG = Config(retries={"max_attempts": 2, "mode": "standard"}, connect_timeout=1, read_timeout=3)
+
+
+def moto_argv() -> list[str]:
+    return [sys.executable, "-m", "moto.server", "-H", "0.0.0.0", "-p", str(MOTO_PORT)]
+
+
+def wait_ready(url: str = MOTO_URL, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"{url}/moto-api/", timeout=1):
+                return
+        except OSError:
+            time.sleep(0.2)
+    raise RuntimeError(f"moto did not answer on {url} within {timeout:g}s")
+
+
+def client(service: str, endpoint: str = MOTO_URL) -> Any:
+    return boto3.client(service, endpoint_url=endpoint, region_name=REGION, config=_CONFIG)
+
+
+def populate() -> Fleet:
+    ec2 = client("ec2")
+    vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
+    subnets = {name: ec2.create_subnet(VpcId=vpc, CidrBlock=cidr)["Subnet"]["SubnetId"]
+               for name, cidr in SUBNETS.items()}
+    # As the stack: one public table shared by both public subnets, one table per private subnet.
+    tables = [ec2.create_route_table(VpcId=vpc)["RouteTable"]["RouteTableId"] for _ in range(3)]
+    associations = [(tables[0], "public-a"), (tables[0], "public-b"), (tables[1], "private-a"),
+                    (tables[2], "private-b")]
+    for table, subnet in associations:
+        ec2.associate_route_table(RouteTableId=table, SubnetId=subnets[subnet])
+    instances, enis = {}, {}
+    for index, node in enumerate(NODE_NAMES):
+        subnet = subnets["private-a" if index % 2 == 0 else "private-b"]
+        tags = [{"Key": "efs-ha:cluster", "Value": CLUSTER_ID}, {"Key": "efs-ha:node", "Value": node}]
+        item = ec2.run_instances(ImageId=IMAGE_ID, MinCount=1, MaxCount=1, SubnetId=subnet,
+                                 InstanceType="t3.small",
+                                 TagSpecifications=[{"ResourceType": "instance", "Tags": tags}])["Instances"][0]
+        instances[node] = item["InstanceId"]
+        enis[node] = next(n["NetworkInterfaceId"] for n in item["NetworkInterfaces"]
+                          if n["Attachment"]["DeviceIndex"] == 0)
+    for table in tables:
+        ec2.create_route(RouteTableId=table, DestinationCidrBlock=f"{VIP}/32", NetworkInterfaceId=enis[NODE_NAMES[0]])
+    client("dynamodb").create_table(TableName=TABLE_NAME, BillingMode="PAY_PER_REQUEST",
+                                    AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+                                    KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}])
+    topic = client("sns").create_topic(Name="efs-ha-drill-alerts")["TopicArn"]
+    return Fleet(route_table_ids=tuple(tables), instance_ids=instances, enis=enis, topic_arn=topic)

@@ -1,0 +1,166 @@
+"""`python -m drill [--scenario NAME ...] [--repeat N] [--output FILE]`.
+
+The outer process (root namespace) only creates the run's network namespaces, runs the inner drill inside the
+"aws" one (`ip netns exec`, which also gives it a private mount namespace: its EFS mounts vanish with it), and
+always kills what is left in those namespaces and deletes them, also on failure, SIGINT or SIGTERM.
+"""
+
+from __future__ import annotations
+
+import argparse
+import atexit
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from drill.config import FAKE_AWS_ENV, REPO_ROOT, Timings
+from drill.netns import Topology, remove_stale
+from drill.scenarios import SCENARIOS
+
+INNER_GRACE_SECONDS = 30
+
+
+def parse(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m drill", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--scenario", action="append", choices=sorted(SCENARIOS),
+                        help="run only this scenario (repeatable); default: all")
+    parser.add_argument("--repeat", type=int, default=1, help="repetitions of each scenario (medians reported)")
+    parser.add_argument("--output", type=Path, default=REPO_ROOT / "drill-results.json")
+    parser.add_argument("--max-minutes", type=float, default=30, help="hard bound for the whole drill")
+    parser.add_argument("--inner", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--prefix", help=argparse.SUPPRESS)
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse(argv)
+    if args.repeat < 1:
+        raise SystemExit("--repeat must be >= 1")
+    return inner_main(args) if args.inner else outer_main(args)
+
+
+# ----- outer: namespaces -----
+def outer_main(args: argparse.Namespace) -> int:
+    missing = [tool for tool in ("ip", "nsenter", "mount") if not shutil.which(tool)]
+    if os.geteuid() != 0 or missing:
+        print(f"the drill needs root and {missing or 'ip/nsenter/mount'} (network namespaces)", file=sys.stderr)
+        return 2
+    for stale in remove_stale():
+        print(f"removed namespace {stale} of an earlier drill that died", file=sys.stderr)
+    topology = Topology(f"drill-{os.getpid()}")
+    atexit.register(topology.destroy)
+    inner: list[subprocess.Popen[bytes]] = []
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        for process in inner:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, on_signal)
+    try:
+        topology.create()
+        argv = [sys.executable, "-m", "drill", "--inner", "--prefix", topology.prefix, "--repeat",
+                str(args.repeat), "--output", str(args.output), "--max-minutes", str(args.max_minutes)]
+        for name in args.scenario or []:
+            argv += ["--scenario", name]
+        inner.append(subprocess.Popen(["ip", "netns", "exec", topology.aws, *argv], cwd=REPO_ROOT))
+        return _wait_inner(inner[0], args.max_minutes * 60)
+    except KeyboardInterrupt:
+        print("drill interrupted: cleaning up", file=sys.stderr)
+        return 130
+    finally:
+        for process in inner:
+            _stop(process)
+        topology.destroy()
+
+
+def _wait_inner(process: subprocess.Popen[bytes], limit: float) -> int:
+    try:
+        return process.wait(limit + INNER_GRACE_SECONDS)
+    except subprocess.TimeoutExpired:
+        print(f"drill exceeded {limit / 60:g} minutes: stopping it", file=sys.stderr)
+        return 124
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is not None:
+        return
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(INNER_GRACE_SECONDS)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(5)
+
+
+# ----- inner: the drill itself -----
+def inner_main(args: argparse.Namespace) -> int:
+    from drill.analysis import dual_active
+    from drill.lab import Lab, log
+    from drill.nodes import s3_server_name
+    from drill.report import failures, summarize, table, write
+
+    def on_term(signum: int, _frame: FrameType | None) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, on_term)
+    os.environ.update(FAKE_AWS_ENV)  # the orchestrator's own boto3 clients talk to moto only
+    timings = Timings.shipped()
+    scenarios = [SCENARIOS[name] for name in (args.scenario or list(SCENARIOS))]
+    work = Path(tempfile.mkdtemp(prefix="drill-"))
+    _describe(args, timings, s3_server_name(), work)
+    lab = Lab(Topology(args.prefix), work, timings)
+    runs: list[dict[str, Any]] = []
+    error = None
+    deadline = time.monotonic() + args.max_minutes * 60
+    try:
+        lab.open()
+        for rep in range(1, args.repeat + 1):
+            for scenario in scenarios:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"--max-minutes {args.max_minutes:g} reached")
+                run = lab.run(scenario, rep)
+                log(f"[{scenario.name} #{rep}] {_brief(run)}")
+                runs.append(run)
+    except (Exception, KeyboardInterrupt) as caught:
+        error = f"{type(caught).__name__}: {caught}"
+        log(f"drill aborted: {error}")
+    finally:
+        lab.close()
+    rows = summarize(runs)
+    overall_dual = dual_active(lab.timeline)
+    problems = failures(rows, overall_dual) + ([f"aborted: {error}"] if error else [])
+    write(args.output, {"timings": timings.__dict__, "s3_server": s3_server_name(), "http_probe": False,
+                        "summary": rows, "runs": runs, "problems": problems, "logs": str(work / "logs")})
+    print("\n" + table(rows))
+    print(f"\nresults: {args.output}; logs: {work / 'logs'}")
+    for problem in problems:
+        print(f"FAIL: {problem}")
+    return 1 if problems else 0
+
+
+def _brief(run: dict[str, Any]) -> str:
+    keys = ("detection_s", "switch_s", "rto_s", "acknowledged", "lost", "dual_active", "vip_violations",
+            "fault_phase_s")
+    return " ".join(f"{k}={run[k]}" for k in keys)
+
+
+def _describe(args: argparse.Namespace, timings: Timings, server: str, work: Path) -> None:
+    print(f"""efs-ha local failover drill (no AWS account; nothing is deployed)
+  timings (cdk.json): {timings.describe()}
+  checker: the real failover_lambda handler, 1-minute schedule, 60 s invocations, concurrency 1, against moto
+  HTTP_PROBE=false: moto's ENI addresses are 10.0.x.x, which are no host of this drill and must never be contacted
+  nodes: the real node agent + {server}, sharing one tmpfs as EFS through per-node bind mounts
+  network: namespaces {args.prefix}-{{aws,cl,node1,node2}}; the client reaches only the VIP, routed like the VPC
+  RTO excludes AWS route propagation; work dir {work}
+""", flush=True)

@@ -1,0 +1,78 @@
+"""Drill constants and the shipped timings (read from cdk.json so the drill measures what a deployment runs)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+VIP = "172.16.0.1"
+S3_PORT = 9000
+IDENTITY_PORT = 9999  # each node answers its name here, so the client can tell which node the VIP reached
+MOTO_PORT = 5000
+PROXY_PORT = 5001  # the checker talks to moto through this proxy (it can kill the checker mid-route-move)
+# RFC 2544 benchmark range: only ever assigned inside the drill's own namespaces, never routed anywhere else.
+LINK_PREFIX = "198.18.0"
+AWS_ADDRESS = f"{LINK_PREFIX}.1"
+CLIENT_ADDRESS = f"{LINK_PREFIX}.100"
+NODE_NAMES = ("node1", "node2")
+CLUSTER_ID = "EfsHaDrill"
+TABLE_NAME = "efs-ha-drill-state"
+REGION = "us-east-1"
+BUCKET = "drill"
+# Lambda: 60 s timeout, scheduled every minute, reserved concurrency 1 (constructs/failover_manager.py).
+INVOCATION_TIMEOUT_SECONDS = 60.0
+SCHEDULE_SECONDS = 60.0
+# Fake credentials everywhere: boto3 must never look for real ones (no IMDS, no files).
+FAKE_AWS_ENV = {
+    "AWS_ACCESS_KEY_ID": "drill",
+    "AWS_SECRET_ACCESS_KEY": "drill",
+    "AWS_SESSION_TOKEN": "drill",
+    "AWS_REGION": REGION,
+    "AWS_DEFAULT_REGION": REGION,
+    "AWS_EC2_METADATA_DISABLED": "true",
+    "AWS_CONFIG_FILE": "/dev/null",
+    "AWS_SHARED_CREDENTIALS_FILE": "/dev/null",
+}
+
+
+def node_address(index: int) -> str:
+    return f"{LINK_PREFIX}.{11 + index}"
+
+
+@dataclass(frozen=True)
+class Timings:
+    probe_interval_seconds: float
+    failure_threshold: int
+    heartbeat_interval_seconds: float
+    heartbeat_stale_seconds: float
+    lease_seconds: float
+    fence_timeout_seconds: float
+
+    @classmethod
+    def shipped(cls, cdk_json: Path = REPO_ROOT / "cdk.json") -> Timings:
+        context = json.loads(cdk_json.read_text())["context"]
+        return cls(
+            probe_interval_seconds=float(context["probe_interval_seconds"]),
+            failure_threshold=int(context["failure_threshold"]),
+            heartbeat_interval_seconds=float(context["heartbeat_interval_seconds"]),
+            heartbeat_stale_seconds=float(context["heartbeat_stale_seconds"]),
+            lease_seconds=float(context["lease_seconds"]),
+            fence_timeout_seconds=float(context["fence_timeout_seconds"]),
+        )
+
+    def describe(self) -> str:
+        return (f"probe {self.probe_interval_seconds:g}s x{self.failure_threshold}, heartbeat "
+                f"{self.heartbeat_interval_seconds:g}s, stale {self.heartbeat_stale_seconds:g}s, lease "
+                f"{self.lease_seconds:g}s, fence timeout {self.fence_timeout_seconds:g}s")
+
+
+@dataclass(frozen=True)
+class Fleet:
+    """What moto was populated with: the ids the checker and the agents are configured with."""
+
+    route_table_ids: tuple[str, ...]
+    instance_ids: dict[str, str]  # node -> instance id
+    enis: dict[str, str]  # node -> primary ENI id
+    topic_arn: str

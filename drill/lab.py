@@ -1,0 +1,318 @@
+"""The inner drill, run inside the "aws" namespace: moto, the checker service, both nodes, the client, the
+VPC-router mirror; runs scenarios and measures them. Everything it starts is stopped in close()."""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from contextlib import suppress
+from pathlib import Path
+from typing import Any
+
+from drill import aws
+from drill.analysis import Window, detection_seconds, dual_active, rto_seconds, vip_violations
+from drill.config import (
+    CLUSTER_ID,
+    FAKE_AWS_ENV,
+    MOTO_PORT,
+    NODE_NAMES,
+    PROXY_PORT,
+    REPO_ROOT,
+    TABLE_NAME,
+    VIP,
+    Fleet,
+    Timings,
+    node_address,
+)
+from drill.lambda_service import LambdaService
+from drill.netns import Topology, in_ns
+from drill.nodes import MINIO_PASSWORD, MINIO_USER, Node, SharedStorage
+from drill.procs import Child
+from drill.proxy import KillSwitchProxy
+from drill.scenarios import Scenario
+from drill.timeline import Timeline
+from drill.watcher import Watcher
+
+CLEAN_TIMEOUT_SECONDS = 120.0
+WARMUP_OPS = 30
+RECOVERED_STREAK = 10
+MIN_OBSERVE_SECONDS = 3.0
+
+
+def log(text: str) -> None:
+    print(f"{time.strftime('%H:%M:%S')} {text}", file=sys.stderr, flush=True)
+
+
+def checker_env(fleet: Fleet, timings: Timings) -> dict[str, str]:
+    """Exactly the function's environment in the stack (failover_manager.py), pointed at moto via the proxy."""
+    return {
+        "AWS_ENDPOINT_URL": f"http://127.0.0.1:{PROXY_PORT}",
+        "STATE_TABLE_NAME": TABLE_NAME, "CLUSTER_ID": CLUSTER_ID, "NODE_NAMES": ",".join(NODE_NAMES),
+        "ROUTE_TABLE_IDS": ",".join(fleet.route_table_ids), "VIP": VIP, "TOPIC_ARN": fleet.topic_arn,
+        "PROBE_INTERVAL_SECONDS": str(timings.probe_interval_seconds),
+        "FAILURE_THRESHOLD": str(timings.failure_threshold),
+        "HEARTBEAT_STALE_SECONDS": str(timings.heartbeat_stale_seconds),
+        "LEASE_SECONDS": str(timings.lease_seconds), "FENCE_TIMEOUT_SECONDS": str(timings.fence_timeout_seconds),
+        "POWERTOOLS_SERVICE_NAME": "efs-ha-checker", "POWERTOOLS_METRICS_NAMESPACE": "EfsHaCluster",
+        # Not in the stack: moto's ENI addresses (10.0.x.x) are no host of ours and must never be contacted.
+        "HTTP_PROBE": "false",
+    }
+
+
+class Lab:
+    def __init__(self, topology: Topology, work: Path, timings: Timings) -> None:
+        self.topology = topology
+        self.work = work
+        self.logs = work / "logs"
+        self.logs.mkdir(parents=True, exist_ok=True)
+        self.timings = timings
+        self.timeline = Timeline()
+        self.storage = SharedStorage(work)
+        self.proxy = KillSwitchProxy(PROXY_PORT, MOTO_PORT)
+        self.moto: Child | None = None
+        self.nodes: dict[str, Node] = {}
+        self.checker: LambdaService
+        self.watcher: Watcher | None = None
+        self.fleet: Fleet
+        self.client_table = ""
+        self._client: Child | None = None
+        self._verify: dict[str, Any] | None = None
+        self._verified = threading.Event()
+
+    # ----- setup -----
+    def open(self) -> None:
+        self.storage.mount()
+        self.moto = Child("moto", aws.moto_argv(), {**_base_env()}, self.logs)
+        aws.wait_ready()
+        self.fleet = aws.populate()
+        # The client sits in private subnet B: the table a crashed checker updates last.
+        self.client_table = self.fleet.route_table_ids[-1]
+        self.proxy.start()
+        for name in NODE_NAMES:
+            view = self.storage.views[name]
+            self.nodes[name] = Node(name, self.topology, self.fleet, self.timings, view, self.logs,
+                                    self.timeline.sample)
+            self.nodes[name].start_sampler()
+        self.check_vip_isolation()
+        self.checker = LambdaService(checker_env(self.fleet, self.timings), self.logs, log)
+        self.watcher = Watcher(self.fleet, self.topology, self.nodes, self.timeline, self.client_table,
+                               lambda event: self._ec2_event(event), log)
+        self.watcher.start()
+        for node in self.nodes.values():
+            node.start_agent()
+        self.checker.start()
+
+    def _ec2_event(self, event: dict[str, Any]) -> None:
+        if self.checker.invoke(event, "ec2-state-change") is None:
+            log("EC2 state-change invocation throttled (slot busy): dropped")
+
+    def check_vip_isolation(self) -> None:
+        """Before anything runs: the VIP reaches exactly the node the client route names, and nothing without."""
+        for index, name in [*enumerate(NODE_NAMES), (None, None)]:
+            self.topology.route_vip(node_address(index) if index is not None else None)
+            reached = self._probe_vip_identity()
+            if reached != name:
+                raise RuntimeError(f"VIP isolation broken: route via {name} reached {reached}; "
+                                   f"client routes:\n{self.topology.client_routes()}")
+        log("VIP check: the client reaches each node only through its route, nothing without one")
+
+    def _probe_vip_identity(self) -> str | None:
+        code = "from drill.client import vip_identity; print(vip_identity())"
+        result = subprocess.run(in_ns(self.topology.client, [sys.executable, "-c", code]), env=_base_env(),
+                                capture_output=True, text=True, timeout=30, check=True)
+        answer = result.stdout.strip()
+        return None if answer == "None" else answer
+
+    # ----- cluster state -----
+    def heal(self) -> None:
+        """Undo every fault: links up, EFS writable, instances running, agents started, proxy disarmed."""
+        self.proxy.disarm()
+        ec2 = aws.client("ec2")
+        states = {i["InstanceId"]: i["State"]["Name"] for r in ec2.describe_instances(
+            InstanceIds=list(self.fleet.instance_ids.values()))["Reservations"] for i in r["Instances"]}
+        for name, node in self.nodes.items():
+            if not node.links_up:
+                node.set_links(True)
+            self.storage.set_read_only(name, False)
+            if states[self.fleet.instance_ids[name]] != "running":
+                ec2.start_instances(InstanceIds=[self.fleet.instance_ids[name]])
+            node.start_agent()
+
+    def clean_state(self) -> str | None:
+        """The active node if the cluster is clean: stable, both nodes fresh with EFS ok, the active one (and only
+        it) answering, every route table and the client's kernel route on it."""
+        now = time.time()
+        cluster = self.timeline.latest_cluster()
+        if cluster is None or cluster.phase != "stable" or not cluster.active:
+            return None
+        active = cluster.active
+        with self.timeline.lock:
+            reports = dict(self.timeline.nodes)
+            routes = dict(self.timeline.routes_all)
+            applied = self.timeline.applied_route[-1][1] if self.timeline.applied_route else None
+        for name in NODE_NAMES:
+            report = reports.get(name, {})
+            if now - float(report.get("heartbeat_at", 0)) > 2.5 or report.get("efs_ok") is not True:
+                return None
+            if self.timeline.answering(name, now - 0.5) is not (name == active):
+                return None
+        if set(routes.values()) != {active} or len(routes) != len(self.fleet.route_table_ids) or applied != active:
+            return None
+        return active if reports[active].get("serving") is True else None
+
+    def wait_clean(self, timeout: float = CLEAN_TIMEOUT_SECONDS) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            active = self.clean_state()
+            if active:
+                return active
+            time.sleep(0.2)
+        raise RuntimeError(f"the cluster did not reach a clean state within {timeout:g}s: "
+                           f"{self.timeline.latest_cluster()} routes={self.timeline.routes_all}")
+
+    # ----- client -----
+    def _on_client_line(self, line: str) -> None:
+        record = json.loads(line)
+        kind = record.get("k")
+        with self.timeline.lock:
+            if kind in ("put", "get"):
+                self.timeline.ops.append(record)
+            elif kind == "id":
+                self.timeline.identity.append((record["t"], record["node"]))
+        if kind == "verify":
+            self._verify = record
+            self._verified.set()
+
+    def start_client(self, prefix: str) -> Child:
+        self._verify, self._verified = None, threading.Event()
+        env = {**_base_env(), "DRILL_S3_USER": MINIO_USER, "DRILL_S3_PASSWORD": MINIO_PASSWORD}
+        self._client = Child(f"client-{prefix}", in_ns(self.topology.client, [
+            sys.executable, "-m", "drill.client", "--prefix", prefix, "--max-seconds", "400"]), env, self.logs,
+            on_line=self._on_client_line, stdin=True)
+        return self._client
+
+    def ops_since(self, since: float) -> list[dict[str, Any]]:
+        with self.timeline.lock:
+            return [op for op in self.timeline.ops if op["t0"] >= since]
+
+    def start_switchover(self, target: str, timeout: float = 75.0) -> float:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.checker.invoke({"action": "switchover", "target": target}, "operator switchover") is not None:
+                return time.time()
+            time.sleep(0.05)
+        raise RuntimeError("the checker's only slot stayed busy: switchover not invoked")
+
+    # ----- one scenario -----
+    def run(self, scenario: Scenario, rep: int) -> dict[str, Any]:
+        active = self.wait_clean()
+        standby = next(n for n in NODE_NAMES if n != active)
+        started = time.time()
+        client = self.start_client(f"{scenario.name}-{rep}")
+        self._wait(lambda: sum(op["ok"] for op in self.ops_since(started)) >= WARMUP_OPS, 60, "client warm-up")
+        cluster = self.timeline.latest_cluster()
+        epoch = cluster.epoch if cluster else 0
+        fault_at = time.time()
+        log(f"[{scenario.name} #{rep}] fault on {active}: {scenario.title}")
+        fault_at = scenario.inject(self, active, standby) or fault_at
+        recovered = self._wait(lambda: self._recovered(scenario, fault_at, epoch), scenario.recovery_timeout,
+                               "recovery", fail=False)
+        recovered_at = time.time()
+        log(f"[{scenario.name} #{rep}] {'recovered' if recovered else 'NOT recovered'} after "
+            f"{recovered_at - fault_at:.1f}s; healing")
+        self.heal()
+        self.wait_clean()
+        client.send("verify")
+        verified = self._verified.wait(120)
+        client.stop(timeout=10)
+        window = Window(fault_at, recovered_at, epoch, active)
+        return self._measure(scenario, rep, window, started, recovered, verified)
+
+    def _recovered(self, scenario: Scenario, fault_at: float, epoch: int) -> bool:
+        if time.time() - fault_at < MIN_OBSERVE_SECONDS:
+            return False
+        ops = self.ops_since(fault_at)
+        if len(ops) < RECOVERED_STREAK or not all(op["ok"] for op in ops[-RECOVERED_STREAK:]):
+            return False
+        cluster = self.timeline.latest_cluster()
+        if cluster is None or cluster.phase != "stable" or (scenario.moves and cluster.epoch <= epoch):
+            return False
+        with self.timeline.lock:
+            routes = set(self.timeline.routes_all.values())
+        return routes == {cluster.active}
+
+    def _measure(self, scenario: Scenario, rep: int, window: Window, started: float, recovered: bool,
+                 verified: bool) -> dict[str, Any]:
+        ops = self.ops_since(started)
+        detect, switch = detection_seconds(self.timeline, window)
+        verify = self._verify or {}
+        lost = verify.get("lost", []) if verified else ["<verification did not finish>"]
+        bad_reads = [op["key"] for op in ops if op.get("bad")]
+        overlaps = dual_active(self.timeline, started, time.time())
+        violations = vip_violations(self.timeline, started, time.time())
+        return {
+            "scenario": scenario.name, "rep": rep, "title": scenario.title, "from": window.old_active,
+            "detection_s": _round(detect), "switch_s": _round(switch), "rto_s": _round(rto_seconds(ops, window)),
+            "acknowledged": sum(1 for op in ops if op["k"] == "put" and op["ok"]),
+            "lost": len(lost) + len(bad_reads), "lost_keys": (lost + bad_reads)[:20],
+            "dual_active": bool(overlaps), "dual_active_intervals": overlaps[:5],
+            "vip_violations": len(violations), "vip_violation_samples": violations[:5],
+            "recovered": recovered, "fault_phase_s": _round(self._phase(window.fault_at)),
+        }
+
+    def _phase(self, at: float) -> float | None:
+        """Seconds since the scheduled invocation that was running (or last ran) when the fault came."""
+        starts = [i["t"] for i in self.checker.invocations if i["trigger"] == "schedule" and "id" in i
+                  and i["t"] <= at]
+        return at - starts[-1] if starts else None
+
+    @staticmethod
+    def _wait(condition: Any, timeout: float, what: str, *, fail: bool = True) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if condition():
+                return True
+            time.sleep(0.1)
+        if fail:
+            raise RuntimeError(f"timed out waiting for {what} ({timeout:g}s)")
+        return False
+
+    # ----- teardown -----
+    def close(self) -> None:
+        for step in self._teardown_steps():
+            with suppress(Exception):
+                step()
+
+    def _teardown_steps(self) -> list[Callable[[], None]]:
+        steps: list[Callable[[], None]] = []
+        if self._client is not None:
+            steps.append(lambda: self._client.stop(timeout=3) if self._client else None)
+        if self.watcher is not None:
+            steps.append(self.watcher.stop)
+        if hasattr(self, "checker"):
+            steps.append(self.checker.stop)
+        steps += [node.stop for node in self.nodes.values()]
+        steps.append(self.proxy.stop)
+        if self.moto is not None:
+            steps.append(lambda: self.moto.stop(timeout=5) if self.moto else None)
+        steps.append(self.storage.unmount)
+        return steps
+
+
+def _base_env() -> dict[str, str]:
+    return {**os.environ, **FAKE_AWS_ENV, "PYTHONPATH": str(REPO_ROOT)}
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 2)
+
+
+def median(values: list[float | None]) -> float | None:
+    present = [v for v in values if v is not None]
+    return round(statistics.median(present), 2) if present else None

@@ -1,0 +1,84 @@
+"""HTTP proxy between the checker and moto. Armed, it lets the first successful ReplaceRoute/CreateRoute reach
+moto and then kills the checker's sandbox before the answer gets back: a run that died halfway through."""
+
+from __future__ import annotations
+
+import http.client
+import threading
+import time
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+ROUTE_ACTIONS = (b"Action=ReplaceRoute", b"Action=CreateRoute")
+_HOP_HEADERS = frozenset({"connection", "keep-alive", "transfer-encoding", "proxy-connection"})
+
+
+class KillSwitchProxy:
+    def __init__(self, listen_port: int, upstream_port: int) -> None:
+        self._upstream_port = upstream_port
+        self._armed: Callable[[], None] | None = None
+        self._lock = threading.Lock()
+        self.fired_at: float | None = None
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self) -> None:
+                proxy._forward(self)
+
+            do_GET = do_POST
+
+            def log_message(self, *_: object) -> None:
+                return
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", listen_port), Handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, name="proxy", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def arm(self, kill: Callable[[], None]) -> None:
+        with self._lock:
+            self._armed, self.fired_at = kill, None
+
+    def disarm(self) -> None:
+        with self._lock:
+            self._armed = None
+
+    def _forward(self, request: BaseHTTPRequestHandler) -> None:
+        length = int(request.headers.get("Content-Length") or 0)
+        body = request.rfile.read(length) if length else b""
+        headers = {k: v for k, v in request.headers.items() if k.lower() not in _HOP_HEADERS}
+        upstream = http.client.HTTPConnection("127.0.0.1", self._upstream_port, timeout=10)
+        try:
+            upstream.request(request.command, request.path, body=body, headers=headers)
+            response = upstream.getresponse()
+            payload = response.read()
+        finally:
+            upstream.close()
+        if response.status == 200 and any(action in body for action in ROUTE_ACTIONS) and self._fire():
+            request.close_connection = True
+            return  # the sandbox is dead: nobody reads an answer
+        request.send_response(response.status)
+        for key, value in response.getheaders():
+            if key.lower() not in _HOP_HEADERS and key.lower() != "content-length":
+                request.send_header(key, value)
+        request.send_header("Content-Length", str(len(payload)))
+        request.end_headers()
+        request.wfile.write(payload)
+
+    def _fire(self) -> bool:
+        with self._lock:
+            kill, self._armed = self._armed, None
+        if kill is None:
+            return False
+        kill()
+        self.fired_at = time.time()
+        return True
+
+    def stop(self) -> None:
+        if self._thread.is_alive():  # shutdown() waits for serve_forever: never call it before start()
+            self._server.shutdown()
+        self._server.server_close()
