@@ -1,0 +1,112 @@
+"""`efs-ha status`: computed from the table and EC2 with failover_lambda's status code."""
+
+from __future__ import annotations
+
+import json
+
+import boto3
+
+from tests.cli.conftest import FUNCTION, REGION, STACK, FakeCluster
+
+
+def _row(output: str, needle: str) -> str:
+    return next(line for line in output.splitlines() if needle in line)
+
+
+def test_table_shows_cluster_nodes_and_routes(cluster: FakeCluster) -> None:
+    result = cluster.cli("status")
+
+    assert result.exit_code == 0, result.output
+    out = result.stdout
+    assert f"{STACK} ({REGION}, CREATE_COMPLETE)" in out
+    assert "172.16.0.1/32" in out
+    assert "1 / stable" in out
+    assert _row(out, "Maintenance").split()[-1] == "off"
+    node1, node2 = cluster.agents["node1"], cluster.agents["node2"]
+    assert "active" in _row(out, node1.instance_id) and "healthy" in _row(out, node1.instance_id)
+    assert "standby" in _row(out, node2.instance_id) and "healthy" in _row(out, node2.instance_id)
+    assert node1.eni in _row(out, node1.instance_id)
+    for table in cluster.route_tables:
+        row = _row(out, table)
+        assert node1.eni in row and "node1" in row and "ok" in row and "DRIFT" not in row
+
+
+def test_json_has_every_field_an_operator_needs(cluster: FakeCluster) -> None:
+    cluster.clock.t += 1.5  # heartbeats are now 1.5 s old
+
+    result = cluster.cli("--json", "status")
+
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["cluster"]["active"] == "node1"
+    assert report["cluster"]["epoch"] == 1
+    assert report["cluster"]["phase"] == "stable"
+    assert report["cluster"]["maintenance"] is False
+    node2 = report["nodes"]["node2"]
+    assert node2["role"] == "standby"
+    assert node2["heartbeat_age_seconds"] == 1.5
+    assert (node2["efs_ok"], node2["serving"], node2["healthy"]) == (True, False, True)
+    assert node2["instance_id"] == cluster.agents["node2"].instance_id
+    assert node2["eni"] == cluster.agents["node2"].eni
+    assert report["nodes"]["node1"]["serving"] is True and report["nodes"]["node1"]["minio_ok"] is True
+    assert [r["route_table_id"] for r in report["route_tables"]] == cluster.route_tables
+    assert all(r["target_node"] == "node1" and r["drift"] is False for r in report["route_tables"])
+    assert report["stack"]["thresholds_from"] == f"function {FUNCTION}"
+    assert report["stack"]["deployed_instance_ids"] == [a.instance_id for a in cluster.agents.values()]
+
+
+def test_command_level_json_flag_works_too(cluster: FakeCluster) -> None:
+    result = cluster.cli("status", "--json")
+
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["cluster"]["active"] == "node1"
+
+
+def test_drift_is_flagged_in_the_table_and_in_json(cluster: FakeCluster) -> None:
+    drifted = cluster.route_tables[1]
+    cluster.set_route(drifted, cluster.agents["node2"].eni)
+
+    table = cluster.cli("status")
+    report = json.loads(cluster.cli("status", "--json").stdout)
+
+    assert table.exit_code == 0, table.output
+    assert "DRIFT" in _row(table.stdout, drifted) and "node2" in _row(table.stdout, drifted)
+    for other in (cluster.route_tables[0], cluster.route_tables[2]):
+        assert "DRIFT" not in _row(table.stdout, other)
+    assert {r["route_table_id"]: r["drift"] for r in report["route_tables"]} == {
+        cluster.route_tables[0]: False, drifted: True, cluster.route_tables[2]: False}
+
+
+def test_unhealthy_node_shows_the_reason(cluster: FakeCluster) -> None:
+    cluster.agents["node2"].efs_ok = False
+    cluster.tick()
+
+    result = cluster.cli("status")
+
+    assert "EFS not writable" in _row(result.stdout, cluster.agents["node2"].instance_id)
+
+
+def test_health_uses_the_deployed_checker_thresholds(cluster: FakeCluster) -> None:
+    """A 10 s old heartbeat is stale with the default (3 s) but not with the function's 20 s."""
+    cluster.clock.t += 10
+    boto3.client("lambda", region_name=REGION).update_function_configuration(
+        FunctionName=FUNCTION, Environment={"Variables": {**cluster.checker_env(), "HEARTBEAT_STALE_SECONDS": "20"}})
+
+    lenient = json.loads(cluster.cli("status", "--json").stdout)
+    boto3.client("lambda", region_name=REGION).update_function_configuration(
+        FunctionName=FUNCTION, Environment={"Variables": cluster.checker_env()})
+    strict = json.loads(cluster.cli("status", "--json").stdout)
+
+    assert lenient["nodes"]["node2"]["healthy"] is True
+    assert strict["nodes"]["node2"]["healthy"] is False
+    assert strict["nodes"]["node2"]["problems"] == ["heartbeat 10.0s old"]
+
+
+def test_before_the_checker_first_ran(cluster: FakeCluster) -> None:
+    cluster.ddb.delete_item(TableName="EfsHaCluster-state", Key={"pk": {"S": "cluster"}})
+
+    result = cluster.cli("status", "--json")
+
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["cluster"]["phase"] == "uninitialised" and report["cluster"]["active"] is None
