@@ -77,6 +77,19 @@ def dual_active(timeline: Timeline, since: float = 0.0, until: float = float("in
     return overlaps
 
 
+def handover_gap(timeline: Timeline, window: Window) -> float | None:
+    """From the old node's last answer to the new node's first one: how far apart the two servers were."""
+    with timeline.lock:
+        others = [(t, node) for node, series in timeline.samples.items() if node != window.old_active
+                  for t, up in series if up and window.fault_at <= t <= window.recovered_at]
+        old = list(timeline.samples.get(window.old_active, []))
+    if not others:
+        return None
+    first_new = min(others)[0]
+    last_old = max((t for t, up in old if up and t <= first_new), default=None)
+    return None if last_old is None else first_new - last_old
+
+
 def vip_violations(timeline: Timeline, since: float, until: float) -> list[dict[str, Any]]:
     """Client probes answered by a node that the client's route table did not name at that time."""
     with timeline.lock:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import atexit
+import ctypes
 import os
 import shutil
 import signal
@@ -25,6 +26,7 @@ from drill.netns import Topology, remove_stale
 from drill.scenarios import SCENARIOS
 
 INNER_GRACE_SECONDS = 30
+PR_SET_PDEATHSIG = 1
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
@@ -32,7 +34,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--scenario", action="append", choices=sorted(SCENARIOS),
                         help="run only this scenario (repeatable); default: all")
-    parser.add_argument("--repeat", type=int, default=1, help="repetitions of each scenario (medians reported)")
+    parser.add_argument("--repeat", type=int, default=3, help="repetitions of each scenario (medians reported)")
     parser.add_argument("--output", type=Path, default=REPO_ROOT / "drill-results.json")
     parser.add_argument("--max-minutes", type=float, default=30, help="hard bound for the whole drill")
     parser.add_argument("--inner", action="store_true", help=argparse.SUPPRESS)
@@ -73,7 +75,8 @@ def outer_main(args: argparse.Namespace) -> int:
                 str(args.repeat), "--output", str(args.output), "--max-minutes", str(args.max_minutes)]
         for name in args.scenario or []:
             argv += ["--scenario", name]
-        inner.append(subprocess.Popen(["ip", "netns", "exec", topology.aws, *argv], cwd=REPO_ROOT))
+        inner.append(subprocess.Popen(["ip", "netns", "exec", topology.aws, *argv], cwd=REPO_ROOT,
+                                      preexec_fn=_die_with_parent))
         return _wait_inner(inner[0], args.max_minutes * 60)
     except KeyboardInterrupt:
         print("drill interrupted: cleaning up", file=sys.stderr)
@@ -82,6 +85,12 @@ def outer_main(args: argparse.Namespace) -> int:
         for process in inner:
             _stop(process)
         topology.destroy()
+
+
+def _die_with_parent() -> None:
+    """The inner drill gets SIGTERM (and cleans up) even if this process is killed with SIGKILL."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def _wait_inner(process: subprocess.Popen[bytes], limit: float) -> int:
@@ -111,9 +120,13 @@ def inner_main(args: argparse.Namespace) -> int:
     from drill.report import failures, summarize, table, write
 
     def on_term(signum: int, _frame: FrameType | None) -> None:
+        # Once: the cleanup that follows must not be interrupted by the next signal (Ctrl-C, then the outer's TERM).
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, signal.SIG_IGN)
         raise KeyboardInterrupt(f"signal {signum}")
 
-    signal.signal(signal.SIGTERM, on_term)
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, on_term)
     os.environ.update(FAKE_AWS_ENV)  # the orchestrator's own boto3 clients talk to moto only
     timings = Timings.shipped()
     scenarios = [SCENARIOS[name] for name in (args.scenario or list(SCENARIOS))]
@@ -151,7 +164,7 @@ def inner_main(args: argparse.Namespace) -> int:
 
 def _brief(run: dict[str, Any]) -> str:
     keys = ("detection_s", "switch_s", "rto_s", "acknowledged", "lost", "dual_active", "vip_violations",
-            "fault_phase_s")
+            "handover_gap_s", "fault_phase_s")
     return " ".join(f"{k}={run[k]}" for k in keys)
 
 

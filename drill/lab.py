@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from drill import aws
-from drill.analysis import Window, detection_seconds, dual_active, rto_seconds, vip_violations
+from drill.analysis import Window, detection_seconds, dual_active, handover_gap, rto_seconds, vip_violations
 from drill.config import (
     CLUSTER_ID,
     FAKE_AWS_ENV,
@@ -264,6 +264,7 @@ class Lab:
             "dual_active": bool(overlaps), "dual_active_intervals": overlaps[:5],
             "vip_violations": len(violations), "vip_violation_samples": violations[:5],
             "recovered": recovered, "fault_phase_s": _round(self._phase(window.fault_at)),
+            "handover_gap_s": _round(handover_gap(self.timeline, window)),
         }
 
     def _phase(self, at: float) -> float | None:
