@@ -46,10 +46,12 @@ class AwsClients:
     sns: Any
 
     @classmethod
-    def create(cls) -> AwsClients:
+    def create(cls, session: boto3.Session | None = None) -> AwsClients:
+        """Clients from `session` (default: boto3's default session, i.e. the Lambda's role and region)."""
+        make = (session or boto3.Session()).client
         return cls(
-            dynamodb=boto3.client("dynamodb", config=CLIENT_CONFIG),
-            ec2=boto3.client("ec2", config=CLIENT_CONFIG),
-            ssm=boto3.client("ssm", config=CLIENT_CONFIG),
-            sns=boto3.client("sns", config=CLIENT_CONFIG),
+            dynamodb=make("dynamodb", config=CLIENT_CONFIG),
+            ec2=make("ec2", config=CLIENT_CONFIG),
+            ssm=make("ssm", config=CLIENT_CONFIG),
+            sns=make("sns", config=CLIENT_CONFIG),
         )

@@ -71,6 +71,7 @@ class Checker:
         self._ec2 = Ec2Reader(runtime.aws.ec2, self._s, self._clock)
         self._routes = RouteMover(runtime.aws.ec2, self._s)
         self.telemetry = Telemetry(runtime.aws.sns, self._s.topic_arn, self._s.cluster_id)
+        self._last_checker: CheckerState | None = None
         self._fencer = Fencer(self._s, self._store, self._ec2, runtime.aws.ec2, runtime.aws.ssm, self._clock,
                               self.telemetry)
 
@@ -163,7 +164,7 @@ class Checker:
             since.pop(active, None)
         updated = replace(checker, failures=failures, failing_since=since, last_run_at=now)
         if failures != checker.failures or since != checker.failing_since:
-            self._store.save_checker(updated)
+            self._save_checker(updated)
         return updated
 
     # ----- takeover -----
@@ -181,8 +182,8 @@ class Checker:
             logger.info("another checker changed the cluster first; re-reading next cycle")
             return "lost race"
         self.telemetry.seconds(DETECTION_SECONDS, now - checker.failing_since.get(old, now))
-        self._store.save_checker(replace(checker, failures={}, failing_since={}))
-        return self._complete_takeover(self._fencing_view(cluster, candidate, now, "failover")).detail
+        self._save_checker(replace(checker, failures={}, failing_since={}))
+        return self._complete_takeover(self._fencing_view(cluster, candidate, now, reason), view).detail
 
     def _fencing_view(self, cluster: ClusterState, candidate: str, now: float, kind: str) -> ClusterState:
         """The cluster item as begin_fencing has just written it (saves a read)."""
@@ -190,9 +191,9 @@ class Checker:
                        fencing_node=cluster.active, fencing_instance=cluster.active_instance,
                        candidate=candidate, changed_at=now, reason=kind)
 
-    def _complete_takeover(self, fencing: ClusterState) -> Outcome:
+    def _complete_takeover(self, fencing: ClusterState, view: Ec2View | None = None) -> Outcome:
         """Steps 2-6: confirm fencing, promote, move and verify routes, report."""
-        how = self._fencer.fence(fencing, self._ec2.view(fresh=True), self.time_left)
+        how = self._fencer.fence(fencing, view or self._ec2.view(fresh=True), self.time_left)
         if how is None:
             node, epoch = fencing.fencing_node, fencing.epoch
             return Outcome(False, f"fencing of {node} not confirmed yet (epoch {epoch})")
@@ -255,7 +256,7 @@ class Checker:
         self.telemetry.notify(f"efs-ha {self._s.cluster_id}: no healthy standby",
                               {"cluster": self._s.cluster_id, "detail": detail,
                                "action": "none; the checker keeps probing"})
-        self._store.save_checker(replace(checker, alerted_at={**checker.alerted_at, NO_STANDBY_ALERT: now}))
+        self._save_checker(replace(checker, alerted_at={**checker.alerted_at, NO_STANDBY_ALERT: now}))
 
     # ----- steady state -----
     def _repair_drift(self, cluster: ClusterState, view: Ec2View) -> str | None:
@@ -301,6 +302,7 @@ class Checker:
         if snap.cluster is None:
             self._bootstrap()
             snap = self._store.read()
+        self._last_checker = snap.checker
         return snap
 
     @staticmethod
@@ -319,10 +321,15 @@ class Checker:
         if self._store.bootstrap(first, bound, self._clock.now()):
             logger.info("cluster item created", extra={"active": first, "instance": bound})
 
+    def _save_checker(self, state: CheckerState) -> None:
+        self._store.save_checker(state)
+        self._last_checker = state
+
     def _record_run(self) -> None:
+        if self._last_checker is None:
+            return
         try:
-            snap = self._store.read()
-            self._store.save_checker(replace(snap.checker, last_run_at=self._clock.now()))
+            self._store.save_checker(replace(self._last_checker, last_run_at=self._clock.now()))
         except AwsUnavailable as error:
             logger.warning("could not record the run", extra={"error": str(error)})
 
@@ -350,7 +357,7 @@ class Checker:
         reason = f"{SWITCHOVER_PREFIX}: {cluster.active} -> {target} requested"
         if not self._store.begin_fencing(cluster, target, reason, started):
             return refuse("the cluster changed meanwhile; read the status and retry")
-        outcome = self._complete_takeover(self._fencing_view(cluster, target, started, reason))
+        outcome = self._complete_takeover(self._fencing_view(cluster, target, started, reason), view)
         if not outcome.done:
             return {"ok": False, "reason": outcome.detail, "epoch": cluster.epoch + 1}
         return {"ok": True, "from": cluster.active, "to": outcome.node, "epoch": cluster.epoch + 1,

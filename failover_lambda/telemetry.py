@@ -30,7 +30,8 @@ class Telemetry:
     def __init__(self, sns: Any, topic_arn: str | None, cluster_id: str) -> None:
         self._sns = sns
         self._topic_arn = topic_arn
-        metrics.set_default_dimensions(ClusterId=cluster_id)
+        if metrics.default_dimensions.get("ClusterId") != cluster_id:  # once per cold start
+            metrics.set_default_dimensions(ClusterId=cluster_id)
 
     def count(self, name: str, value: float = 1) -> None:
         metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)

@@ -1,0 +1,390 @@
+"""A fake VPC in moto with two simulated node agents, a fake clock, and invariant checks on every test.
+
+The simulated agents use the real node_agent.decision.decide(), so the checker is tested against the same
+rules the nodes follow. Invariants checked during and after every test:
+  S1  at most one node serves at a time (a node whose agent died serves until its lease runs out);
+  S2  the epoch never decreases;
+  S3  a VIP route is only written while the table is stable with an active node that owns the target ENI,
+      and no other node may still be serving.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+import boto3
+import botocore.loaders
+import botocore.session
+import pytest
+from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+from moto import mock_aws
+
+from failover_lambda import handler as handler_module
+from failover_lambda.aws import AwsClients
+from failover_lambda.runtime import Runtime
+from failover_lambda.settings import Settings
+from failover_lambda.telemetry import metrics
+from node_agent.decision import Action, ClusterView, Observation, decide
+
+REGION = "eu-west-1"
+VIP = "172.16.0.1"
+VIP_CIDR = f"{VIP}/32"
+T0 = 1_900_000_000.0
+LEASE = 5.0
+AMI = "ami-12c6146b"  # one of moto's built-in images (describe_images costs a second per test)
+_SERIALIZER = TypeSerializer()
+_DESERIALIZER = TypeDeserializer()
+SCHEDULED_EVENT: dict[str, Any] = {"source": "aws.events", "detail-type": "Scheduled Event", "detail": {}}
+
+BASE_ENV = {
+    "NODE_NAMES": "node1,node2",
+    "VIP": VIP,
+    "PROBE_INTERVAL_SECONDS": "1",
+    "FAILURE_THRESHOLD": "3",
+    "HEARTBEAT_STALE_SECONDS": "3",
+    "LEASE_SECONDS": str(LEASE),
+    "FENCE_TIMEOUT_SECONDS": "10",
+    "HTTP_PROBE": "false",
+    "LOOP_SAFETY_MARGIN_SECONDS": "5",
+    "MAX_PROBES": "6",
+    "MINIO_START_GRACE_SECONDS": "5",
+}
+
+
+_LOADER = botocore.loaders.create_loader()
+_SERIAL = itertools.count(1)
+
+
+def fast_session() -> boto3.Session:
+    """A boto3 session sharing one model loader across tests (moto resets the default session each time,
+    and reloading the service models would cost most of a test's time)."""
+    core = botocore.session.get_session()
+    core.register_component("data_loader", _LOADER)
+    return boto3.Session(botocore_session=core, region_name=REGION)
+
+
+def _decimals(value: Any) -> Any:
+    if isinstance(value, float):
+        return Decimal(str(value))
+    if isinstance(value, dict):
+        return {k: _decimals(v) for k, v in value.items()}
+    return value
+
+
+class FakeClock:
+    """Time only moves when the code under test sleeps (or a test advances it); each second the agents tick."""
+
+    def __init__(self, start: float = T0) -> None:
+        self.t = start
+        self._lock = threading.Lock()
+        self.on_sleep: list[Callable[[], None]] = []
+
+    def now(self) -> float:
+        return self.t
+
+    def sleep(self, seconds: float) -> None:
+        with self._lock:
+            self.t += max(0.0, seconds)
+        for hook in self.on_sleep:
+            hook()
+
+
+class FakeContext:
+    aws_request_id = "test-request"
+
+    def __init__(self, clock: FakeClock, budget_seconds: float) -> None:
+        self._clock = clock
+        self._deadline = clock.now() + budget_seconds
+
+    def get_remaining_time_in_millis(self) -> int:
+        return int(max(0.0, self._deadline - self._clock.now()) * 1000)
+
+
+@dataclass
+class SimAgent:
+    """One instance's node agent. `obeys=False` models a hung agent that keeps serving and heartbeating."""
+
+    node: str
+    instance_id: str
+    eni: str
+    alive: bool = True
+    efs_ok: bool = True
+    minio_ok: bool = True
+    obeys: bool = True
+    serving: bool = False
+    last_beat: float = 0.0
+
+
+@dataclass
+class Harness:
+    monkeypatch: pytest.MonkeyPatch
+    clock: FakeClock = field(default_factory=FakeClock)
+    agents: dict[str, SimAgent] = field(default_factory=dict)
+    calls: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    metric_log: list[tuple[str, float]] = field(default_factory=list)
+    violations: list[str] = field(default_factory=list)
+    epochs: list[int] = field(default_factory=list)
+    call_hooks: dict[str, Callable[[dict[str, Any]], None]] = field(default_factory=dict)
+    aws: AwsClients | None = None
+    states: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        # Unique names anyway, so nothing depends on moto being reset between tests.
+        serial = next(_SERIAL)
+        self.cluster_id = f"efs-ha-test-{serial}"
+        self.table = f"efs-ha-state-{serial}"
+        self.session = fast_session()
+        self.ec2 = self.session.client("ec2")
+        self.ddb = self.session.client("dynamodb")
+        self.sqs = self.session.client("sqs")
+        sns = self.session.client("sns")
+        vpc = self.ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
+        self.subnets = [self.ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.0.{n}.0/24")["Subnet"]["SubnetId"]
+                        for n in (10, 20, 110, 120)]
+        self.route_tables = [self.ec2.create_route_table(VpcId=vpc)["RouteTable"]["RouteTableId"]
+                             for _ in range(3)]
+        for name, subnet in (("node1", self.subnets[2]), ("node2", self.subnets[3])):
+            self.launch(name, subnet)
+        for table in self.route_tables:
+            self.ec2.create_route(RouteTableId=table, DestinationCidrBlock=VIP_CIDR,
+                                  NetworkInterfaceId=self.agent("node1").eni)
+        self.ddb.create_table(TableName=self.table, KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+                              AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+                              BillingMode="PAY_PER_REQUEST")
+        self.topic_arn = sns.create_topic(Name=f"efs-ha-alerts-{serial}")["TopicArn"]
+        self.queue_url = self.sqs.create_queue(QueueName=f"alerts-{serial}")["QueueUrl"]
+        queue_arn = self.sqs.get_queue_attributes(QueueUrl=self.queue_url,
+                                                  AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        sns.subscribe(TopicArn=self.topic_arn, Protocol="sqs", Endpoint=queue_arn)
+        self._messages: list[dict[str, Any]] = []
+        self.env = {**BASE_ENV, "ROUTE_TABLE_IDS": ",".join(self.route_tables), "TOPIC_ARN": self.topic_arn,
+                    "STATE_TABLE_NAME": self.table, "CLUSTER_ID": self.cluster_id}
+        original_add_metric = metrics.add_metric
+
+        def record_metric(name: str, unit: Any, value: float, **kwargs: Any) -> None:
+            self.metric_log.append((name, value))
+            original_add_metric(name=name, unit=unit, value=value, **kwargs)
+
+        self.monkeypatch.setattr(metrics, "add_metric", record_metric)
+        self.clock.on_sleep.append(self.agents_tick)
+        self.configure()
+
+    # ----- environment and invocation -----
+    def configure(self, **overrides: str) -> None:
+        """(Re)build the Lambda runtime from env, as a cold start would; hooks record every API call."""
+        self.env.update(overrides)
+        for key, value in self.env.items():
+            self.monkeypatch.setenv(key, value)
+        if self.aws is None:
+            self.aws = AwsClients.create(self.session)
+            for client in (self.aws.dynamodb, self.aws.ec2, self.aws.ssm, self.aws.sns):
+                client.meta.events.register("provide-client-params", self._on_call)
+            self.aws.ec2.meta.events.register("after-call.ec2.StopInstances", self._on_stopped)
+        handler_module.use_runtime(Runtime(Settings.from_env(os.environ), self.aws, self.clock))
+
+    def invoke(self, event: Any = None, *, max_probes: int | None = None, budget: float = 60.0) -> Any:
+        if max_probes is not None and str(max_probes) != self.env["MAX_PROBES"]:
+            self.configure(MAX_PROBES=str(max_probes))
+        result = handler_module.handler(SCHEDULED_EVENT if event is None else event,
+                                        FakeContext(self.clock, budget))
+        self._record_epoch()
+        return result
+
+    def _on_call(self, params: dict[str, Any], model: Any, **_: Any) -> None:
+        operation = model.name
+        self.calls.append((operation, dict(params)))
+        if operation in ("ReplaceRoute", "CreateRoute"):
+            self._check_route_write(params)
+        hook = self.call_hooks.get(operation)
+        if hook:
+            hook(params)
+
+    # ----- the simulated nodes -----
+    def launch(self, node: str, subnet: str | None = None) -> SimAgent:
+        tags = [{"Key": "efs-ha:cluster", "Value": self.cluster_id}, {"Key": "efs-ha:node", "Value": node}]
+        instance = self.ec2.run_instances(
+            ImageId=AMI, MinCount=1, MaxCount=1, SubnetId=subnet or self.subnets[2],
+            TagSpecifications=[{"ResourceType": "instance", "Tags": tags}])["Instances"][0]
+        agent = SimAgent(node, instance["InstanceId"], instance["NetworkInterfaces"][0]["NetworkInterfaceId"])
+        self.agents[agent.instance_id] = agent
+        self.states[agent.instance_id] = "running"
+        return agent
+
+    def stop_instance(self, instance_id: str) -> None:
+        self.ec2.stop_instances(InstanceIds=[instance_id])
+        self.states[instance_id] = "stopped"
+
+    def terminate_instance(self, instance_id: str) -> None:
+        self.ec2.terminate_instances(InstanceIds=[instance_id])
+        self.states[instance_id] = "terminated"
+
+    def _on_stopped(self, parsed: dict[str, Any], **_: Any) -> None:
+        """The checker's StopInstances (moto stops at once): the simulation tracks states without describes."""
+        for change in parsed.get("StoppingInstances", []):
+            self.states[change["InstanceId"]] = "stopped"
+
+    def agent(self, node: str) -> SimAgent:
+        """The newest agent of `node`."""
+        return [a for a in self.agents.values() if a.node == node][-1]
+
+    def instance_state(self, instance_id: str) -> str:
+        reservations = self.ec2.describe_instances(InstanceIds=[instance_id])["Reservations"]
+        return str(reservations[0]["Instances"][0]["State"]["Name"])
+
+    def agents_tick(self) -> None:
+        """Every live agent reads the cluster item, reconciles with decide() and writes its heartbeat."""
+        item = self.cluster()
+        view = ClusterView(active=item.get("active"), epoch=int(item.get("epoch", 0)),
+                           phase=item.get("phase", "stable"), active_instance=item.get("active_instance"))
+        self._record_epoch(view.epoch)
+        beats: list[dict[str, Any]] = []
+        for agent in self.agents.values():
+            if agent.alive and self.states[agent.instance_id] != "running":
+                agent.alive = agent.serving = False  # a stopped instance runs nothing
+            if not agent.alive:
+                continue
+            if agent.obeys:
+                decision = decide(Observation(
+                    me=agent.node, cluster=view, efs_ok=agent.efs_ok, serving=agent.serving,
+                    minio_healthy=agent.minio_ok, lease_age_seconds=0.0, lease_seconds=LEASE,
+                    instance_id=agent.instance_id))
+                if decision.action is Action.START_MINIO:
+                    agent.serving = True
+                elif decision.action is Action.STOP_MINIO:
+                    agent.serving = False
+            beats.append(self._beat(agent, seen_epoch=view.epoch))
+        if beats:
+            self.ddb.batch_write_item(RequestItems={self.table: [
+                {"PutRequest": {"Item": self._serialize(beat)}} for beat in beats]})
+        serving = self.serving_nodes()
+        if len(serving) > 1:
+            self.violations.append(f"S1: {serving} serve at once at t={self.clock.now() - T0:.1f}")
+
+    def heartbeat(self, agent: SimAgent, **overrides: Any) -> None:
+        self.put_item(self._beat(agent, **overrides))
+
+    def _beat(self, agent: SimAgent, **overrides: Any) -> dict[str, Any]:
+        agent.last_beat = self.clock.now()
+        values: dict[str, Any] = {"pk": f"node#{agent.node}", "heartbeat_at": self.clock.now(),
+                                  "efs_ok": agent.efs_ok, "minio_ok": agent.minio_ok and agent.serving,
+                                  "serving": agent.serving, "seen_epoch": 0, "instance_id": agent.instance_id,
+                                  "detail": "sim"}
+        values.update(overrides)
+        return values
+
+    def serving_nodes(self) -> list[str]:
+        now = self.clock.now()
+        return [a.instance_id for a in self.agents.values()
+                if a.serving and (a.alive or now < a.last_beat + LEASE)]
+
+    def settle(self, seconds: int = 6) -> None:
+        """Let time pass with healthy agents (past MINIO_START_GRACE_SECONDS)."""
+        for _ in range(seconds):
+            self.clock.sleep(1.0)
+
+    # ----- table, routes, notifications -----
+    @staticmethod
+    def _serialize(values: dict[str, Any]) -> dict[str, Any]:
+        return {k: _SERIALIZER.serialize(_decimals(v)) for k, v in values.items()}
+
+    def put_item(self, values: dict[str, Any]) -> None:
+        self.ddb.put_item(TableName=self.table, Item=self._serialize(values))
+
+    def item(self, key: str) -> dict[str, Any]:
+        raw = self.ddb.get_item(TableName=self.table, Key={"pk": {"S": key}}, ConsistentRead=True).get("Item", {})
+        return {k: _DESERIALIZER.deserialize(v) for k, v in raw.items()}
+
+    def cluster(self) -> dict[str, Any]:
+        return self.item("cluster")
+
+    def update_cluster(self, **values: Any) -> None:
+        self.put_item({**self.cluster(), **values})
+
+    def routes(self) -> dict[str, str | None]:
+        tables = self.ec2.describe_route_tables(RouteTableIds=self.route_tables)["RouteTables"]
+        return {t["RouteTableId"]: next((r.get("NetworkInterfaceId") for r in t["Routes"]
+                                         if r.get("DestinationCidrBlock") == VIP_CIDR), None) for t in tables}
+
+    def set_route(self, table: str, eni: str) -> None:
+        self.ec2.replace_route(RouteTableId=table, DestinationCidrBlock=VIP_CIDR, NetworkInterfaceId=eni)
+
+    def sns_messages(self) -> list[dict[str, Any]]:
+        while True:
+            batch = self.sqs.receive_message(QueueUrl=self.queue_url, MaxNumberOfMessages=10).get("Messages", [])
+            if not batch:
+                return self._messages
+            for message in batch:
+                envelope = json.loads(message["Body"])
+                self._messages.append({"subject": envelope.get("Subject", ""),
+                                       "body": json.loads(envelope["Message"])})
+                self.sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=message["ReceiptHandle"])
+
+    def metric_total(self, name: str) -> float:
+        return sum(value for metric, value in self.metric_log if metric == name)
+
+    def operations(self) -> list[str]:
+        return [operation for operation, _ in self.calls]
+
+    # ----- invariants -----
+    def _record_epoch(self, epoch: int | None = None) -> None:
+        self.epochs.append(int(self.cluster().get("epoch", 0)) if epoch is None else epoch)
+
+    def _check_route_write(self, params: dict[str, Any]) -> None:
+        item = self.cluster()
+        target = params.get("NetworkInterfaceId")
+        owner = next((a for a in self.agents.values() if a.eni == target), None)
+        if item.get("phase") != "stable" or owner is None or owner.node != item.get("active"):
+            self.violations.append(f"S3: route to {target} while cluster is {item}")
+        others = [s for s in self.serving_nodes() if owner is None or s != owner.instance_id]
+        if others:
+            self.violations.append(f"S3: route to {target} while {others} may still serve")
+
+    def check_invariants(self) -> None:
+        assert self.violations == []
+        assert self.epochs == sorted(self.epochs), f"S2: epoch decreased: {self.epochs}"
+
+
+AWS_TEST_ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                "AWS_SESSION_TOKEN": "testing", "AWS_DEFAULT_REGION": REGION, "AWS_REGION": REGION,
+                "MOTO_EC2_LOAD_DEFAULT_AMIS": "false"}
+
+
+@pytest.fixture
+def moto_backend() -> Iterator[None]:
+    """A fresh moto backend per test (moto's describe calls slow down as instances pile up)."""
+    saved = {key: os.environ.get(key) for key in [*AWS_TEST_ENV, "AWS_ENDPOINT_URL"]}
+    os.environ.update(AWS_TEST_ENV)
+    os.environ.pop("AWS_ENDPOINT_URL", None)
+    try:
+        with mock_aws():
+            yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+@pytest.fixture
+def cluster(moto_backend: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[Harness]:
+    """A bootstrapped, settled cluster: node1 active and serving (epoch 1), node2 a healthy standby."""
+    harness = Harness(monkeypatch)
+    assert harness.invoke({"action": "status"})["ok"] is True  # the first run bootstraps the table
+    harness.settle()
+    assert harness.agent("node1").serving
+    harness.calls.clear()
+    harness.metric_log.clear()
+    harness.sns_messages().clear()
+    yield harness
+    handler_module.use_runtime(None)
+    metrics.clear_default_dimensions()  # the next test has another cluster id
+    metrics.clear_metrics()
+    harness.check_invariants()

@@ -1,0 +1,168 @@
+"""Concurrent runs, interrupted runs, route drift and replaced instances all converge on the table's view."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import pytest
+
+from failover_lambda import handler as handler_module
+from tests.failover.conftest import SCHEDULED_EVENT, VIP_CIDR, FakeContext, Harness
+
+
+class LambdaKilled(BaseException):
+    """Stands in for the Lambda runtime killing the invocation (not an Exception the code could catch)."""
+
+
+def is_begin_fencing(params: dict[str, Any]) -> bool:
+    return str(params.get("UpdateExpression", "")).startswith("SET phase = :fencing")
+
+
+def test_two_concurrent_runs_bump_the_epoch_exactly_once(cluster: Harness) -> None:
+    # Given node1 failed twice already, so the next failed probe of either run decides a takeover
+    cluster.agent("node1").alive = False
+    cluster.settle(3)
+    cluster.put_item({"pk": "checker", "failures": {"node1": 2}, "failing_since": {"node1": cluster.clock.now()}})
+    a_waiting, b_done = threading.Event(), threading.Event()
+    fence_writes: list[str] = []
+
+    def hold_run_a(params: dict[str, Any]) -> None:
+        if is_begin_fencing(params):
+            fence_writes.append(threading.current_thread().name)
+            if threading.current_thread().name == "run-a":
+                a_waiting.set()
+                assert b_done.wait(30)
+
+    cluster.call_hooks["UpdateItem"] = hold_run_a
+    cluster.configure(MAX_PROBES="2")
+    results: dict[str, Any] = {}
+
+    def run(name: str) -> None:
+        try:
+            results[name] = handler_module.handler(SCHEDULED_EVENT, FakeContext(cluster.clock, 60))
+        finally:
+            if name == "run-b":
+                b_done.set()
+
+    # When run A has read epoch 1 and is about to write, run B does the whole takeover
+    run_a = threading.Thread(target=run, args=("run-a",), name="run-a")
+    run_a.start()
+    assert a_waiting.wait(30)
+    run_b = threading.Thread(target=run, args=("run-b",), name="run-b")
+    run_b.start()
+    run_b.join(30)
+    run_a.join(30)
+    # Then both tried, one won: a single epoch bump, a single failover, and A lost the conditional write
+    assert sorted(fence_writes) == ["run-a", "run-b"]
+    assert results["run-b"]["outcomes"][0] == "failover node1 -> node2"
+    assert results["run-a"]["outcomes"][0] == "lost race"
+    item = cluster.cluster()
+    assert (item["active"], item["epoch"], item["phase"]) == ("node2", 2, "stable")
+    assert cluster.metric_total("Failovers") == 1
+    assert set(cluster.routes().values()) == {cluster.agent("node2").eni}
+
+
+def test_a_run_killed_after_one_route_table_is_completed_by_the_next_run(cluster: Harness) -> None:
+    # Given the Lambda is killed right after the first ReplaceRoute of a takeover
+    replaced: list[str] = []
+
+    def kill_after_first(params: dict[str, Any]) -> None:
+        replaced.append(params["RouteTableId"])
+        if len(replaced) == 2:
+            raise LambdaKilled
+
+    cluster.call_hooks["ReplaceRoute"] = kill_after_first
+    cluster.agent("node1").efs_ok = False
+    with pytest.raises(LambdaKilled):
+        cluster.invoke(max_probes=6)
+    node2_eni = cluster.agent("node2").eni
+    assert list(cluster.routes().values()).count(node2_eni) == 1  # one table moved, two still on node1
+    assert cluster.cluster()["active"] == "node2"
+    # When the next run starts
+    del cluster.call_hooks["ReplaceRoute"]
+    result = cluster.invoke(max_probes=1)
+    # Then drift repair converges every table on the active node; the epoch did not change again
+    assert result["outcomes"] == ["drift repaired in 2 table(s)"]
+    assert set(cluster.routes().values()) == {node2_eni}
+    assert cluster.cluster()["epoch"] == 2
+    assert cluster.metric_total("RouteDriftRepaired") == 2
+
+
+def test_route_drift_is_repaired_and_counted(cluster: Harness) -> None:
+    # Given someone pointed one table at node2 and deleted the VIP route from another
+    node1, node2 = cluster.agent("node1"), cluster.agent("node2")
+    cluster.set_route(cluster.route_tables[0], node2.eni)
+    cluster.ec2.delete_route(RouteTableId=cluster.route_tables[1], DestinationCidrBlock=VIP_CIDR)
+    # When the checker runs
+    result = cluster.invoke(max_probes=2)
+    # Then both are back on node1 (the missing route was created), the rest untouched, nothing failed over
+    assert result["outcomes"] == ["drift repaired in 2 table(s)", "ok"]
+    assert set(cluster.routes().values()) == {node1.eni}
+    assert sorted(p["RouteTableId"] for o, p in cluster.calls if o in ("ReplaceRoute", "CreateRoute")) == sorted(
+        cluster.route_tables[:2])
+    assert "CreateRoute" in cluster.operations()
+    assert cluster.metric_total("RouteDriftRepaired") == 2
+    assert cluster.cluster()["epoch"] == 1
+
+
+def test_a_longer_address_sharing_the_vip_prefix_is_never_mistaken_for_the_vip(cluster: Harness) -> None:
+    # Given look-alikes 172.16.0.10/32 and 172.16.0.100/32: only the exact 172.16.0.1/32 is the VIP
+    node1, node2 = cluster.agent("node1"), cluster.agent("node2")
+    table = cluster.route_tables[2]
+    cluster.ec2.delete_route(RouteTableId=table, DestinationCidrBlock=VIP_CIDR)
+    cluster.ec2.create_route(RouteTableId=table, DestinationCidrBlock="172.16.0.10/32", NetworkInterfaceId=node2.eni)
+    cluster.ec2.create_route(RouteTableId=table, DestinationCidrBlock="172.16.0.100/32",
+                             NetworkInterfaceId=node1.eni)
+    # When the checker runs
+    cluster.invoke(max_probes=1)
+    # Then the VIP route was created, and the look-alike routes were left exactly as they were
+    routes = cluster.ec2.describe_route_tables(RouteTableIds=[table])["RouteTables"][0]["Routes"]
+    targets = {r["DestinationCidrBlock"]: r.get("NetworkInterfaceId") for r in routes}
+    assert targets[VIP_CIDR] == node1.eni
+    assert targets["172.16.0.10/32"] == node2.eni
+    assert targets["172.16.0.100/32"] == node1.eni
+    status = cluster.invoke({"action": "status"})
+    assert [t["drift"] for t in status["route_tables"]] == [False, False, False]
+
+
+def test_a_replaced_node_is_picked_up_and_routes_follow_the_table_not_node1(cluster: Harness) -> None:
+    # Given node2 is active after a switchover
+    assert cluster.invoke({"action": "switchover", "target": "node2"})["ok"] is True
+    old_node1 = cluster.agent("node1")
+    # When a deploy replaces node1 (new instance, new ENI) and resets every VIP route to the new node1
+    cluster.terminate_instance(old_node1.instance_id)
+    new_node1 = cluster.launch("node1", cluster.subnets[2])
+    for table in cluster.route_tables:
+        cluster.set_route(table, new_node1.eni)
+    cluster.settle(2)
+    cluster.invoke(max_probes=2)
+    # Then the routes go back to the active node2: the table is authoritative, the template is not
+    assert set(cluster.routes().values()) == {cluster.agent("node2").eni}
+    assert (cluster.cluster()["active"], cluster.cluster()["epoch"]) == ("node2", 2)
+    assert new_node1.serving is False
+    # And when node2 later fails, the takeover uses node1's new instance and ENI
+    cluster.agent("node2").efs_ok = False
+    cluster.invoke(max_probes=6)
+    item = cluster.cluster()
+    assert (item["active"], item["active_instance"], item["epoch"]) == ("node1", new_node1.instance_id, 3)
+    assert set(cluster.routes().values()) == {new_node1.eni}
+    status = cluster.invoke({"action": "status"})
+    assert status["nodes"]["node1"]["eni"] == new_node1.eni
+
+
+def test_a_second_instance_of_the_active_node_never_serves_alongside_the_first(cluster: Harness) -> None:
+    # Given a deploy starts a replacement node1 instance while the old one still serves
+    old = cluster.agent("node1")
+    replacement = cluster.launch("node1", cluster.subnets[2])
+    cluster.settle(3)
+    # Then the replacement does not serve: the role is bound to the old instance (S1 is checked every tick)
+    assert old.serving and not replacement.serving
+    # When the deploy terminates the old instance
+    cluster.terminate_instance(old.instance_id)
+    cluster.invoke(max_probes=6)
+    # Then the checker sees the role's instance gone and fails over to the standby, not to the twin
+    item = cluster.cluster()
+    assert (item["active"], item["epoch"]) == ("node2", 2)
+    assert f"instance {old.instance_id} is" in item["reason"]
+    assert set(cluster.routes().values()) == {cluster.agent("node2").eni}
