@@ -1,0 +1,178 @@
+"""Agent plumbing: config errors, systemd/process controllers, sd_notify, IMDSv2 token caching, main()."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from node_agent.agent import main
+from node_agent.config import AgentConfig, ConfigError
+from node_agent.imds import Imds, ImdsError
+from node_agent.sdnotify import notify
+from node_agent.service import ProcessController, SystemdController
+
+ENV = {"STATE_TABLE_NAME": "t", "NODE_NAME": "node1", "MOUNT_POINT": "/mnt/efs", "AWS_REGION": "eu-west-1"}
+
+
+def test_config_defaults() -> None:
+    config = AgentConfig.from_env(ENV)
+    assert (config.heartbeat_interval_seconds, config.lease_seconds, config.lease_margin_seconds) == (1, 5, 2)
+    assert (config.minio_unit, config.minio_health_url) == ("minio.service",
+                                                            "http://127.0.0.1:9000/minio/health/live")
+    assert (config.instance_id, config.efs_require_mount) == (None, True)
+
+
+@pytest.mark.parametrize(("overrides", "variable"), [
+    ({"NODE_NAME": ""}, "NODE_NAME"),
+    ({"STATE_TABLE_NAME": " "}, "STATE_TABLE_NAME"),
+    ({"LEASE_SECONDS": "soon"}, "LEASE_SECONDS"),
+    ({"HEARTBEAT_INTERVAL_SECONDS": "0"}, "HEARTBEAT_INTERVAL_SECONDS"),
+    ({"LEASE_SECONDS": "2"}, "LEASE_MARGIN_SECONDS"),
+    ({"EFS_REQUIRE_MOUNT": "perhaps"}, "EFS_REQUIRE_MOUNT"),
+    ({"AWS_REGION": ""}, "AWS_REGION"),
+])
+def test_config_error_names_the_variable(overrides: dict[str, str], variable: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        AgentConfig.from_env({**ENV, **overrides})
+    assert caught.value.variable == variable and variable in str(caught.value)
+
+
+def test_main_prints_one_line_and_exits_2_on_bad_config(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main({**ENV, "NODE_NAME": ""}) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == "node agent: environment variable NODE_NAME is required and missing or empty"
+
+
+class FakeSystemctl:
+    def __init__(self, state: str = "active") -> None:
+        self.state = state
+        self.calls: list[list[str]] = []
+
+    def __call__(self, argv: list[str], **kwargs: Any) -> subprocess.CompletedProcess[str]:
+        self.calls.append(argv)
+        assert kwargs["timeout"] > 0 and kwargs["text"] is True
+        return subprocess.CompletedProcess(argv, 0 if self.state == "active" else 3, stdout=f"{self.state}\n")
+
+
+def test_systemd_controller_runs_systemctl() -> None:
+    systemctl = FakeSystemctl()
+    controller = SystemdController("minio.service", runner=systemctl)
+    controller.start()
+    controller.stop()
+    assert systemctl.calls == [["systemctl", "start", "--no-block", "minio.service"],
+                               ["systemctl", "stop", "minio.service"]]
+
+
+@pytest.mark.parametrize(("state", "running"), [
+    ("active", True), ("activating", True), ("deactivating", True), ("reloading", True),
+    ("inactive", False), ("failed", False),
+])
+def test_systemd_is_running_is_false_only_when_surely_stopped(state: str, running: bool) -> None:
+    assert SystemdController("minio.service", runner=FakeSystemctl(state)).is_running() is running
+
+
+def test_systemd_is_running_assumes_running_when_systemctl_fails() -> None:
+    def broken(argv: list[str], **_: Any) -> subprocess.CompletedProcess[str]:
+        raise subprocess.TimeoutExpired(argv, 60)
+
+    assert SystemdController("minio.service", runner=broken).is_running() is True
+
+
+def test_process_controller_starts_and_stops_a_child(tmp_path: Path) -> None:
+    log = tmp_path / "s3.log"
+    controller = ProcessController([sys.executable, "-c", "import os,time; print(os.environ['GREETING'],"
+                                    " flush=True); time.sleep(60)"], env={"GREETING": "hello"},
+                                   cwd=str(tmp_path), log_path=str(log), stop_timeout_seconds=5)
+    assert controller.is_running() is False
+    controller.start()
+    pid = controller.pid
+    controller.start()  # idempotent: no second child
+    assert controller.pid == pid and controller.is_running()
+    for _ in range(500):  # the child got our environment and cwd, and writes to the log
+        if "hello" in log.read_text():
+            break
+        time.sleep(0.01)
+    assert "hello" in log.read_text()
+    controller.stop()
+    assert controller.is_running() is False
+    controller.stop()  # stopping a stopped service is fine
+
+
+def test_sd_notify_sends_a_datagram(tmp_path: Path) -> None:
+    path = str(tmp_path / "notify.sock")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as server:
+        server.bind(path)
+        assert notify("READY=1", {"NOTIFY_SOCKET": path}) is True
+        assert server.recv(100) == b"READY=1"
+    assert notify("WATCHDOG=1", {}) is False  # not under systemd
+    assert notify("WATCHDOG=1", {"NOTIFY_SOCKET": str(tmp_path / "gone.sock")}) is False
+
+
+class _FakeImds(BaseHTTPRequestHandler):
+    token_requests = 0
+    revoke_next = False
+
+    def do_PUT(self) -> None:
+        assert self.path == "/latest/api/token"
+        assert self.headers["X-aws-ec2-metadata-token-ttl-seconds"] == "21600"
+        type(self).token_requests += 1
+        self._reply(200, f"token-{type(self).token_requests}")
+
+    def do_GET(self) -> None:
+        if type(self).revoke_next:
+            type(self).revoke_next = False
+            self._reply(401, "")
+        elif self.headers.get("X-aws-ec2-metadata-token", "").startswith("token-"):
+            self._reply(200, "i-0abc" if self.path == "/latest/meta-data/instance-id" else "x")
+        else:
+            self._reply(401, "")
+
+    def _reply(self, code: int, body: str) -> None:
+        self.send_response(code)
+        self.end_headers()
+        self.wfile.write(body.encode())
+
+    def log_message(self, *_: object) -> None:
+        pass
+
+
+@pytest.fixture
+def imds_endpoint() -> Iterator[str]:
+    _FakeImds.token_requests = 0
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _FakeImds)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_imds_token_is_cached_until_near_expiry(imds_endpoint: str) -> None:
+    now = [0.0]
+    imds = Imds(imds_endpoint, monotonic=lambda: now[0])
+    assert [imds.instance_id() for _ in range(3)] == ["i-0abc"] * 3
+    assert _FakeImds.token_requests == 1
+    now[0] = 21600 - 299  # within the refresh window
+    imds.instance_id()
+    assert _FakeImds.token_requests == 2
+
+
+def test_imds_refetches_a_revoked_token_once(imds_endpoint: str) -> None:
+    imds = Imds(imds_endpoint)
+    imds.instance_id()
+    _FakeImds.revoke_next = True
+    assert imds.instance_id() == "i-0abc"
+    assert _FakeImds.token_requests == 2
+
+
+def test_imds_unreachable_raises_a_clear_error() -> None:
+    with pytest.raises(ImdsError, match="IMDS"):
+        Imds("http://127.0.0.1:9", timeout_seconds=0.5).instance_id()
