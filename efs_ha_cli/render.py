@@ -10,6 +10,7 @@ from typing import Any
 
 import click
 from rich.console import Console, Group
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -51,15 +52,16 @@ def _summary(report: dict[str, Any]) -> Table:
     grid.add_column()
     grid.add_row("Stack", f"{stack['name']} ({stack['region']}, {stack['status']})")
     grid.add_row("Virtual IP", report["vip"])
-    grid.add_row("Active node", cluster["active"] or f"[yellow]none[/] (fencing {cluster['fencing_node'] or '?'}, "
-                                                     f"candidate {cluster['candidate'] or '?'})")
+    grid.add_row("Active node", escape(cluster["active"] or "") or
+                 f"[yellow]none[/] (fencing {escape(cluster['fencing_node'] or '?')}, "
+                 f"candidate {escape(cluster['candidate'] or '?')})")
     grid.add_row("Epoch / phase", f"{cluster['epoch']} / {cluster['phase']}")
     grid.add_row("Maintenance", "[yellow]ON: automatic failover suspended[/]" if cluster["maintenance"] else "off")
     if cluster["changed_at"]:
-        grid.add_row("Last change", f"{now - cluster['changed_at']:.0f}s ago: {cluster['reason']}")
+        grid.add_row("Last change", f"{now - cluster['changed_at']:.0f}s ago: {escape(cluster['reason'])}")
     request = report.get("request")
     if request:
-        grid.add_row("Queued request", f"{request['action']} to {request['target']} "
+        grid.add_row("Queued request", f"{escape(request['action'])} to {escape(str(request['target']))} "
                                        f"({now - request['requested_at']:.0f}s ago, id {request['request_id']})")
     last_run = report.get("checker_last_run_at")
     grid.add_row("Checker last run", f"{now - last_run:.0f}s ago" if last_run else "never")
@@ -71,7 +73,8 @@ def _nodes_table(report: dict[str, Any]) -> Table:
     for column in ("Node", "Role", "Health", "Heartbeat", "EFS", "MinIO", "Serving", "Instance", "ENI"):
         table.add_column(column, overflow="fold")
     for name, node in report["nodes"].items():
-        health = "[green]healthy[/]" if node["healthy"] else f"[red]{'; '.join(node['problems'])}[/]"
+        # Agent-written text is escaped: a "[" in a detail must not be read as rich markup.
+        health = "[green]healthy[/]" if node["healthy"] else f"[red]{escape('; '.join(node['problems']))}[/]"
         instance = f"{node['instance_id']} ({node['instance_state']})" if node["instance_id"] else "-"
         table.add_row(name, node["role"], health, _age(node["heartbeat_age_seconds"]), _yes_no(node["efs_ok"]),
                       _yes_no(node["minio_ok"]), _yes_no(node["serving"]), instance, node["eni"] or "-")
@@ -94,7 +97,7 @@ def _routes_table(report: dict[str, Any]) -> Table:
 
 def step_line(step: StepResult) -> str:
     mark = "[green]PASS[/]" if step.ok else ("[red]FAIL[/]" if step.fatal else "[yellow]WARN[/]")
-    return f"{mark} {step.name}: {step.detail} ({step.seconds:.1f}s)"
+    return f"{mark} {escape(step.name)}: {escape(step.detail)} ({step.seconds:.1f}s)"
 
 
 def verify_summary(report: VerifyReport) -> str:
@@ -110,8 +113,8 @@ class ProgressView:
         self._task = progress.add_task("starting", total=timeout)
 
     def update(self, elapsed: float, detail: str) -> None:
-        self._progress.update(self._task, description=detail, completed=elapsed)
-        self._progress.console.print(f"[dim]{elapsed:6.1f}s[/] {detail}")
+        self._progress.update(self._task, description=escape(detail), completed=elapsed)
+        self._progress.console.print(f"[dim]{elapsed:6.1f}s[/] {escape(detail)}")
 
 
 @contextmanager

@@ -87,7 +87,13 @@ class Switcher:
         before = read_status(app)
         precheck(before, target)
         request_id = self._request(target)
-        seconds = self._wait(target, started, timeout, request_id)
+        try:
+            seconds = self._wait(target, started, timeout, request_id)
+        except KeyboardInterrupt:
+            # An operator who gives up must not get a switchover minutes later from a forgotten request.
+            if request_id:
+                self._queue().withdraw(request_id)
+            raise
         return SwitchResult(source=before["cluster"]["active"], target=target, seconds=seconds,
                             queued=request_id is not None, request_id=request_id,
                             epoch=int(before["cluster"]["epoch"]) + 1)

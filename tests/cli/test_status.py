@@ -110,3 +110,12 @@ def test_before_the_checker_first_ran(cluster: FakeCluster) -> None:
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     assert report["cluster"]["phase"] == "uninitialised" and report["cluster"]["active"] is None
+
+
+def test_agent_text_is_not_read_as_markup(cluster: FakeCluster) -> None:
+    cluster.agents["node2"].efs_ok = False
+    cluster.heartbeat(cluster.agents["node2"], efs_ok=False, detail="write failed [Errno 5] [bold]EIO")
+
+    result = cluster.cli("status")
+
+    assert "EFS not writable (write failed [Errno 5] [bold]EIO)" in result.stdout

@@ -183,3 +183,20 @@ def test_function_error_is_one_line(cluster: FakeCluster) -> None:
     assert result.exit_code == 1
     assert result.stderr.strip() == ("Error: the checker function EfsHaCluster-checker failed: "
                                      "environment variable VIP is required")
+
+
+def test_interrupt_while_queued_withdraws_the_request(cluster: FakeCluster) -> None:
+    cluster.lambda_client.mode = "throttled"
+    queued: list[dict[str, Any]] = []
+
+    def operator_presses_ctrl_c() -> None:
+        queued.append(cluster.item("request"))
+        raise KeyboardInterrupt
+
+    cluster.clock.on_sleep.append(operator_presses_ctrl_c)
+    result = cluster.cli("switchover", "--to", "node2")
+
+    assert result.exit_code == 130
+    assert queued[0]["target"] == "node2"
+    assert result.stderr.strip().splitlines()[-1] == "Error: interrupted"
+    assert cluster.item("request") == {}

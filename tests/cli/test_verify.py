@@ -48,8 +48,10 @@ class FakeNodes:
         up = agent.serving
         code = "200" if up else "000"
         if kind == "write":
+            match = re.search(r"--data-binary (.+?)\)\"$", script, re.M)
+            assert match, script
             if up:
-                self.efs["object"] = shlex.split(re.search(r"--data-binary (.+?)\)\"$", script, re.M)[1])[0]
+                self.efs["object"] = shlex.split(match[1])[0]
             return CommandResult("Success", f"EFSHA create_bucket={code}\nEFSHA put_object={code}\n")
         if kind == "read":
             body = self.efs.get("object", "") + (" corrupted" if self._corrupt else "") if up else ""
