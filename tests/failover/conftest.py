@@ -62,12 +62,46 @@ _LOADER = botocore.loaders.create_loader()
 _SERIAL = itertools.count(1)
 
 
-def fast_session() -> boto3.Session:
-    """A boto3 session sharing one model loader across tests (moto resets the default session each time,
-    and reloading the service models would cost most of a test's time)."""
-    core = botocore.session.get_session()
-    core.register_component("data_loader", _LOADER)
-    return boto3.Session(botocore_session=core, region_name=REGION)
+@dataclass
+class _SharedClients:
+    """boto3 clients built once per process: building an EC2 client costs more than most tests.
+    They work under each test's own mock_aws (moto hooks every botocore client); the checker's clients
+    forward their call hooks to whichever Harness is current."""
+
+    session: boto3.Session
+    ec2: Any
+    ddb: Any
+    sqs: Any
+    sns: Any
+    checker: AwsClients
+    current: Harness | None = None
+
+
+_SHARED: list[_SharedClients] = []
+
+
+def shared_clients() -> _SharedClients:
+    if not _SHARED:
+        core = botocore.session.get_session()
+        core.register_component("data_loader", _LOADER)
+        session = boto3.Session(botocore_session=core, region_name=REGION)
+        shared = _SharedClients(session, session.client("ec2"), session.client("dynamodb"),
+                                session.client("sqs"), session.client("sns"), AwsClients.create(session))
+
+        def on_call(**kwargs: Any) -> None:
+            if shared.current is not None:
+                shared.current._on_call(**kwargs)
+
+        def on_stopped(**kwargs: Any) -> None:
+            if shared.current is not None:
+                shared.current._on_stopped(**kwargs)
+
+        checker = shared.checker
+        for client in (checker.dynamodb, checker.ec2, checker.ssm, checker.sns):
+            client.meta.events.register("provide-client-params", on_call)
+        checker.ec2.meta.events.register("after-call.ec2.StopInstances", on_stopped)
+        _SHARED.append(shared)
+    return _SHARED[0]
 
 
 def _decimals(value: Any) -> Any:
@@ -132,19 +166,18 @@ class Harness:
     violations: list[str] = field(default_factory=list)
     epochs: list[int] = field(default_factory=list)
     call_hooks: dict[str, Callable[[dict[str, Any]], None]] = field(default_factory=dict)
-    aws: AwsClients | None = None
     states: dict[str, str] = field(default_factory=dict)
+    aws: AwsClients = field(init=False)
 
     def __post_init__(self) -> None:
         # Unique names anyway, so nothing depends on moto being reset between tests.
         serial = next(_SERIAL)
         self.cluster_id = f"efs-ha-test-{serial}"
         self.table = f"efs-ha-state-{serial}"
-        self.session = fast_session()
-        self.ec2 = self.session.client("ec2")
-        self.ddb = self.session.client("dynamodb")
-        self.sqs = self.session.client("sqs")
-        sns = self.session.client("sns")
+        shared = shared_clients()
+        shared.current = self
+        self.ec2, self.ddb, self.sqs, sns = shared.ec2, shared.ddb, shared.sqs, shared.sns
+        self.aws = shared.checker
         vpc = self.ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
         self.subnets = [self.ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.0.{n}.0/24")["Subnet"]["SubnetId"]
                         for n in (10, 20, 110, 120)]
@@ -182,11 +215,6 @@ class Harness:
         self.env.update(overrides)
         for key, value in self.env.items():
             self.monkeypatch.setenv(key, value)
-        if self.aws is None:
-            self.aws = AwsClients.create(self.session)
-            for client in (self.aws.dynamodb, self.aws.ec2, self.aws.ssm, self.aws.sns):
-                client.meta.events.register("provide-client-params", self._on_call)
-            self.aws.ec2.meta.events.register("after-call.ec2.StopInstances", self._on_stopped)
         handler_module.use_runtime(Runtime(Settings.from_env(os.environ), self.aws, self.clock))
 
     def invoke(self, event: Any = None, *, max_probes: int | None = None, budget: float = 60.0) -> Any:
@@ -384,6 +412,7 @@ def cluster(moto_backend: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[Har
     harness.metric_log.clear()
     harness.sns_messages().clear()
     yield harness
+    shared_clients().current = None
     handler_module.use_runtime(None)
     metrics.clear_default_dimensions()  # the next test has another cluster id
     metrics.clear_metrics()
