@@ -72,6 +72,7 @@ class Checker:
         self._routes = RouteMover(runtime.aws.ec2, self._s)
         self.telemetry = Telemetry(runtime.aws.sns, self._s.topic_arn, self._s.cluster_id)
         self._last_checker: CheckerState | None = None
+        self._fenced: dict[int, str] = {}  # epoch -> how its fencing was confirmed (this invocation)
         self._fencer = Fencer(self._s, self._store, self._ec2, runtime.aws.ec2, runtime.aws.ssm, self._clock,
                               self.telemetry)
 
@@ -170,9 +171,11 @@ class Checker:
     # ----- takeover -----
     def _takeover(self, snap: Snapshot, cluster: ClusterState, problems: list[str],
                   checker: CheckerState) -> str:
-        view = self._ec2.view(fresh=True)
         old = cluster.active or ""
-        candidate = self._first_healthy(snap, view, exclude={old})
+        # The cached view first: a long "no healthy standby" spell then costs no extra EC2 calls per cycle.
+        candidate = self._first_healthy(snap, self._ec2.view(), exclude={old})
+        view = self._ec2.view(fresh=True)
+        candidate = candidate and self._first_healthy(snap, view, exclude={old})
         if candidate is None:
             self._no_standby(checker, f"{old} failed ({'; '.join(problems)})")
             return "no healthy standby"
@@ -193,10 +196,15 @@ class Checker:
 
     def _complete_takeover(self, fencing: ClusterState, view: Ec2View | None = None) -> Outcome:
         """Steps 2-6: confirm fencing, promote, move and verify routes, report."""
-        how = self._fencer.fence(fencing, view or self._ec2.view(fresh=True), self.time_left)
+        # Once confirmed, a fenced node stays fenced (no agent serves while the phase is fencing), so a run
+        # that cannot promote yet does not repeat the fencing every cycle.
+        how = self._fenced.get(fencing.epoch)
+        if how is None:
+            how = self._fencer.fence(fencing, view or self._ec2.view(fresh=True), self.time_left)
         if how is None:
             node, epoch = fencing.fencing_node, fencing.epoch
             return Outcome(False, f"fencing of {node} not confirmed yet (epoch {epoch})")
+        self._fenced[fencing.epoch] = how
         snap = self._store.read()
         current = snap.cluster
         if current is None or current.epoch != fencing.epoch or current.phase != FENCING:

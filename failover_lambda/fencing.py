@@ -42,14 +42,15 @@ class Fencer:
         node = cluster.fencing_node or ""
         instance = view.instance_of(node, cluster.fencing_instance)
         instance_id = cluster.fencing_instance or (instance.instance_id if instance else None)
-        if instance_id:
-            self._ask_to_stop(instance_id, cluster.epoch)
-        stop_sent = False
+        asked = stop_sent = False
         while True:
             reason = self._confirmation(cluster, node, instance_id)
             if reason:
                 logger.info("fencing confirmed", extra={"node": node, "epoch": cluster.epoch, "how": reason})
                 return reason
+            if instance_id and not asked:
+                self._ask_to_stop(instance_id, cluster.epoch)
+                asked = True
             overdue = self._clock.now() >= cluster.changed_at + self._settings.fence_timeout_seconds
             if overdue and instance_id and not stop_sent:
                 stop_sent = self._force_stop(instance_id, node)

@@ -97,3 +97,31 @@ def test_resumed_takeover_repicks_when_the_candidate_became_unhealthy(cluster: H
     item: dict[str, Any] = cluster.cluster()
     assert (item["active"], item["epoch"], item["phase"]) == ("node3", 2, "stable")
     assert set(cluster.routes().values()) == {node3.eni}
+
+
+def test_fenced_cluster_without_a_healthy_node_waits_without_repeating_the_fencing(cluster: Harness) -> None:
+    # Given a takeover left in phase fencing (hung node1), and node2 then loses EFS
+    node1, node2 = cluster.agent("node1"), cluster.agent("node2")
+    node1.efs_ok = False
+    node1.obeys = False
+    cluster.settle(1)
+    cluster.invoke(max_probes=3, budget=12)
+    node2.efs_ok = False
+    cluster.settle(1)
+    calls_before = len(cluster.calls)
+    # When the next run resumes: node1 is force-stopped, but nobody is healthy enough to promote
+    result = cluster.invoke(max_probes=8)
+    assert result["outcomes"] == ["no healthy standby to promote"] * 8
+    new_calls = [operation for operation, _ in cluster.calls[calls_before:]]
+    # Then the fencing ran once (one SSM command, one StopInstances), nothing moved, one alert went out
+    assert (new_calls.count("SendCommand"), new_calls.count("StopInstances")) == (1, 1)
+    assert not {"ReplaceRoute", "CreateRoute"} & set(new_calls)
+    assert cluster.cluster()["phase"] == "fencing"
+    assert len([m for m in cluster.sns_messages() if "no healthy standby" in m["subject"]]) == 1
+    # And when node2 recovers, the following run promotes it
+    node2.efs_ok = True
+    cluster.settle(1)
+    cluster.invoke(max_probes=1)
+    item = cluster.cluster()
+    assert (item["active"], item["epoch"], item["phase"]) == ("node2", 2, "stable")
+    assert set(cluster.routes().values()) == {node2.eni}
