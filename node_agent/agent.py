@@ -132,9 +132,9 @@ class Agent:
         else:
             self._maybe_serving = serving
             return serving
-        serving = self._service.is_running()
-        self._maybe_serving = serving or decision.action is Action.START_MINIO
-        return serving
+        # Right after a start the unit may not report "activating" yet: count it as serving already.
+        self._maybe_serving = self._service.is_running() or decision.action is Action.START_MINIO
+        return self._maybe_serving
 
     def _stop_service(self) -> bool:
         try:

@@ -156,3 +156,13 @@ def test_run_loop_exits_on_request_and_stops_minio(world: AgentWorld) -> None:
     world.agent.request_stop()  # as the SIGTERM handler does
     world.agent.run()
     assert not world.service.running
+
+
+def test_a_start_that_has_not_taken_effect_yet_is_reported_as_serving(world: AgentWorld) -> None:
+    # systemctl start --no-block returns before the unit is even "activating"
+    world.set_cluster("node1", epoch=1)
+    world.tick()
+    world.service.start = lambda: world.service.actions.append("start")  # type: ignore[method-assign]
+    assert world.tick() == "start_minio"
+    assert not world.service.running
+    assert world.heartbeat()["serving"] is True  # "may be serving": never under-report to the checker
