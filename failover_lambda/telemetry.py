@@ -12,8 +12,8 @@ from aws_lambda_powertools.metrics import MetricUnit
 from failover_lambda.aws import AWS_ERRORS, error_code
 
 logger = Logger(service=os.environ.get("POWERTOOLS_SERVICE_NAME", "efs-ha-checker"))
-# No `service` argument: the only dimension is ClusterId, so alarms need just that one.
-metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "EfsHaCluster"))
+# service="" keeps POWERTOOLS_SERVICE_NAME out of the dimensions: ClusterId is the only one, as the alarms expect.
+metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "EfsHaCluster"), service="")
 
 # Metric names are part of the contract with the stack's alarms and dashboard.
 FAILOVERS = "Failovers"

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
 
@@ -107,3 +111,16 @@ def test_metrics_are_emitted_as_emf_with_the_cluster_dimension(cluster: Harness,
         block = document["_aws"]["CloudWatchMetrics"][0]
         assert (block["Namespace"], block["Dimensions"]) == ("EfsHaCluster", [["ClusterId"]])
         assert document["ClusterId"] == cluster.cluster_id
+
+
+def test_metric_dimensions_ignore_the_powertools_service_name() -> None:
+    # The stack sets POWERTOOLS_SERVICE_NAME for the logs; a "service" dimension would hide every metric
+    # from alarms that select on ClusterId alone. Checked in a fresh interpreter: the env is read at import.
+    script = ("from failover_lambda.telemetry import Telemetry, metrics\n"
+              "Telemetry(None, None, 'c1').count('Failovers')\n"
+              "import json; print(json.dumps(metrics.serialize_metric_set()))")
+    env = {**os.environ, "POWERTOOLS_SERVICE_NAME": "efs-ha-checker", "POWERTOOLS_METRICS_NAMESPACE": "Ns"}
+    out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).resolve().parents[2]).stdout
+    block = json.loads(out)["_aws"]["CloudWatchMetrics"][0]
+    assert (block["Namespace"], block["Dimensions"]) == ("Ns", [["ClusterId"]])
