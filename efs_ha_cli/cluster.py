@@ -51,7 +51,3 @@ def read_status(app: App) -> dict[str, Any]:
     }
     report["checked_at"] = app.clock.now()
     return report
-
-
-def node_names(app: App) -> tuple[str, ...]:
-    return app.settings.node_names

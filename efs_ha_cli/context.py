@@ -63,6 +63,7 @@ class App:
         self.hooks = hooks or Hooks()
         self.clock: Clock = self.hooks.clock or SystemClock()
         self.settings_source = "defaults"
+        self._clients: dict[str, Any] = {}
 
     @cached_property
     def session(self) -> boto3.Session:
@@ -78,8 +79,10 @@ class App:
     def client(self, service: str) -> Any:
         if service == "lambda" and self.hooks.lambda_client is not None:
             return self.hooks.lambda_client
-        config = LAMBDA_CONFIG if service == "lambda" else CLIENT_CONFIG
-        return self.session.client(service, region_name=self.region, config=config)
+        if service not in self._clients:  # reused: the wait loops poll every few seconds
+            config = LAMBDA_CONFIG if service == "lambda" else CLIENT_CONFIG
+            self._clients[service] = self.session.client(service, region_name=self.region, config=config)
+        return self._clients[service]
 
     @cached_property
     def outputs(self) -> StackOutputs:
@@ -117,6 +120,3 @@ class App:
             self.settings_source = f"function {function}"
             return {str(k): str(v) for k, v in variables.items()}
         return {}
-
-    def require_outputs(self, *keys: str) -> None:
-        self.outputs.require(*keys)
