@@ -21,7 +21,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from drill.config import FAKE_AWS_ENV, REPO_ROOT, Timings
+from drill.config import REPO_ROOT, Timings, base_env
 from drill.netns import Topology, remove_stale
 from drill.scenarios import SCENARIOS
 
@@ -127,7 +127,9 @@ def inner_main(args: argparse.Namespace) -> int:
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, on_term)
-    os.environ.update(FAKE_AWS_ENV)  # the orchestrator's own boto3 clients talk to moto only
+    clean = base_env()  # the orchestrator's own boto3 clients talk to moto only, with fake credentials
+    os.environ.clear()
+    os.environ.update(clean)
     timings = Timings.shipped()
     scenarios = [SCENARIOS[name] for name in (args.scenario or list(SCENARIOS))]
     work = Path(tempfile.mkdtemp(prefix="drill-"))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,6 +36,23 @@ FAKE_AWS_ENV = {
     "AWS_CONFIG_FILE": "/dev/null",
     "AWS_SHARED_CREDENTIALS_FILE": "/dev/null",
 }
+
+# Settings the checker and the agent read: never inherited from the caller's environment (a stray MAX_PROBES or
+# LEASE_MARGIN_SECONDS would change what is measured); the drill sets the ones it means.
+PRODUCT_VARIABLES = (
+    "STATE_TABLE_NAME", "CLUSTER_ID", "NODE_NAMES", "ROUTE_TABLE_IDS", "VIP", "TOPIC_ARN", "PROBE_INTERVAL_SECONDS",
+    "FAILURE_THRESHOLD", "HEARTBEAT_STALE_SECONDS", "LEASE_SECONDS", "FENCE_TIMEOUT_SECONDS", "MINIO_PORT",
+    "HTTP_PROBE", "LOOP_SAFETY_MARGIN_SECONDS", "MAX_PROBES", "FENCE_COMMAND_DOCUMENT", "MINIO_UNIT",
+    "EC2_CACHE_SECONDS", "MINIO_START_GRACE_SECONDS", "NODE_NAME", "MOUNT_POINT", "HEARTBEAT_INTERVAL_SECONDS",
+    "LEASE_MARGIN_SECONDS", "MINIO_HEALTH_URL", "INSTANCE_ID", "EFS_TIMEOUT_SECONDS", "EFS_REQUIRE_MOUNT",
+    "AWS_ENDPOINT_URL", "AWS_PROFILE", "NOTIFY_SOCKET",
+)
+
+
+def base_env() -> dict[str, str]:
+    """The environment of every drill process: the caller's, minus product settings, plus fake credentials."""
+    env = {k: v for k, v in os.environ.items() if k not in PRODUCT_VARIABLES and not k.startswith("AWS_ENDPOINT_URL")}
+    return {**env, **FAKE_AWS_ENV, "PYTHONPATH": str(REPO_ROOT)}
 
 
 def node_address(index: int) -> str:

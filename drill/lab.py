@@ -4,7 +4,6 @@ VPC-router mirror; runs scenarios and measures them. Everything it starts is sto
 from __future__ import annotations
 
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -19,15 +18,14 @@ from drill import aws
 from drill.analysis import Window, detection_seconds, dual_active, handover_gap, rto_seconds, vip_violations
 from drill.config import (
     CLUSTER_ID,
-    FAKE_AWS_ENV,
     MOTO_PORT,
     NODE_NAMES,
     PROXY_PORT,
-    REPO_ROOT,
     TABLE_NAME,
     VIP,
     Fleet,
     Timings,
+    base_env,
     node_address,
 )
 from drill.lambda_service import LambdaService
@@ -88,7 +86,7 @@ class Lab:
     # ----- setup -----
     def open(self) -> None:
         self.storage.mount()
-        self.moto = Child("moto", aws.moto_argv(), {**_base_env()}, self.logs)
+        self.moto = Child("moto", aws.moto_argv(), {**base_env()}, self.logs)
         aws.wait_ready()
         self.fleet = aws.populate()
         # The client sits in private subnet B: the table a crashed checker updates last.
@@ -124,7 +122,7 @@ class Lab:
 
     def _probe_vip_identity(self) -> str | None:
         code = "from drill.client import vip_identity; print(vip_identity())"
-        result = subprocess.run(in_ns(self.topology.client, [sys.executable, "-c", code]), env=_base_env(),
+        result = subprocess.run(in_ns(self.topology.client, [sys.executable, "-c", code]), env=base_env(),
                                 capture_output=True, text=True, timeout=30, check=True)
         answer = result.stdout.strip()
         return None if answer == "None" else answer
@@ -191,7 +189,7 @@ class Lab:
 
     def start_client(self, prefix: str) -> Child:
         self._verify, self._verified = None, threading.Event()
-        env = {**_base_env(), "DRILL_S3_USER": MINIO_USER, "DRILL_S3_PASSWORD": MINIO_PASSWORD}
+        env = {**base_env(), "DRILL_S3_USER": MINIO_USER, "DRILL_S3_PASSWORD": MINIO_PASSWORD}
         self._client = Child(f"client-{prefix}", in_ns(self.topology.client, [
             sys.executable, "-m", "drill.client", "--prefix", prefix, "--max-seconds", "400"]), env, self.logs,
             on_line=self._on_client_line, stdin=True)
@@ -304,10 +302,6 @@ class Lab:
             steps.append(lambda: self.moto.stop(timeout=5) if self.moto else None)
         steps.append(self.storage.unmount)
         return steps
-
-
-def _base_env() -> dict[str, str]:
-    return {**os.environ, **FAKE_AWS_ENV, "PYTHONPATH": str(REPO_ROOT)}
 
 
 def _round(value: float | None) -> float | None:

@@ -4,7 +4,6 @@ slot busy is dropped: the rule has retry_attempts=0), a warm sandbox that is rep
 from __future__ import annotations
 
 import json
-import os
 import sys
 import threading
 import time
@@ -12,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from drill.config import FAKE_AWS_ENV, INVOCATION_TIMEOUT_SECONDS, REPO_ROOT, SCHEDULE_SECONDS
+from drill.config import INVOCATION_TIMEOUT_SECONDS, SCHEDULE_SECONDS, base_env
 from drill.lambda_host import RESULT_MARK
 from drill.procs import Child
 
@@ -21,7 +20,7 @@ SCHEDULED_EVENT = {"source": "aws.events", "detail-type": "Scheduled Event", "de
 
 class LambdaService:
     def __init__(self, env: dict[str, str], log_dir: Path, log: Callable[[str], None]) -> None:
-        self._env = {**os.environ, **FAKE_AWS_ENV, **env, "PYTHONPATH": str(REPO_ROOT)}
+        self._env = {**base_env(), **env}
         self._log_dir = log_dir
         self._log = log
         self._lock = threading.Condition()

@@ -4,7 +4,6 @@ each node sees the shared "EFS" (one tmpfs) through its own bind mount, so one n
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import signal
 import subprocess
@@ -14,7 +13,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from drill.config import AWS_ADDRESS, FAKE_AWS_ENV, MOTO_PORT, NODE_NAMES, REPO_ROOT, TABLE_NAME, Fleet, Timings
+from drill.config import AWS_ADDRESS, MOTO_PORT, NODE_NAMES, TABLE_NAME, Fleet, Timings, base_env
 from drill.netns import Topology, cmdline, in_ns, kill_pid, ns_pids
 from drill.procs import Child
 
@@ -83,7 +82,7 @@ class Node:
         self._starts = 0
         argv, health = s3_server_argv(str(view / "data"))
         self._env = {
-            **os.environ, **FAKE_AWS_ENV, "PYTHONPATH": str(REPO_ROOT),
+            **base_env(),
             "AWS_ENDPOINT_URL": f"http://{AWS_ADDRESS}:{MOTO_PORT}",
             "STATE_TABLE_NAME": TABLE_NAME, "NODE_NAME": name, "MOUNT_POINT": str(view),
             "INSTANCE_ID": fleet.instance_ids[name],
