@@ -88,7 +88,7 @@ class Switcher:
         precheck(before, target)
         request_id = self._request(target)
         try:
-            seconds = self._wait(target, started, timeout, request_id)
+            seconds, after = self._wait(target, started, timeout, request_id)
         except KeyboardInterrupt:
             # An operator who gives up must not get a switchover minutes later from a forgotten request.
             if request_id:
@@ -96,7 +96,7 @@ class Switcher:
             raise
         return SwitchResult(source=before["cluster"]["active"], target=target, seconds=seconds,
                             queued=request_id is not None, request_id=request_id,
-                            epoch=int(before["cluster"]["epoch"]) + 1)
+                            epoch=int(after["cluster"]["epoch"]))
 
     def _request(self, target: str) -> str | None:
         """Invoke the checker; None when it did the switchover, else the id of the queued request."""
@@ -109,14 +109,20 @@ class Switcher:
             self._on_progress(0.0, f"checker busy (its probe loop holds the only slot); "
                                    f"request {request_id} queued for its next probe")
             return request_id
-        if answer.get("ok") is not True:
-            raise CliError(f"switchover refused: {answer.get('reason', 'no reason given')}")
-        return None
+        if answer.get("ok") is True:
+            return None
+        if "epoch" in answer:
+            # Fencing began (new epoch) but this run could not finish it; the checker's next run resumes it.
+            self._on_progress(0.0, f"checker started the switchover (epoch {answer['epoch']}) but has not "
+                                   f"finished: {answer.get('reason')}; its next run completes it")
+            return None
+        raise CliError(f"switchover refused: {answer.get('reason', 'no reason given')}")
 
     def _queue(self) -> RequestQueue:
         return RequestQueue(self._app.client("dynamodb"), self._app.settings.state_table_name)
 
-    def _wait(self, target: str, started: float, timeout: float, request_id: str | None) -> float:
+    def _wait(self, target: str, started: float, timeout: float,
+              request_id: str | None) -> tuple[float, dict[str, Any]]:
         clock = self._app.clock
         last_detail = ""
         handled_without_move = 0
@@ -128,7 +134,7 @@ class Switcher:
                 self._on_progress(elapsed, state.detail)
                 last_detail = state.detail
             if state.done:
-                return elapsed
+                return elapsed, report
             # The checker deletes the request after acting on it; gone while nothing moves = refused.
             # Seen twice in a row, because one Scan may read `request` after and `cluster` before a change.
             idle = request_id is not None and report["request"] is None and \

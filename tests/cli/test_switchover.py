@@ -200,3 +200,29 @@ def test_interrupt_while_queued_withdraws_the_request(cluster: FakeCluster) -> N
     assert queued[0]["target"] == "node2"
     assert result.stderr.strip().splitlines()[-1] == "Error: interrupted"
     assert cluster.item("request") == {}
+
+
+def test_started_but_unfinished_switchover_is_waited_for(cluster: FakeCluster) -> None:
+    """The checker ran out of time while fencing: it answers ok=false with the new epoch; its next run
+    finishes the takeover, so the CLI waits instead of reporting a refusal."""
+
+    def checker_out_of_time(**_: Any) -> dict[str, Any]:
+        cluster.update_cluster(phase="fencing", epoch=2, fencing_node="node1", candidate="node2",
+                               changed_at=cluster.clock.now(), reason="switchover: node1 -> node2 requested")
+        cluster.ddb.update_item(TableName=TABLE, Key={"pk": {"S": "cluster"}},
+                                UpdateExpression="REMOVE active, active_instance")
+        answer = {"ok": False, "reason": "fencing of node1 not confirmed yet (epoch 2)", "epoch": 2}
+        return {"StatusCode": 200, "Payload": io.BytesIO(json.dumps(answer).encode())}
+
+    def next_checker_run() -> None:
+        if cluster.item("cluster")["phase"] == "fencing":
+            cluster.probe()
+
+    cluster.lambda_client.invoke = checker_out_of_time  # type: ignore[method-assign]
+    cluster.clock.on_sleep.append(next_checker_run)
+    result = cluster.cli("--json", "switchover", "--to", "node2")
+
+    assert result.exit_code == 0, result.output
+    assert "checker started the switchover (epoch 2) but has not finished" in result.stderr
+    assert json.loads(result.stdout)["epoch"] == 2
+    _assert_on(cluster, "node2", epoch=2)
