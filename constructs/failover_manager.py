@@ -120,6 +120,8 @@ class FailoverManager(Construct):
                 "HEARTBEAT_STALE_SECONDS": str(timings.heartbeat_stale_seconds),
                 "LEASE_SECONDS": str(timings.lease_seconds),
                 "FENCE_TIMEOUT_SECONDS": str(timings.fence_timeout_seconds),
+                # The loop ends this close to the timeout, so the next scheduled run starts ~3 s later.
+                "LOOP_SAFETY_MARGIN_SECONDS": "3",
                 "POWERTOOLS_SERVICE_NAME": "efs-ha-checker",
                 "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
             },

@@ -28,6 +28,7 @@ from failover_lambda.runtime import Runtime
 from failover_lambda.state_store import StateStore
 from failover_lambda.status import status_report
 from failover_lambda.telemetry import (
+    ACTIVE_NODE_POSITION,
     CHECKER_ERRORS,
     DETECTION_SECONDS,
     FAILOVERS,
@@ -135,6 +136,7 @@ class Checker:
         if self._s.http_probe and instance and instance.private_ip and report and report.serving:
             http_ok = http_probe(instance.private_ip, self._s.minio_port)
         problems = active_problems(self._s, self._clock.now(), cluster, report, instance, http_ok)
+        self._report_health(snap, cluster, view, problems)
         checker = self._count(snap.checker, active, problems)
         failures = checker.failures.get(active, 0)
         if problems and failures >= self._s.failure_threshold:
@@ -149,6 +151,16 @@ class Checker:
         if problems:
             return f"{active} failing {failures}/{self._s.failure_threshold}: {'; '.join(problems)}"
         return drift or "ok"
+
+    def _report_health(self, snap: Snapshot, cluster: ClusterState, view: Ec2View, active_problems: list[str]) -> None:
+        """Dashboard and alarm gauges: each node's health and which node is active (1-based priority position)."""
+        now = self._clock.now()
+        for name in self._s.node_names:
+            problems = active_problems if name == cluster.active else node_problems(
+                self._s, now, snap.nodes.get(name), view.instance_of(name, None))
+            self.telemetry.node_health(name, healthy=not problems)
+        position = self._s.node_names.index(cluster.active) + 1 if cluster.active in self._s.node_names else 0
+        self.telemetry.gauge(ACTIVE_NODE_POSITION, position)
 
     def _count(self, checker: CheckerState, active: str, problems: list[str]) -> CheckerState:
         """Consecutive failed probes of the active node, persisted so they survive across invocations."""

@@ -7,7 +7,7 @@ import os
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics
-from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.metrics import MetricUnit, single_metric
 
 from failover_lambda.aws import AWS_ERRORS, error_code
 
@@ -24,12 +24,15 @@ NO_HEALTHY_STANDBY = "NoHealthyStandby"
 CHECKER_ERRORS = "CheckerErrors"
 PROBE_UNKNOWN = "ProbeUnknown"
 FENCE_STOPS = "FenceStopInstances"
+NODE_HEALTHY = "NodeHealthy"
+ACTIVE_NODE_POSITION = "ActiveNodePosition"
 
 
 class Telemetry:
     def __init__(self, sns: Any, topic_arn: str | None, cluster_id: str) -> None:
         self._sns = sns
         self._topic_arn = topic_arn
+        self._cluster_id = cluster_id
         if metrics.default_dimensions.get("ClusterId") != cluster_id:  # once per cold start
             metrics.set_default_dimensions(ClusterId=cluster_id)
 
@@ -38,6 +41,15 @@ class Telemetry:
 
     def seconds(self, name: str, value: float) -> None:
         metrics.add_metric(name=name, unit=MetricUnit.Seconds, value=max(0.0, value))
+
+    def gauge(self, name: str, value: float) -> None:
+        metrics.add_metric(name=name, unit=MetricUnit.NoUnit, value=value)
+
+    def node_health(self, node: str, healthy: bool) -> None:
+        """Per-node gauge (1 healthy, 0 not) behind the NodeUnhealthy alarms; written at once, one record each."""
+        with single_metric(name=NODE_HEALTHY, unit=MetricUnit.Count, value=1 if healthy else 0,
+                           namespace=metrics.namespace, default_dimensions={"ClusterId": self._cluster_id}) as metric:
+            metric.add_dimension(name="Node", value=node)
 
     def notify(self, subject: str, payload: dict[str, Any]) -> None:
         """Best effort: a failed notification is logged and counted, never allowed to stop a failover."""
