@@ -9,6 +9,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import click
+from rich import box
 from rich.console import Console, Group
 from rich.markup import escape
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
@@ -69,20 +70,26 @@ def _summary(report: dict[str, Any]) -> Table:
 
 
 def _nodes_table(report: dict[str, Any]) -> Table:
-    table = Table(title="Nodes", title_justify="left")
-    for column in ("Node", "Role", "Health", "Heartbeat", "EFS", "MinIO", "Serving", "Instance", "ENI"):
-        table.add_column(column, overflow="fold")
+    table = Table(title="Nodes", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
+    for column in ("Node", "Role", "Health", "Beat", "EFS", "MinIO", "Serving"):
+        # Only the problem list may wrap; short words stay whole.
+        table.add_column(column, overflow="fold", no_wrap=column != "Health",
+                         min_width=len("healthy") if column == "Health" else None)
+    # Instance and ENI share a cell so the table fits 80 columns; "Beat" is the heartbeat's age.
+    table.add_column("Instance / ENI", overflow="fold", min_width=len("eni-0123456789abcdef0"))
     for name, node in report["nodes"].items():
         # Agent-written text is escaped: a "[" in a detail must not be read as rich markup.
         health = "[green]healthy[/]" if node["healthy"] else f"[red]{escape('; '.join(node['problems']))}[/]"
-        instance = f"{node['instance_id']} ({node['instance_state']})" if node["instance_id"] else "-"
+        state = "" if node["instance_state"] == "running" else f" ({node['instance_state']})"
+        instance = f"{node['instance_id']}{state}\n{node['eni'] or 'no ENI'}" if node["instance_id"] else "-"
         table.add_row(name, node["role"], health, _age(node["heartbeat_age_seconds"]), _yes_no(node["efs_ok"]),
-                      _yes_no(node["minio_ok"]), _yes_no(node["serving"]), instance, node["eni"] or "-")
+                      _yes_no(node["minio_ok"]), _yes_no(node["serving"]), instance)
     return table
 
 
 def _routes_table(report: dict[str, Any]) -> Table:
-    table = Table(title=f"VIP route {report['vip']}", title_justify="left")
+    table = Table(title=f"VIP route {report['vip']}", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False,
+                  show_edge=False)
     for column in ("Route table", "Target ENI", "Node", "State"):
         table.add_column(column, overflow="fold")
     for route in report["route_tables"]:

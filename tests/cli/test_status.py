@@ -25,7 +25,8 @@ def test_table_shows_cluster_nodes_and_routes(cluster: FakeCluster) -> None:
     node1, node2 = cluster.agents["node1"], cluster.agents["node2"]
     assert "active" in _row(out, node1.instance_id) and "healthy" in _row(out, node1.instance_id)
     assert "standby" in _row(out, node2.instance_id) and "healthy" in _row(out, node2.instance_id)
-    assert node1.eni in _row(out, node1.instance_id)
+    lines = out.splitlines()
+    assert node1.eni in lines[lines.index(_row(out, node1.instance_id)) + 1]  # the ENI under its instance
     for table in cluster.route_tables:
         row = _row(out, table)
         assert node1.eni in row and "node1" in row and "ok" in row and "DRIFT" not in row
