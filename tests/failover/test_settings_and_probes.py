@@ -109,7 +109,9 @@ def test_metrics_are_emitted_as_emf_with_the_cluster_dimension(cluster: Harness,
     assert {"Failovers", "DetectionSeconds", "SwitchSeconds"} <= names
     for document in documents:
         block = document["_aws"]["CloudWatchMetrics"][0]
-        assert (block["Namespace"], block["Dimensions"]) == ("EfsHaCluster", [["ClusterId"]])
+        # Per-node health gauges add the node; every other metric has the cluster as its only dimension.
+        expected = [["ClusterId", "Node"]] if block["Metrics"][0]["Name"] == "NodeHealthy" else [["ClusterId"]]
+        assert (block["Namespace"], block["Dimensions"]) == ("EfsHaCluster", expected)
         assert document["ClusterId"] == cluster.cluster_id
 
 
