@@ -147,3 +147,14 @@ def test_systemd_units_pass_systemd_analyze_verify(tmp_path: Path, mount_point: 
                              *(str(root / "etc/systemd/system" / n) for n in UNIT_FILES)],
                             capture_output=True, text=True)
     assert result.returncode == 0 and result.stderr == "" and result.stdout == "", result.stderr + result.stdout
+
+
+def test_only_the_serving_node_holds_the_vip() -> None:
+    values = sample_inputs().placeholders()
+    vip_unit = render_file("efs-ha-vip.service", values)
+    minio_unit = render_file("minio.service", values)
+    # Comes and goes with MinIO; never enabled on its own, so a standby sends VIP traffic through the VPC routes.
+    assert "BindsTo=minio.service" in vip_unit and "[Install]" not in vip_unit
+    assert "ExecStart=/usr/sbin/ip address replace 172.16.0.1/32 dev lo" in vip_unit
+    assert "Requires=efs-ha-vip.service" in minio_unit and "[Install]" not in minio_unit
+    assert "systemctl enable --now efs-ha-agent.service" in render_file("bootstrap.sh", values)

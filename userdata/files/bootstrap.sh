@@ -60,8 +60,9 @@ install_agent() {
 
 start_services() {
   systemctl daemon-reload
-  # minio.service has no [Install] section on purpose: only the agent starts it, on the active node.
-  systemctl enable --now efs-ha-vip.service efs-ha-agent.service
+  # minio.service (and the VIP with it) has no [Install] section on purpose: only the agent starts it, on the
+  # active node.
+  systemctl enable --now efs-ha-agent.service
 }
 
 install_packages
