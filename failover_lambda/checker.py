@@ -21,7 +21,7 @@ from typing import Any
 from failover_lambda.aws import AwsUnavailable
 from failover_lambda.ec2_view import Ec2Reader
 from failover_lambda.fencing import Fencer
-from failover_lambda.health import active_problems, http_probe, node_problems
+from failover_lambda.health import active_problems, http_probe, node_problems, service_only
 from failover_lambda.model import FENCING, STABLE, CheckerState, ClusterState, Ec2View, Request, Snapshot
 from failover_lambda.routes import RouteMover, drifted_tables
 from failover_lambda.runtime import Runtime
@@ -185,19 +185,24 @@ class Checker:
                   checker: CheckerState) -> str:
         old = cluster.active or ""
         # The cached view first: a long "no healthy standby" spell then costs no extra EC2 calls per cycle.
-        candidate = self._first_healthy(snap, self._ec2.view(), exclude={old})
-        view = self._ec2.view(fresh=True)
-        candidate = candidate and self._first_healthy(snap, view, exclude={old})
-        if candidate is None:
-            self._no_standby(checker, f"{old} failed ({'; '.join(problems)})")
-            return "no healthy standby"
         now = self._clock.now()
+        held = {n for n in self._s.node_names if checker.held_back(n, now, self._s.service_failure_hold_seconds)}
+        candidate = self._first_healthy(snap, self._ec2.view(), exclude={old} | held)
+        view = self._ec2.view(fresh=True)
+        candidate = candidate and self._first_healthy(snap, view, exclude={old} | held)
+        if candidate is None:
+            held_note = f"; held back after a MinIO failure: {', '.join(sorted(held))}" if held else ""
+            self._no_standby(checker, f"{old} failed ({'; '.join(problems)}){held_note}")
+            return "no healthy standby"
         reason = f"failover: {old} failed: {'; '.join(problems)}"
         if not self._store.begin_fencing(cluster, candidate, reason, now):
             logger.info("another checker changed the cluster first; re-reading next cycle")
             return "lost race"
         self.telemetry.seconds(DETECTION_SECONDS, now - checker.failing_since.get(old, now))
-        self._save_checker(replace(checker, failures={}, failing_since={}))
+        service_failed_at = dict(checker.service_failed_at)
+        if service_only(problems):
+            service_failed_at[old] = now
+        self._save_checker(replace(checker, failures={}, failing_since={}, service_failed_at=service_failed_at))
         return self._complete_takeover(self._fencing_view(cluster, candidate, now, reason), view).detail
 
     def _fencing_view(self, cluster: ClusterState, candidate: str, now: float, kind: str) -> ClusterState:

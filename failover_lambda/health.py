@@ -58,3 +58,8 @@ def http_probe(ip: str, port: int, timeout: float = HTTP_TIMEOUT_SECONDS) -> boo
             return int(response.status) == 200
     except (urllib.error.URLError, OSError, ValueError):
         return False
+
+
+def service_only(problems: list[str]) -> bool:
+    """The node is fine and only MinIO failed on it (it would likely fail the same way again right away)."""
+    return bool(problems) and all(problem.startswith("MinIO ") for problem in problems)

@@ -96,6 +96,12 @@ class CheckerState:
     failing_since: dict[str, float] = field(default_factory=dict)
     alerted_at: dict[str, float] = field(default_factory=dict)
     last_run_at: float = 0.0
+    # node -> when it lost the role because MinIO failed there (the node itself was fine).
+    service_failed_at: dict[str, float] = field(default_factory=dict)
+
+    def held_back(self, node: str, now: float, hold_seconds: float) -> bool:
+        """True while `node` may not be an automatic failover target (its MinIO failed there recently)."""
+        return now - self.service_failed_at.get(node, float("-inf")) < hold_seconds
 
     @classmethod
     def from_item(cls, item: dict[str, Any]) -> CheckerState:
@@ -108,6 +114,7 @@ class CheckerState:
             failing_since=number_map("failing_since"),
             alerted_at=number_map("alerted_at"),
             last_run_at=_num(item.get("last_run_at")),
+            service_failed_at=number_map("service_failed_at"),
         )
 
 

@@ -44,6 +44,9 @@ class Settings:
     ec2_cache_seconds: float = 5.0
     # After a role change the new active node needs time to start MinIO: "MinIO down" is not counted yet.
     minio_start_grace_seconds: float = 15.0
+    # A node that lost the role because MinIO itself failed there is no automatic failover target for this long,
+    # so a MinIO that cannot run anywhere does not bounce the role between the nodes (Pacemaker's failcount).
+    service_failure_hold_seconds: float = 600.0
 
     @property
     def vip_cidr(self) -> str:
@@ -72,6 +75,7 @@ class Settings:
             minio_unit=reader.text("MINIO_UNIT", "minio.service"),
             ec2_cache_seconds=reader.number("EC2_CACHE_SECONDS", 5.0, float, minimum=0),
             minio_start_grace_seconds=reader.number("MINIO_START_GRACE_SECONDS", 15.0, float, minimum=0),
+            service_failure_hold_seconds=reader.number("SERVICE_FAILURE_HOLD_SECONDS", 600.0, float, minimum=0),
         )
 
 

@@ -122,7 +122,7 @@ class StateStore:
     def save_checker(self, state: CheckerState) -> None:
         item = {"pk": CHECKER_KEY, "failures": dict(state.failures),
                 "failing_since": dict(state.failing_since), "alerted_at": dict(state.alerted_at),
-                "last_run_at": state.last_run_at}
+                "last_run_at": state.last_run_at, "service_failed_at": dict(state.service_failed_at)}
         self._call("PutItem", self._client.put_item, TableName=self._table, Item=_to_ddb(item))
 
     def delete_request(self, request_id: str) -> bool:

@@ -35,6 +35,7 @@ def status_report(settings: Settings, now: float, snap: Snapshot, cluster: Clust
             "healthy": not problems,
             "problems": problems,
             "consecutive_failures": snap.checker.failures.get(name, 0),
+            "held_back": snap.checker.held_back(name, now, settings.service_failure_hold_seconds),
         }
     routes = []
     for table in settings.route_table_ids:
