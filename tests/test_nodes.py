@@ -70,3 +70,11 @@ def test_node_may_write_only_its_own_heartbeat_item(template_json: dict[str, Any
               and "Condition" in s and s["Condition"].get("ForAllValues:StringEquals")]
     keys = sorted(s["Condition"]["ForAllValues:StringEquals"]["dynamodb:LeadingKeys"][0] for s in writes)
     assert keys == ["node#node1", "node#node2"]
+
+
+def test_nodes_are_updated_one_at_a_time(template_json: dict[str, Any]) -> None:
+    # A user-data change stops and starts an instance: in parallel that would take both nodes down at once.
+    resources = template_json["Resources"]
+    (node1,) = [k for k in resources if k.startswith("Node1Instance")]
+    (node2,) = [k for k in resources if k.startswith("Node2Instance")]
+    assert node1 in resources[node2].get("DependsOn", [])
