@@ -75,6 +75,7 @@ def test_node_may_write_only_its_own_heartbeat_item(template_json: dict[str, Any
 def test_nodes_are_updated_one_at_a_time(template_json: dict[str, Any]) -> None:
     # A user-data change stops and starts an instance: in parallel that would take both nodes down at once.
     resources = template_json["Resources"]
-    (node1,) = [k for k in resources if k.startswith("Node1Instance")]
-    (node2,) = [k for k in resources if k.startswith("Node2Instance")]
+    instances = [k for k, r in resources.items() if r["Type"] == "AWS::EC2::Instance"]
+    (node1,) = [k for k in instances if k.startswith("Node1")]
+    (node2,) = [k for k in instances if k.startswith("Node2")]
     assert node1 in resources[node2].get("DependsOn", [])
