@@ -141,8 +141,9 @@ def maintenance(app: App, state: str) -> None:
 def verify(app: App, timeout: float) -> None:
     """Acceptance check from inside the VPC, via SSM Run Command on the nodes.
 
-    Writes a bucket and object through the VIP on the active node, switches over to a healthy standby,
-    reads the object back through the VIP there and compares it, then switches back. Exit 1 on any failure.
+    Writes a bucket and object through the VIP from a healthy standby (the client: the VPC route tables take
+    the request to the active node), switches over to that standby, reads the object back through the VIP
+    from the old active node and compares its sha256, then switches back. Exit 1 on any failure.
     """
     app.outputs.require(*VERIFY_OUTPUTS)
     target = Target(vip=app.settings.vip, region=app.region, secret_arn=app.outputs.get(MINIO_SECRET_ARN),

@@ -1,8 +1,18 @@
 """`efs-ha verify`: the seed's acceptance check, run on the nodes through SSM Run Command.
 
-Each node has the VIP on `lo` (userdata efs-ha-vip.service), so a request to the VIP from a node is answered
-by that node's own MinIO: the write runs on the active node, the read on the node that is active after the
-switchover. The object surviving the move is the proof that data lives on EFS, not on a node.
+The VIP is on a node's `lo` only while MinIO runs there (userdata efs-ha-vip.service BindsTo=minio.service), so
+from a standby node a request to the VIP leaves through the VPC route tables to the active node, exactly like any
+client in the VPC. Each S3 request therefore runs on the node that is NOT active, which plays the client:
+
+1. plan: origin = the active node, standby = a healthy standby;
+2. write a bucket and object from the standby (client) through the VIP routes to the origin;
+3. switch over origin -> standby;
+4. read the object from the origin (now the client, no VIP on its `lo`) through the routes to the new active node,
+   and compare its sha256 with what was written;
+5. switch back standby -> origin, then delete the object and bucket from whichever node is standby by then.
+
+The object surviving the move is the proof that data lives on EFS, not on a node; both requests reaching MinIO
+from the other node is the proof that the route tables send the VIP to the active node.
 
 Three separable parts, so tests need no real instance: scripts (pure strings), `parse_markers` (pure), and
 `Verifier` (sequencing) that talks to a `CommandRunner` (SSM in production, a fake in tests).
@@ -11,8 +21,10 @@ Three separable parts, so tests need no real instance: scripts (pure strings), `
 from __future__ import annotations
 
 import base64
+import hashlib
 import shlex
 import uuid
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -23,6 +35,7 @@ from failover_lambda.clock import Clock
 
 MARKER = "EFSHA"
 MINIO_PORT = 9000
+BODY_HEAD_BYTES = 64
 SSM_DOCUMENT = "AWS-RunShellScript"
 _AWS_FAILURES: tuple[type[Exception], ...] = (*AWS_ERRORS, AwsUnavailable)
 TERMINAL_STATUSES = frozenset({"Success", "Failed", "Cancelled", "TimedOut", "Cancelling", "Undeliverable",
@@ -50,6 +63,7 @@ class Target:
     secret_arn: str
     bucket: str
     key: str = "verify.txt"
+    port: int = MINIO_PORT
 
     @property
     def secret_region(self) -> str:
@@ -72,7 +86,7 @@ s3() {{  # s3 METHOD PATH [curl args]: prints the HTTP status (000 = no connecti
   local method=$1 path=$2; shift 2
   curl -sS -o "$body" -w '%{{http_code}}' --max-time 20 -X "$method" \\
     --aws-sigv4 {q(f"aws:amz:{target.region}:s3")} --user "$user:$pass" \\
-    -H 'x-amz-content-sha256: UNSIGNED-PAYLOAD' "$@" {q(f"http://{target.vip}:{MINIO_PORT}")}"$path" || true
+    -H 'x-amz-content-sha256: UNSIGNED-PAYLOAD' "$@" {q(f"http://{target.vip}:{target.port}")}"$path" || true
 }}
 """
 
@@ -85,9 +99,12 @@ echo "{MARKER} put_object=$(s3 PUT {shlex.quote(path)} --data-binary {shlex.quot
 
 
 def read_script(target: Target) -> str:
+    """The object's sha256 and size, plus its first bytes for a readable mismatch report."""
     path = f"/{target.bucket}/{target.key}"
     return _prelude(target) + f"""echo "{MARKER} get_object=$(s3 GET {shlex.quote(path)})"
-echo "{MARKER} body_b64=$(base64 -w0 "$body")"
+echo "{MARKER} body_sha256=$(sha256sum "$body" | cut -d' ' -f1)"
+echo "{MARKER} body_bytes=$(wc -c < "$body")"
+echo "{MARKER} body_head_b64=$(head -c {BODY_HEAD_BYTES} "$body" | base64 -w0)"
 """
 
 
@@ -184,8 +201,9 @@ class Plan:
 
 
 class Verifier:
-    """write on the active node -> switch over -> read on the new active node and compare -> switch back.
+    """write from the standby -> switch over -> read from the old active node and compare -> switch back.
 
+    Every S3 request runs on a node that is not active (the client), so it reaches MinIO through the VIP routes.
     `status()` returns failover_lambda's status report; `switch(node)` performs a switchover and returns a
     one-line summary (raising CliError on failure); `on_step` sees each step as soon as it ends.
     """
@@ -200,6 +218,7 @@ class Verifier:
         self._clock = clock
         self._on_step = on_step or (lambda _step: None)
         self._content = content or f"efs-ha verify {uuid.uuid4().hex}"
+        self._sent_write = False
 
     def run(self) -> VerifyReport:
         report = VerifyReport()
@@ -211,17 +230,23 @@ class Verifier:
         return report
 
     def _sequence(self, report: VerifyReport, plan: Plan) -> None:
-        if self._step(report, f"write via VIP on {plan.origin}", self._write) is None:
-            self._step(report, "clean up", self._cleanup, fatal=False)
+        def cleanup() -> str:
+            return self._cleanup(plan)
+
+        if self._step(report, f"write from client {plan.standby} through the VIP routes to {plan.origin}",
+                      lambda: self._write(plan.standby)) is None:
+            if self._sent_write:  # the bucket may exist even though the step failed
+                self._step(report, "clean up", cleanup, fatal=False)
             return
         if self._step(report, f"switch over {plan.origin} -> {plan.standby}",
                       lambda: self._switch(plan.standby)) is None:
-            self._step(report, "clean up", self._cleanup, fatal=False)
+            self._step(report, "clean up", cleanup, fatal=False)
             return
-        self._step(report, f"read via VIP on {plan.standby}", self._read)
+        self._step(report, f"read from client {plan.origin} through the VIP routes to {plan.standby}",
+                   lambda: self._read(plan.origin))
         # Always restore the original roles, whatever the read found.
         self._step(report, f"switch back {plan.standby} -> {plan.origin}", lambda: self._switch(plan.origin))
-        self._step(report, "clean up", self._cleanup, fatal=False)
+        self._step(report, "clean up", cleanup, fatal=False)
 
     def _step(self, report: VerifyReport, name: str, action: Callable[[], Any], fatal: bool = True) -> Any:
         """Run one step; its result, or None when it failed (the failure is recorded, never raised)."""
@@ -248,49 +273,95 @@ class Verifier:
                         if name != origin and node["healthy"]), None)
         if standby is None:
             raise StepFailed(f"{origin} is active but no other node is healthy; nothing to switch over to")
-        return _PlanDetail(Plan(origin, standby), f"{origin} is active, {standby} is a healthy standby")
+        return _PlanDetail(Plan(origin, standby), f"{origin} is active, {standby} is a healthy standby "
+                                                  f"(the client for the write)")
 
-    def _active_instance(self) -> tuple[str, str]:
+    def _client(self, client: str, through_routes: bool = True) -> _Client:
+        """Where a request from `client` goes. `through_routes`: it must be a node without the VIP on its `lo`,
+        so that the VPC route tables, not its own MinIO, decide who answers (the cleanup does not care)."""
         report = self._status()
         active = report["cluster"]["active"]
-        instance = report["nodes"].get(active or "", {}).get("instance_id")
-        if not active or not instance:
-            raise StepFailed("no active node with an instance to run the command on")
-        return active, instance
+        node = report["nodes"].get(client, {})
+        instance = node.get("instance_id")
+        if not instance:
+            raise StepFailed(f"no instance for {client} to run the command on")
+        if client == active:
+            raise StepFailed(f"{client} is the active node now: a request from it would not go through the "
+                             f"VPC route tables")
+        if through_routes and node.get("serving"):
+            raise StepFailed(f"{client} reports MinIO serving, so the VIP is on its own lo: a request from it "
+                             f"would not go through the VPC route tables")
+        return _Client(client, instance, active, _routes_note(report))
 
-    def _run(self, script: str) -> tuple[str, dict[str, str]]:
-        node, instance = self._active_instance()
-        result = self._runner.run(instance, script)
+    def _run(self, client: _Client, script: str) -> dict[str, str]:
+        result = self._runner.run(client.instance, script)
         markers = parse_markers(result.stdout)
         if result.status != "Success" or not markers:
             error = result.stderr.strip().splitlines()[-1:] or ["no output"]
-            raise StepFailed(f"command on {node} ({instance}) ended {result.status} without a result: {error[0]}")
-        return node, markers
+            raise StepFailed(f"command on {client.node} ({client.instance}) ended {result.status} "
+                             f"without a result: {error[0]}")
+        return markers
 
-    def _write(self) -> str:
-        node, markers = self._run(write_script(self._target, self._content))
-        _expect(markers, "create_bucket", f"create bucket {self._target.bucket}")
-        _expect(markers, "put_object", f"put object {self._target.key}")
-        return f"bucket {self._target.bucket}, object {self._target.key} ({len(self._content)} bytes) " \
-               f"written through {self._target.vip} on {node}"
+    def _write(self, node: str) -> str:
+        client = self._client(node)
+        self._sent_write = True
+        markers = self._run(client, write_script(self._target, self._content))
+        _expect(markers, "create_bucket", f"create bucket {self._target.bucket}", client)
+        _expect(markers, "put_object", f"put object {self._target.key}", client)
+        return f"bucket {self._target.bucket}, object {self._target.key} ({len(self._content.encode())} bytes, " \
+               f"sha256 {_sha256(self._content)[:12]}) written from {client.node} through " \
+               f"{self._target.vip} ({client.routes})"
 
-    def _read(self) -> str:
-        node, markers = self._run(read_script(self._target))
-        _expect(markers, "get_object", f"get object {self._target.key}")
-        try:
-            body = base64.b64decode(markers.get("body_b64", ""), validate=True).decode("utf-8", "replace")
-        except ValueError:
-            raise StepFailed(f"unreadable object body from {node}") from None
-        if body != self._content:
-            raise StepFailed(f"content mismatch on {node}: expected {self._content!r}, got {body[:80]!r}")
-        return f"object read through {self._target.vip} on {node}, content matches"
+    def _read(self, node: str) -> str:
+        client = self._client(node)
+        markers = self._run(client, read_script(self._target))
+        _expect(markers, "get_object", f"get object {self._target.key}", client)
+        got = markers.get("body_sha256", "")
+        if not got:
+            raise StepFailed(f"no checksum of the object in the output from {client.node}")
+        expected = _sha256(self._content)
+        if got != expected:
+            try:
+                head = base64.b64decode(markers.get("body_head_b64", ""), validate=True).decode("utf-8", "replace")
+            except ValueError:
+                head = "?"
+            raise StepFailed(f"content mismatch read from {client.node}: sha256 {got[:12]} "
+                             f"({markers.get('body_bytes', '?')} bytes, starts {head!r}), expected {expected[:12]} "
+                             f"({len(self._content.encode())} bytes, {self._content[:BODY_HEAD_BYTES]!r})")
+        return f"object read from {client.node} through {self._target.vip} ({client.routes}), " \
+               f"content matches (sha256 {got[:12]})"
 
-    def _cleanup(self) -> str:
-        node, markers = self._run(cleanup_script(self._target))
+    def _cleanup(self, plan: Plan) -> str:
+        # From whichever node is standby now: the origin after a completed switchover, the standby otherwise.
+        active = self._status()["cluster"]["active"]
+        client = self._client(plan.origin if active == plan.standby else plan.standby, through_routes=False)
+        markers = self._run(client, cleanup_script(self._target))
         codes = f"delete object {markers.get('delete_object', '?')}, delete bucket {markers.get('delete_bucket', '?')}"
         if not all(markers.get(k, "").startswith("2") for k in ("delete_object", "delete_bucket")):
             raise StepFailed(f"test bucket {self._target.bucket} may be left on EFS ({codes})")
-        return f"test bucket removed on {node}"
+        return f"test bucket removed from {client.node} through {self._target.vip} ({client.routes})"
+
+
+@dataclass(frozen=True)
+class _Client:
+    node: str
+    instance: str
+    active: str | None
+    routes: str
+
+
+def _routes_note(report: dict[str, Any]) -> str:
+    """Where the VIP route tables point, e.g. `routes -> node1` or `routes -> node1 x2, node2 x1`."""
+    targets = Counter(r.get("target_node") or r.get("target_eni") or "nothing" for r in report.get("route_tables", []))
+    if not targets:
+        return "no VIP route tables"
+    if len(targets) == 1:
+        return f"routes -> {next(iter(targets))}"
+    return "routes -> " + ", ".join(f"{name} x{count}" for name, count in sorted(targets.items()))
+
+
+def _sha256(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -299,10 +370,12 @@ class _PlanDetail:
     detail: str
 
 
-def _expect(markers: dict[str, str], key: str, what: str) -> None:
+def _expect(markers: dict[str, str], key: str, what: str, client: _Client) -> None:
     code = markers.get(key, "")
     if not code.startswith("2"):
-        raise StepFailed(f"{what}: HTTP {code or 'no answer'}" + (" (MinIO not reachable)" if code == "000" else ""))
+        unreachable = f" (MinIO not reachable from {client.node} through the VIP; active {client.active or 'none'}, " \
+                      f"{client.routes})" if code == "000" else ""
+        raise StepFailed(f"{what} from {client.node}: HTTP {code or 'no answer'}{unreachable}")
 
 
 def _message(error: Exception) -> str:
