@@ -80,6 +80,9 @@ def _nodes_table(report: dict[str, Any]) -> Table:
     for name, node in report["nodes"].items():
         # Agent-written text is escaped: a "[" in a detail must not be read as rich markup.
         health = "[green]healthy[/]" if node["healthy"] else f"[red]{escape('; '.join(node['problems']))}[/]"
+        if node.get("held_back"):
+            # Lost the role to a MinIO failure: the checker will not fail over to it for a while.
+            health += "\n[yellow]held back (MinIO failed here)[/]"
         state = "" if node["instance_state"] == "running" else f" ({node['instance_state']})"
         instance = f"{node['instance_id']}{state}\n{node['eni'] or 'no ENI'}" if node["instance_id"] else "-"
         table.add_row(name, node["role"], health, _age(node["heartbeat_age_seconds"]), _yes_no(node["efs_ok"]),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from decimal import Decimal
 
 import boto3
 
@@ -120,3 +121,15 @@ def test_agent_text_is_not_read_as_markup(cluster: FakeCluster) -> None:
     result = cluster.cli("status")
 
     assert "EFS not writable (write failed [Errno 5] [bold]EIO)" in result.stdout
+
+
+def test_a_node_held_back_after_a_minio_failure_is_flagged(cluster: FakeCluster) -> None:
+    # The checker recorded that node2 lost the role because MinIO failed there a minute ago.
+    cluster.put({"pk": "checker", "service_failed_at": {"node2": Decimal(str(cluster.clock.now() - 60.0))}})
+
+    table = cluster.cli("status")
+    report = json.loads(cluster.cli("--json", "status").stdout)
+
+    assert table.exit_code == 0, table.output
+    assert "held back (MinIO failed here)" in table.stdout
+    assert report["nodes"]["node2"]["held_back"] is True and report["nodes"]["node1"]["held_back"] is False
