@@ -89,7 +89,8 @@ class Node:
             "HEARTBEAT_INTERVAL_SECONDS": str(timings.heartbeat_interval_seconds),
             "LEASE_SECONDS": str(timings.lease_seconds), "MINIO_HEALTH_URL": health,
             "MINIO_ROOT_USER": MINIO_USER, "MINIO_ROOT_PASSWORD": MINIO_PASSWORD,
-            "DRILL_S3_COMMAND": json.dumps(argv), "DRILL_S3_LOG": str(log_dir / f"s3-{name}.log"),
+            # The agent runs the S3 server as its own child process instead of a systemd unit.
+            "MINIO_COMMAND": json.dumps(argv), "MINIO_LOG": str(log_dir / f"s3-{name}.log"),
         }
 
     def start_sampler(self) -> None:
@@ -108,7 +109,7 @@ class Node:
             self.agent.stop()
         self._starts += 1
         self.agent = Child(f"agent-{self.name}-{self._starts}",
-                           in_ns(self.namespace, [sys.executable, "-m", "drill.node_main"]), self._env, self._log_dir)
+                           in_ns(self.namespace, [sys.executable, "-m", "node_agent"]), self._env, self._log_dir)
 
     def s3_pids(self) -> list[int]:
         return [pid for pid in ns_pids(self.namespace) if any(m in cmdline(pid) for m in S3_MARKERS)]

@@ -1,16 +1,28 @@
 """HTTP proxy between the checker and moto. Armed, it lets the first successful ReplaceRoute/CreateRoute reach
-moto and then kills the checker's sandbox before the answer gets back: a run that died halfway through."""
+moto and then kills the checker's sandbox before the answer gets back: a run that died halfway through.
+(The checker writes all route tables at once: writes already in flight still reach moto, and their answers
+find the sandbox gone.)"""
 
 from __future__ import annotations
 
 import http.client
+import sys
 import threading
 import time
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
 ROUTE_ACTIONS = (b"Action=ReplaceRoute", b"Action=CreateRoute")
 _HOP_HEADERS = frozenset({"connection", "keep-alive", "transfer-encoding", "proxy-connection"})
+
+
+class _Server(ThreadingHTTPServer):
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A killed sandbox resets its connections (pipe broken, answers unread): expected, not worth a traceback.
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return
+        super().handle_error(request, client_address)
 
 
 class KillSwitchProxy:
@@ -32,7 +44,7 @@ class KillSwitchProxy:
             def log_message(self, *_: object) -> None:
                 return
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", listen_port), Handler)
+        self._server = _Server(("127.0.0.1", listen_port), Handler)
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, name="proxy", daemon=True)
 

@@ -1,7 +1,13 @@
-"""Point the VIP /32 of every listed route table at one ENI, then read the tables back to verify."""
+"""Point the VIP /32 of every listed route table at one ENI, then read the tables back to verify.
+
+The tables are written concurrently (one ReplaceRoute/CreateRoute each, boto3 clients are thread-safe): the
+switch takes one call's latency instead of one per table, and a checker that dies mid-move leaves as few
+tables behind as possible. Whatever is left is drift that the next probe cycle repairs.
+"""
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -11,6 +17,8 @@ from failover_lambda.model import Ec2View
 from failover_lambda.settings import Settings
 
 _MISSING_ROUTE_CODES = frozenset({"InvalidRoute.NotFound", "InvalidParameterValue"})
+# Route tables are few (one per subnet group); more than this many writes at once only invites throttling.
+MAX_PARALLEL_WRITES = 8
 
 
 @dataclass
@@ -35,22 +43,36 @@ class RouteMover:
         self._settings = settings
 
     def point_at(self, eni: str, view: Ec2View) -> RouteResult:
-        """Fix every drifted table (one call each), then verify all of them with one describe call."""
+        """Fix every drifted table (one call each, all at once), then verify all of them with one describe call."""
         result = RouteResult()
-        for table in drifted_tables(self._settings, view, eni):
-            route = view.routes.get(table)
-            try:
-                self._set_route(table, eni, exists=route is not None and route.present)
-                result.changed.append(table)
-            except AWS_ERRORS as error:
-                # One bad table must not stop the others; the next probe cycle retries it as drift.
-                result.failed[table] = f"{error_code(error)}: {error}"
+        drifted = drifted_tables(self._settings, view, eni)
+        if drifted:
+            with ThreadPoolExecutor(max_workers=min(len(drifted), MAX_PARALLEL_WRITES),
+                                    thread_name_prefix="route") as pool:
+                futures = {table: pool.submit(self._move, table, eni, view) for table in drifted}
+            # Every write has finished here (the pool waited); collect in the settings' table order.
+            for table, future in futures.items():
+                problem = future.result()  # re-raises anything that is not an AWS error, after all tables ran
+                if problem is None:
+                    result.changed.append(table)
+                else:
+                    result.failed[table] = problem
         try:
             for table, problem in self.verify(eni).items():
                 result.failed.setdefault(table, problem)
         except AwsUnavailable as error:
             result.failed["verify"] = str(error)
         return result
+
+    def _move(self, table: str, eni: str, view: Ec2View) -> str | None:
+        """One table's write: None when done, else the AWS error (one bad table must not stop the others;
+        the next probe cycle retries it as drift)."""
+        route = view.routes.get(table)
+        try:
+            self._set_route(table, eni, exists=route is not None and route.present)
+        except AWS_ERRORS as error:
+            return f"{error_code(error)}: {error}"
+        return None
 
     def verify(self, eni: str) -> dict[str, str]:
         """Table -> problem for each listed table whose VIP route does not target `eni` exactly."""

@@ -28,7 +28,7 @@ from node_agent.decision import Action, ClusterView, Decision, Observation, deci
 from node_agent.efs_probe import EfsProbe
 from node_agent.imds import DEFAULT_ENDPOINT, Imds, ImdsError
 from node_agent.sdnotify import notify
-from node_agent.service import ServiceController, SystemdController
+from node_agent.service import ProcessController, ServiceController, SystemdController
 from node_agent.table import StateTable, dynamodb_client
 
 log = logging.getLogger("node_agent")
@@ -70,6 +70,10 @@ class Agent:
     @property
     def instance_id(self) -> str | None:
         return self._instance_id
+
+    @property
+    def service(self) -> ServiceController:
+        return self._service
 
     # ----- lease -----
     def lease_age(self) -> float:
@@ -213,11 +217,18 @@ def instance_id_from_imds(attempts: int = 10, pause_seconds: float = 2.0) -> str
     raise AssertionError("unreachable")
 
 
+def build_service(config: AgentConfig) -> ServiceController:
+    """systemd's MinIO unit on a node; MINIO_COMMAND (the local drill) runs the server as a child process."""
+    if config.minio_command is not None:
+        return ProcessController(config.minio_command, log_path=config.minio_log)
+    return SystemdController(config.minio_unit)
+
+
 def build_agent(config: AgentConfig) -> Agent:
     return Agent(
         config,
         table=StateTable(dynamodb_client(config.region), config.state_table_name),
-        service=SystemdController(config.minio_unit),
+        service=build_service(config),
         efs=EfsProbe(config.mount_point, config.node_name, config.efs_timeout_seconds,
                      require_mount=config.efs_require_mount),
         instance_id=config.instance_id or instance_id_from_imds(),
@@ -225,8 +236,14 @@ def build_agent(config: AgentConfig) -> Agent:
     )
 
 
+def log_format(env: Mapping[str, str]) -> str:
+    """The journal stamps each line itself (systemd sets JOURNAL_STREAM); anywhere else the line carries the time."""
+    plain = "%(levelname)s %(name)s: %(message)s"
+    return plain if env.get("JOURNAL_STREAM") else f"%(asctime)s {plain}"
+
+
 def main(env: Mapping[str, str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format=log_format(os.environ if env is None else env))
     try:
         config = AgentConfig.from_env(env)
     except ConfigError as error:

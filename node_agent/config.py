@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -27,6 +28,9 @@ class AgentConfig:
     instance_id: str | None = None
     efs_timeout_seconds: float = 2.0
     efs_require_mount: bool = True
+    # A plain child process instead of a systemd unit (the local drill): the server's argv, and its log file.
+    minio_command: tuple[str, ...] | None = None
+    minio_log: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> AgentConfig:
@@ -54,6 +58,21 @@ class AgentConfig:
                 raise ConfigError(name, f"must be > 0, got {value!r}")
             return parsed
 
+        def command(name: str) -> tuple[str, ...] | None:
+            value = raw(name)
+            if value is None:
+                return None
+            problem = f'must be a non-empty JSON list of strings (e.g. ["/usr/bin/minio", "server", "/data"]), ' \
+                      f"got {value!r}"
+            try:
+                parsed = json.loads(value)
+            except ValueError:
+                raise ConfigError(name, problem) from None
+            if not isinstance(parsed, list) or not parsed or not parsed[0] \
+                    or not all(isinstance(arg, str) for arg in parsed):
+                raise ConfigError(name, problem)
+            return tuple(parsed)
+
         interval = number("HEARTBEAT_INTERVAL_SECONDS", 1.0)
         lease = number("LEASE_SECONDS", 5.0)
         # Room for one missed tick plus the stop itself, so MinIO is down before the checker's lease ends.
@@ -64,6 +83,10 @@ class AgentConfig:
         require_mount = (raw("EFS_REQUIRE_MOUNT") or "true").lower()
         if require_mount not in ("true", "false"):
             raise ConfigError("EFS_REQUIRE_MOUNT", f"must be true or false, got {require_mount!r}")
+        minio_command = command("MINIO_COMMAND")
+        minio_log = raw("MINIO_LOG")
+        if minio_log is not None and minio_command is None:
+            raise ConfigError("MINIO_LOG", "is only used together with MINIO_COMMAND, which is not set")
         region = raw("AWS_REGION") or raw("AWS_DEFAULT_REGION")
         if region is None:
             raise ConfigError("AWS_REGION", "is required and missing or empty")
@@ -80,4 +103,6 @@ class AgentConfig:
             instance_id=raw("INSTANCE_ID"),
             efs_timeout_seconds=number("EFS_TIMEOUT_SECONDS", 2.0),
             efs_require_mount=require_mount == "true",
+            minio_command=minio_command,
+            minio_log=minio_log,
         )

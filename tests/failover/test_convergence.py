@@ -6,6 +6,7 @@ import threading
 from typing import Any
 
 import pytest
+from botocore.exceptions import ClientError
 
 from failover_lambda import handler as handler_module
 from tests.failover.conftest import SCHEDULED_EVENT, VIP_CIDR, FakeContext, Harness
@@ -63,30 +64,67 @@ def test_two_concurrent_runs_bump_the_epoch_exactly_once(cluster: Harness) -> No
     assert set(cluster.routes().values()) == {cluster.agent("node2").eni}
 
 
-def test_a_run_killed_after_one_route_table_is_completed_by_the_next_run(cluster: Harness) -> None:
-    # Given the Lambda is killed right after the first ReplaceRoute of a takeover
-    replaced: list[str] = []
+def test_a_run_killed_mid_route_move_is_completed_by_the_next_run(cluster: Harness) -> None:
+    # Given the Lambda is killed while one table's ReplaceRoute of a takeover is in flight
+    doomed = cluster.route_tables[1]
 
-    def kill_after_first(params: dict[str, Any]) -> None:
-        replaced.append(params["RouteTableId"])
-        if len(replaced) == 2:
+    def kill_on_doomed(params: dict[str, Any]) -> None:
+        if params["RouteTableId"] == doomed:
             raise LambdaKilled
 
-    cluster.call_hooks["ReplaceRoute"] = kill_after_first
+    cluster.call_hooks["ReplaceRoute"] = kill_on_doomed
     cluster.agent("node1").efs_ok = False
     with pytest.raises(LambdaKilled):
         cluster.invoke(max_probes=6)
-    node2_eni = cluster.agent("node2").eni
-    assert list(cluster.routes().values()).count(node2_eni) == 1  # one table moved, two still on node1
+    # Then the writes sent alongside it landed: only the doomed table is left behind on node1
+    node1_eni, node2_eni = cluster.agent("node1").eni, cluster.agent("node2").eni
+    assert cluster.routes() == {t: node1_eni if t == doomed else node2_eni for t in cluster.route_tables}
     assert cluster.cluster()["active"] == "node2"
     # When the next run starts
     del cluster.call_hooks["ReplaceRoute"]
     result = cluster.invoke(max_probes=1)
     # Then drift repair converges every table on the active node; the epoch did not change again
-    assert result["outcomes"] == ["drift repaired in 2 table(s)"]
+    assert result["outcomes"] == ["drift repaired in 1 table(s)"]
     assert set(cluster.routes().values()) == {node2_eni}
     assert cluster.cluster()["epoch"] == 2
-    assert cluster.metric_total("RouteDriftRepaired") == 2
+    assert cluster.metric_total("RouteDriftRepaired") == 1
+
+
+def test_every_table_is_moved_at_once_when_one_replace_route_fails_and_the_next_run_converges(
+        cluster: Harness) -> None:
+    # Given the first table's ReplaceRoute fails with an AWS error, and the first writes of the takeover only
+    # go through once all three are in flight together (a one-after-another move would never get there)
+    failing, others = cluster.route_tables[0], cluster.route_tables[1:]
+    in_flight = threading.Barrier(len(cluster.route_tables), timeout=30)
+    attempts: list[str] = []
+
+    def first_table_fails(params: dict[str, Any]) -> None:
+        attempts.append(params["RouteTableId"])
+        if len(attempts) <= len(cluster.route_tables):
+            in_flight.wait()
+        if params["RouteTableId"] == failing:
+            raise ClientError({"Error": {"Code": "RequestLimitExceeded", "Message": "Rate exceeded"}},
+                              "ReplaceRoute")
+
+    cluster.call_hooks["ReplaceRoute"] = first_table_fails
+    cluster.agent("node1").efs_ok = False
+    result = cluster.invoke(max_probes=6)
+    # Then every table was attempted in the takeover; the failure hid neither the others' moves nor itself
+    assert sorted(attempts[:3]) == sorted(cluster.route_tables)
+    assert "failover node1 -> node2" in result["outcomes"]
+    node1_eni, node2_eni = cluster.agent("node1").eni, cluster.agent("node2").eni
+    assert cluster.routes() == {failing: node1_eni, **dict.fromkeys(others, node2_eni)}
+    [moved] = [m["body"] for m in cluster.sns_messages() if "route_failures" in m["body"]]
+    assert sorted(moved["routes_changed"]) == sorted(others)
+    assert list(moved["route_failures"]) == [failing]
+    assert moved["route_failures"][failing].startswith("RequestLimitExceeded")
+    # When the AWS error clears and the next run starts
+    del cluster.call_hooks["ReplaceRoute"]
+    result = cluster.invoke(max_probes=1)
+    # Then drift repair moves the one table left behind, and nothing else changes
+    assert result["outcomes"] == ["drift repaired in 1 table(s)"]
+    assert set(cluster.routes().values()) == {node2_eni}
+    assert (cluster.cluster()["active"], cluster.cluster()["epoch"]) == ("node2", 2)
 
 
 def test_route_drift_is_repaired_and_counted(cluster: Harness) -> None:
