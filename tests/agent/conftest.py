@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,12 +11,12 @@ import boto3
 import botocore.loaders
 import botocore.session
 import pytest
-from moto import mock_aws
 
 from node_agent.agent import Agent
 from node_agent.config import AgentConfig
 from node_agent.efs_probe import EfsProbe
 from node_agent.table import CLIENT_CONFIG, StateTable
+from tests.support import mocked_aws
 
 REGION = "eu-west-1"
 TABLE = "efs-ha-agent-test"
@@ -111,18 +110,8 @@ class AgentWorld:
 
 @pytest.fixture
 def aws_env() -> Iterator[None]:
-    saved = {key: os.environ.get(key) for key in [*AWS_TEST_ENV, "AWS_ENDPOINT_URL"]}
-    os.environ.update(AWS_TEST_ENV)
-    os.environ.pop("AWS_ENDPOINT_URL", None)
-    try:
-        with mock_aws():
-            yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+    with mocked_aws(AWS_TEST_ENV):
+        yield
 
 
 @pytest.fixture

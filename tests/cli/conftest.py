@@ -28,6 +28,7 @@ from failover_lambda import handler as handler_module
 from failover_lambda.aws import AwsClients
 from failover_lambda.runtime import Runtime
 from failover_lambda.settings import Settings
+from tests.support import FakeContext
 
 REGION = "eu-west-1"
 STACK = "EfsHaCluster"
@@ -67,17 +68,6 @@ class FakeClock:
         self.t += max(seconds, 0.01)
         for hook in list(self.on_sleep):
             hook()
-
-
-class FakeContext:
-    aws_request_id = "cli-test"
-
-    def __init__(self, clock: FakeClock, budget: float = 60.0) -> None:
-        self._clock = clock
-        self._deadline = clock.now() + budget
-
-    def get_remaining_time_in_millis(self) -> int:
-        return int(max(0.0, self._deadline - self._clock.now()) * 1000)
 
 
 @dataclass

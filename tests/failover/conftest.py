@@ -24,7 +24,6 @@ import botocore.loaders
 import botocore.session
 import pytest
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
-from moto import mock_aws
 
 from failover_lambda import handler as handler_module
 from failover_lambda.aws import AwsClients
@@ -32,6 +31,7 @@ from failover_lambda.runtime import Runtime
 from failover_lambda.settings import Settings
 from failover_lambda.telemetry import metrics
 from node_agent.decision import Action, ClusterView, Observation, decide
+from tests.support import FakeContext, mocked_aws
 
 REGION = "eu-west-1"
 VIP = "172.16.0.1"
@@ -128,17 +128,6 @@ class FakeClock:
             self.t += max(0.0, seconds)
         for hook in self.on_sleep:
             hook()
-
-
-class FakeContext:
-    aws_request_id = "test-request"
-
-    def __init__(self, clock: FakeClock, budget_seconds: float) -> None:
-        self._clock = clock
-        self._deadline = clock.now() + budget_seconds
-
-    def get_remaining_time_in_millis(self) -> int:
-        return int(max(0.0, self._deadline - self._clock.now()) * 1000)
 
 
 @dataclass
@@ -387,18 +376,8 @@ AWS_TEST_ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testin
 @pytest.fixture
 def moto_backend() -> Iterator[None]:
     """A fresh moto backend per test (moto's describe calls slow down as instances pile up)."""
-    saved = {key: os.environ.get(key) for key in [*AWS_TEST_ENV, "AWS_ENDPOINT_URL"]}
-    os.environ.update(AWS_TEST_ENV)
-    os.environ.pop("AWS_ENDPOINT_URL", None)
-    try:
-        with mock_aws():
-            yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+    with mocked_aws(AWS_TEST_ENV):
+        yield
 
 
 @pytest.fixture
