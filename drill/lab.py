@@ -150,6 +150,10 @@ class Lab:
         if cluster is None or cluster.phase != "stable" or not cluster.active:
             return None
         active = cluster.active
+        # A probe loop must be running: right after the checker itself died (checker-killed), the next scheduled
+        # invocation is up to a minute away, and a fault then would measure the schedule, not the failover.
+        if not self.checker.busy():
+            return None
         with self.timeline.lock:
             reports = dict(self.timeline.nodes)
             routes = dict(self.timeline.routes_all)

@@ -74,7 +74,8 @@ class Topology:
         ip("-n", self.aws, "link", "set", BRIDGE, "up")
         for index, name in enumerate(NODE_NAMES):
             self._attach(self.node(name), self.host_port(name), node_address(index))
-            # The VIP lives on every node's loopback; only the client's route decides which node it reaches.
+            # The VIP sits on both nodes' loopback (on AWS only the serving node holds it); the client's route
+            # alone decides which node it reaches, as the VPC route tables do.
             ip("-n", self.node(name), "addr", "add", f"{VIP}/32", "dev", "lo")
         self._attach(self.client, "vcl", CLIENT_ADDRESS)
 
