@@ -60,6 +60,8 @@ class ClusterNode(Construct):
             role=self.role,
             security_group=security_group,
             user_data=ec2.UserData.custom(render_node_user_data(settings.user_data)),
+            # cloud-init runs user-data once per instance: a changed config only reaches a node as a new instance.
+            user_data_causes_replacement=True,
             # Metadata options on the instance itself (require_imdsv2 would add a fixed-name launch template).
             http_tokens=ec2.HttpTokens.REQUIRED,
             http_put_response_hop_limit=1,

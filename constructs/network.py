@@ -31,6 +31,8 @@ class ClusterNetwork(Construct):
 
     def __init__(self, scope: Construct, id_: str, *, config: ClusterConfig) -> None:
         super().__init__(scope, id_)
+        # What a node needs before its first boot can succeed: outbound routes and the gateway endpoints.
+        self.egress_ready: list[Construct] = []
         self._cfn_vpc = ec2.CfnVPC(self, "Vpc", cidr_block=str(config.vpc_cidr),
                                    enable_dns_support=True, enable_dns_hostnames=True)
         Tags.of(self._cfn_vpc).add("Name", f"{Stack.of(self).stack_name}-vpc")
@@ -69,10 +71,12 @@ class ClusterNetwork(Construct):
     def add_gateway_endpoints(self) -> None:
         """S3 (assets, MinIO binary) and DynamoDB (state table) stay on the AWS network, off the NAT bill."""
         subnets = [ec2.SubnetSelection(subnets=self.private_subnets)]
-        ec2.GatewayVpcEndpoint(self, "S3Endpoint", vpc=self.vpc, service=ec2.GatewayVpcEndpointAwsService.S3,
-                               subnets=subnets)
-        ec2.GatewayVpcEndpoint(self, "DynamoDbEndpoint", vpc=self.vpc,
-                               service=ec2.GatewayVpcEndpointAwsService.DYNAMODB, subnets=subnets)
+        self.egress_ready += [
+            ec2.GatewayVpcEndpoint(self, "S3Endpoint", vpc=self.vpc, service=ec2.GatewayVpcEndpointAwsService.S3,
+                                   subnets=subnets),
+            ec2.GatewayVpcEndpoint(self, "DynamoDbEndpoint", vpc=self.vpc,
+                                   service=ec2.GatewayVpcEndpointAwsService.DYNAMODB, subnets=subnets),
+        ]
 
     @property
     def private_subnets(self) -> list[ec2.ISubnet]:
@@ -106,8 +110,8 @@ class ClusterNetwork(Construct):
                                 allocation_id=nat_ip.attr_allocation_id)
         Tags.of(nat).add("Name", f"{Stack.of(self).stack_name}-nat-{index + 1}")
         route_table = self._route_table(f"RouteTable{letter}", f"route-{letter.lower()}")
-        ec2.CfnRoute(self, f"RouteTable{letter}DefaultRoute", route_table_id=route_table.ref,
-                     destination_cidr_block="0.0.0.0/0", nat_gateway_id=nat.ref)
+        self.egress_ready.append(ec2.CfnRoute(self, f"RouteTable{letter}DefaultRoute", route_table_id=route_table.ref,
+                                              destination_cidr_block="0.0.0.0/0", nat_gateway_id=nat.ref))
         ec2.CfnSubnetRouteTableAssociation(self, f"PrivateSubnet{letter}RouteTable", subnet_id=private.ref,
                                            route_table_id=route_table.ref)
         return ZoneSubnets(

@@ -111,11 +111,20 @@ class Agent:
             self._seen_epoch = cluster.epoch
         self._log_decision(decision, efs.detail)
         detail = decision.reason if efs.ok else f"{decision.reason}; {efs.detail}"
-        self._heartbeat(efs.ok, minio_ok and serving, serving, detail, renew_lease=cluster is not None)
+        if self._shadowed(cluster):
+            # A deploy is replacing this node and the role is bound to the other instance: the checker must keep
+            # seeing that instance's heartbeat in the node's item, so this one stays silent until it is released.
+            log.info("role bound to instance %s: not writing the node heartbeat", cluster and cluster.active_instance)
+        else:
+            self._heartbeat(efs.ok, minio_ok and serving, serving, detail, renew_lease=cluster is not None)
         if not self._ready_sent:
             self._ready_sent = self._notify("READY=1")
         self._notify("WATCHDOG=1")
         return decision
+
+    def _shadowed(self, cluster: ClusterView | None) -> bool:
+        return (cluster is not None and cluster.active == self.config.node_name
+                and cluster.active_instance is not None and cluster.active_instance != self._instance_id)
 
     def _read_cluster(self) -> ClusterView | None:
         try:

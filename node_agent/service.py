@@ -46,10 +46,16 @@ class SystemdController:
 
     def is_running(self) -> bool:
         try:
-            result = self._systemctl("is-active", self.unit, check=False)
+            result = self._systemctl("show", "--property=ActiveState,TasksCurrent", self.unit, check=False)
         except (OSError, subprocess.SubprocessError):
             return True
-        return result.stdout.strip() not in _STOPPED_STATES
+        properties = dict(line.split("=", 1) for line in result.stdout.splitlines() if "=" in line)
+        if properties.get("ActiveState", "unknown") not in _STOPPED_STATES:
+            return True
+        # A "failed" stop can leave a process stuck in uninterruptible NFS I/O inside the unit's cgroup: it may
+        # still write to EFS, so the unit counts as stopped only once its cgroup is empty.
+        tasks = properties.get("TasksCurrent", "")
+        return tasks.isdigit() and 0 < int(tasks) < 2**63
 
     def _systemctl(self, *args: str, check: bool) -> subprocess.CompletedProcess[str]:
         return self._run(["systemctl", *args], check=check, capture_output=True, text=True,

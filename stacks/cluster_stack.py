@@ -44,9 +44,13 @@ class EfsHaClusterStack(Stack):
                         settings=self._node_settings(name, subnet_index, minio_binary, agent_code.s3_object_url))
             for subnet_index, name in enumerate(config.node_names)
         ]
-        # One node at a time: a deploy that stops/starts or replaces nodes never takes both down together.
+        # One node at a time: a deploy that replaces nodes never takes both down together.
         for previous, node in zip(self.nodes, self.nodes[1:], strict=False):
             node.node.add_dependency(previous)
+        for node in self.nodes:
+            # The first boot mounts EFS and downloads packages: it must not race the mount targets or routes.
+            node.instance.node.add_dependency(self.storage.file_system.mount_targets_available,
+                                              *self.network.egress_ready)
         for node in self.nodes:
             self.credentials.grant_read(node.role)
             self.state.grant_node_agent(node.role, node.name)

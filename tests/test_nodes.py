@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import aws_cdk as cdk
 from aws_cdk.assertions import Match, Template
+
+from app import build_app
+from tests.conftest import cdk_json_context
 
 
 def _instances(template_json: dict[str, Any]) -> list[dict[str, Any]]:
@@ -79,3 +83,21 @@ def test_nodes_are_updated_one_at_a_time(template_json: dict[str, Any]) -> None:
     (node1,) = [k for k in instances if k.startswith("Node1")]
     (node2,) = [k for k in instances if k.startswith("Node2")]
     assert node1 in resources[node2].get("DependsOn", [])
+
+
+def test_first_boot_waits_for_efs_mount_targets_and_outbound_routes(template_json: dict[str, Any]) -> None:
+    resources = template_json["Resources"]
+    needed = {k for k, r in resources.items() if r["Type"] in {"AWS::EFS::MountTarget", "AWS::EC2::VPCEndpoint"}}
+    needed |= {k for k, r in resources.items() if r["Type"] == "AWS::EC2::Route" and "NatGatewayId" in r["Properties"]}
+    for logical_id, resource in resources.items():
+        if resource["Type"] == "AWS::EC2::Instance":
+            assert needed <= set(resource["DependsOn"]), logical_id
+
+
+def test_a_user_data_change_replaces_the_node_instead_of_being_ignored(template_json: dict[str, Any]) -> None:
+    # cloud-init runs user-data once; with replacement on change the logical ID carries a user-data hash.
+    other = build_app(cdk.App(context={**cdk_json_context(), "lease_seconds": 6})).synth()
+    other_ids = {k for k, r in other.get_stack_by_name("EfsHaCluster").template["Resources"].items()
+                 if r["Type"] == "AWS::EC2::Instance"}
+    ids = {k for k, r in template_json["Resources"].items() if r["Type"] == "AWS::EC2::Instance"}
+    assert len(ids) == 2 and not ids & other_ids

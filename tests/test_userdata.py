@@ -126,8 +126,8 @@ def _offline_root(tmp_path: Path, units: dict[str, str]) -> Path:
     unit_dir.mkdir(parents=True)
     for name, text in units.items():
         (unit_dir / name).write_text(text)
-    for executable in ("opt/efs-ha/bin/minio-credentials", "usr/local/bin/minio", "usr/bin/python3",
-                       "usr/sbin/ip"):
+    for executable in ("opt/efs-ha/bin/minio-credentials", "opt/efs-ha/bin/bootstrap", "usr/local/bin/minio",
+                       "usr/bin/python3", "usr/sbin/ip", "usr/bin/systemctl"):
         path = root / executable
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text("#!/bin/sh\n")
@@ -158,3 +158,23 @@ def test_only_the_serving_node_holds_the_vip() -> None:
     assert "ExecStart=/usr/sbin/ip address replace 172.16.0.1/32 dev lo" in vip_unit
     assert "Requires=efs-ha-vip.service" in minio_unit and "[Install]" not in minio_unit
     assert "systemctl enable --now efs-ha-agent.service" in render_file("bootstrap.sh", values)
+
+
+def test_minio_credentials_file_may_be_absent_until_exec_start_pre_writes_it() -> None:
+    unit = render_file("minio.service", sample_inputs().placeholders())
+    # Without "-", systemd fails the start before the ExecStartPre that creates the file has run.
+    assert "EnvironmentFile=-/run/efs-ha/minio.env" in unit
+    assert "ExecStartPre=+/opt/efs-ha/bin/minio-credentials" in unit
+
+
+def test_minio_stops_whenever_the_agent_exits() -> None:
+    agent = render_file("efs-ha-agent.service", sample_inputs().placeholders())
+    assert "ExecStopPost=/usr/bin/systemctl stop --no-block minio.service" in agent
+    assert "Restart=always" in agent
+
+
+def test_bootstrap_runs_as_a_retried_systemd_unit() -> None:
+    user_data = render_node_user_data(sample_inputs())
+    unit = render_file("efs-ha-bootstrap.service", sample_inputs().placeholders())
+    assert user_data.rstrip().endswith("systemctl start --no-block efs-ha-bootstrap.service")
+    assert "ExecStart=/opt/efs-ha/bin/bootstrap" in unit and "Restart=on-failure" in unit

@@ -20,7 +20,7 @@ class InstalledFile:
     mode: str
 
 
-# Written before bootstrap.sh runs; bootstrap.sh itself is installed too, so an operator can re-run it.
+# Written before bootstrap.sh runs; bootstrap.sh itself is installed too, run by efs-ha-bootstrap.service.
 INSTALLED_FILES = (
     InstalledFile("minio.service", "/etc/systemd/system/minio.service", "0644"),
     InstalledFile("efs-ha-agent.service", "/etc/systemd/system/efs-ha-agent.service", "0644"),
@@ -28,6 +28,7 @@ INSTALLED_FILES = (
     InstalledFile("minio-credentials.sh", "/opt/efs-ha/bin/minio-credentials", "0755"),
     InstalledFile("agent.env", "/etc/efs-ha/agent.env", "0600"),
     InstalledFile("bootstrap.sh", "/opt/efs-ha/bin/bootstrap", "0755"),
+    InstalledFile("efs-ha-bootstrap.service", "/etc/systemd/system/efs-ha-bootstrap.service", "0644"),
 )
 
 
@@ -72,7 +73,7 @@ def render_file(template: str, values: dict[str, str]) -> str:
 
 
 def render_node_user_data(inputs: NodeUserDataInputs) -> str:
-    """The whole user-data script: write every file, then run the installed bootstrap."""
+    """The whole user-data script: write every file, then start the bootstrap unit."""
     values = inputs.placeholders()
     lines = ["#!/usr/bin/env bash", "set -euo pipefail", "umask 022"]
     for installed in INSTALLED_FILES:
@@ -83,5 +84,6 @@ def render_node_user_data(inputs: NodeUserDataInputs) -> str:
             _HEREDOC_END,
             f"chmod {installed.mode} {installed.destination}",
         ]
-    lines.append("exec /opt/efs-ha/bin/bootstrap")
+    # systemd runs (and retries) the bootstrap; cloud-init would run it only once.
+    lines += ["systemctl daemon-reload", "systemctl start --no-block efs-ha-bootstrap.service"]
     return "\n".join(lines) + "\n"

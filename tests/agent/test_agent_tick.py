@@ -6,7 +6,7 @@ from typing import Any
 
 from botocore.exceptions import EndpointConnectionError
 
-from tests.agent.conftest import INSTANCE, AgentWorld
+from tests.agent.conftest import INSTANCE, TABLE, AgentWorld
 
 
 def fail_calls(world: AgentWorld, operation: str) -> None:
@@ -136,6 +136,21 @@ def test_the_role_bound_to_another_instance_is_not_served(world: AgentWorld) -> 
     for _ in range(3):
         world.tick()
     assert world.service.actions == []
+
+
+def test_a_replacement_instance_leaves_the_bound_instances_heartbeat_alone(world: AgentWorld) -> None:
+    # Given a deploy is replacing node1: the role is bound to the old instance, which keeps heartbeating
+    world.set_cluster("node1", epoch=2, active_instance="i-0old0instance")
+    world.client.put_item(TableName=TABLE, Item={
+        "pk": {"S": "node#node1"}, "instance_id": {"S": "i-0old0instance"}, "serving": {"BOOL": True}})
+    # When the new instance's agent ticks
+    world.tick()
+    # Then it does not overwrite the old instance's heartbeat (the checker would see a flapping active node)
+    assert world.heartbeat()["instance_id"] == "i-0old0instance"
+    # And once the role is released (failed over elsewhere), it reports as usual
+    world.set_cluster("node2", epoch=3)
+    world.tick()
+    assert world.heartbeat()["instance_id"] == INSTANCE
 
 
 def test_shutdown_stops_minio_and_tells_the_table(world: AgentWorld) -> None:

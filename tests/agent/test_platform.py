@@ -53,14 +53,15 @@ def test_main_prints_one_line_and_exits_2_on_bad_config(capsys: pytest.CaptureFi
 
 
 class FakeSystemctl:
-    def __init__(self, state: str = "active") -> None:
+    def __init__(self, state: str = "active", tasks: str = "[not set]") -> None:
         self.state = state
+        self.tasks = tasks
         self.calls: list[list[str]] = []
 
     def __call__(self, argv: list[str], **kwargs: Any) -> subprocess.CompletedProcess[str]:
         self.calls.append(argv)
         assert kwargs["timeout"] > 0 and kwargs["text"] is True
-        return subprocess.CompletedProcess(argv, 0 if self.state == "active" else 3, stdout=f"{self.state}\n")
+        return subprocess.CompletedProcess(argv, 0, stdout=f"ActiveState={self.state}\nTasksCurrent={self.tasks}\n")
 
 
 def test_systemd_controller_runs_systemctl() -> None:
@@ -78,6 +79,13 @@ def test_systemd_controller_runs_systemctl() -> None:
 ])
 def test_systemd_is_running_is_false_only_when_surely_stopped(state: str, running: bool) -> None:
     assert SystemdController("minio.service", runner=FakeSystemctl(state)).is_running() is running
+
+
+@pytest.mark.parametrize(("tasks", "running"), [("2", True), ("0", False), ("[not set]", False),
+                                               ("18446744073709551615", False)])
+def test_a_failed_unit_with_processes_left_in_its_cgroup_still_counts_as_running(tasks: str, running: bool) -> None:
+    # A stop that timed out on a process stuck in NFS I/O leaves the unit "failed" with that process alive.
+    assert SystemdController("minio.service", runner=FakeSystemctl("failed", tasks)).is_running() is running
 
 
 def test_systemd_is_running_assumes_running_when_systemctl_fails() -> None:
