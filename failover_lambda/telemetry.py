@@ -7,7 +7,7 @@ import os
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics
-from aws_lambda_powertools.metrics import MetricUnit, single_metric
+from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
 
 from failover_lambda.aws import AWS_ERRORS, error_code
 
@@ -47,9 +47,12 @@ class Telemetry:
 
     def node_health(self, node: str, healthy: bool) -> None:
         """Per-node gauge (1 healthy, 0 not) behind the NodeUnhealthy alarms; written at once, one record each."""
-        with single_metric(name=NODE_HEALTHY, unit=MetricUnit.Count, value=1 if healthy else 0,
-                           namespace=metrics.namespace, default_dimensions={"ClusterId": self._cluster_id}) as metric:
-            metric.add_dimension(name="Node", value=node)
+        # Its own record (the node is a dimension only here); service="" as for `metrics` above.
+        record = EphemeralMetrics(namespace=metrics.namespace, service="")
+        record.add_dimension(name="ClusterId", value=self._cluster_id)
+        record.add_dimension(name="Node", value=node)
+        record.add_metric(name=NODE_HEALTHY, unit=MetricUnit.Count, value=1 if healthy else 0)
+        record.flush_metrics()
 
     def notify(self, subject: str, payload: dict[str, Any]) -> None:
         """Best effort: a failed notification is logged and counted, never allowed to stop a failover."""

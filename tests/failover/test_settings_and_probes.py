@@ -126,3 +126,15 @@ def test_metric_dimensions_ignore_the_powertools_service_name() -> None:
                          cwd=Path(__file__).resolve().parents[2]).stdout
     block = json.loads(out)["_aws"]["CloudWatchMetrics"][0]
     assert (block["Namespace"], block["Dimensions"]) == ("Ns", [["ClusterId"]])
+
+
+def test_node_health_dimensions_match_the_alarms_even_with_a_service_name() -> None:
+    # The NodeUnhealthy alarms select on exactly {ClusterId, Node}; any extra dimension leaves them without data.
+    script = "from failover_lambda.telemetry import Telemetry\nTelemetry(None, None, 'c1').node_health('node2', False)"
+    env = {**os.environ, "POWERTOOLS_SERVICE_NAME": "efs-ha-checker", "POWERTOOLS_METRICS_NAMESPACE": "Ns"}
+    out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).resolve().parents[2]).stdout
+    record = json.loads(out.splitlines()[-1])
+    block = record["_aws"]["CloudWatchMetrics"][0]
+    assert (block["Namespace"], block["Dimensions"]) == ("Ns", [["ClusterId", "Node"]])
+    assert record["Node"] == "node2" and record["NodeHealthy"] in (0.0, [0.0])
