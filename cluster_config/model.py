@@ -298,9 +298,11 @@ def _timings(raw: _Raw) -> FailoverTimings:
     if timings.heartbeat_stale_seconds <= timings.heartbeat_interval_seconds:
         raise ConfigError("heartbeat_stale_seconds", "must be longer than heartbeat_interval_seconds, or every "
                                                      "heartbeat would look stale")
-    if timings.lease_seconds <= timings.heartbeat_interval_seconds:
-        raise ConfigError("lease_seconds", "must be longer than heartbeat_interval_seconds, or the active node would "
-                                           "fence itself between two heartbeats")
+    # The agent stops MinIO (interval + 1) s before its lease ends and must renew it at least once before that.
+    minimum_lease = 2 * timings.heartbeat_interval_seconds + 1
+    if timings.lease_seconds <= minimum_lease:
+        raise ConfigError("lease_seconds", f"must be more than 2 x heartbeat_interval_seconds + 1 = {minimum_lease}, "
+                                           "or the active node would fence itself between two heartbeats")
     return timings
 
 

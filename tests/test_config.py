@@ -64,6 +64,7 @@ def test_cli_style_string_values_are_parsed() -> None:
     ({"failure_threshold": "1"}, "failure_threshold", "at least 2"),
     ({"lease_seconds": "soon"}, "lease_seconds", "whole number"),
     ({"heartbeat_stale_seconds": 1}, "heartbeat_stale_seconds", "at least 2"),
+    ({"heartbeat_interval_seconds": 2, "lease_seconds": 5}, "lease_seconds", "more than 2 x"),
     ({"minio_sha256": "abc"}, "minio_sha256", "64-hex-digit"),
     ({"minio_url": "http://insecure.example/minio"}, "minio_url", "https://"),
     ({"minio_local_file": "build/minio"}, "minio_url", "exactly one"),
