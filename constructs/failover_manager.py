@@ -187,6 +187,9 @@ class FailoverManager(Construct):
                                          "version is published for; raise both together."))
 
     def _build_triggers(self) -> None:
+        # Events queued behind a running probe loop (throttled by the single slot) are worth nothing after a minute:
+        # the loop itself watches the same state. A crashed loop is replaced by the next scheduled one.
+        self.function.configure_async_invoke(max_event_age=Duration.minutes(1), retry_attempts=0)
         schedule = events.Rule(self, "ProbeSchedule", schedule=SCHEDULE,
                                description="Starts the failover checker's probe loop every minute")
         # A missed minute is replaced by the next one; retrying an old probe loop only wastes the single slot.

@@ -106,3 +106,10 @@ def test_alert_topic_is_encrypted_and_enforces_tls(template: Template) -> None:
 
 def test_checker_log_group_has_a_retention(template: Template) -> None:
     template.has_resource_properties("AWS::Logs::LogGroup", {"RetentionInDays": 90})
+
+
+def test_queued_events_expire_after_a_minute_and_crashes_are_not_retried(template: Template,
+                                                                          template_json: dict[str, Any]) -> None:
+    checker_id, _ = _checker(template_json)
+    template.has_resource_properties("AWS::Lambda::EventInvokeConfig", {
+        "FunctionName": {"Ref": checker_id}, "MaximumEventAgeInSeconds": 60, "MaximumRetryAttempts": 0})
