@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-from aws_cdk import Acknowledgment, Stack, Tags, Validations
+import jsii
+from aws_cdk import Acknowledgment, CfnElement, Duration, IStableStringProducer, Lazy, Stack, Tags, Validations
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_s3_assets as s3_assets
@@ -13,6 +14,8 @@ from constructs import Construct
 from userdata.render import NodeUserDataInputs, render_node_user_data
 
 CLUSTER_TAG = "efs-ha:cluster"
+# First boot: packages, EFS mount, MinIO download and the agent's first heartbeat, with systemd retries.
+BOOTSTRAP_TIMEOUT = Duration.minutes(20)
 NODE_TAG = "efs-ha:node"
 
 
@@ -38,6 +41,18 @@ def node_security_group(scope: Construct, id_: str, *, vpc: ec2.IVpc,
     return group
 
 
+@jsii.implements(IStableStringProducer)
+class _LogicalIdOf:
+    """The instance's final logical ID (it carries a user-data hash), known only once the instance exists."""
+
+    def __init__(self) -> None:
+        self.element: CfnElement | None = None
+
+    def produce(self) -> str | None:
+        assert self.element is not None, "the node's instance was never created"
+        return self.element.logical_id
+
+
 class ClusterNode(Construct):
     """IMDSv2-only, SSM-managed (no SSH key), encrypted EBS, source/destination check off for the VIP."""
 
@@ -51,6 +66,7 @@ class ClusterNode(Construct):
             description=f"Cluster node {settings.name}: SSM management, its own heartbeat, MinIO secret",
             managed_policies=[iam.ManagedPolicy.from_aws_managed_policy_name("AmazonSSMManagedInstanceCore")],
         )
+        logical_id = _LogicalIdOf()
         self.instance = ec2.Instance(
             self, "Instance",
             vpc=vpc,
@@ -59,7 +75,11 @@ class ClusterNode(Construct):
             machine_image=ec2.MachineImage.latest_amazon_linux2023(),
             role=self.role,
             security_group=security_group,
-            user_data=ec2.UserData.custom(render_node_user_data(settings.user_data)),
+            user_data=ec2.UserData.custom(render_node_user_data(replace(
+                settings.user_data, stack_name=Stack.of(self).stack_name,
+                instance_logical_id=Lazy.string(logical_id)))),
+            # CreationPolicy: CloudFormation waits until the bootstrap reports this node ready.
+            resource_signal_timeout=BOOTSTRAP_TIMEOUT,
             # cloud-init runs user-data once per instance: a changed config only reaches a node as a new instance.
             user_data_causes_replacement=True,
             # Metadata options on the instance itself (require_imdsv2 would add a fixed-name launch template).
@@ -73,6 +93,9 @@ class ClusterNode(Construct):
                 volume=ec2.BlockDeviceVolume.ebs(20, encrypted=True, volume_type=ec2.EbsDeviceVolumeType.GP3),
             )],
         )
+        logical_id.element = self.instance.instance
+        self.role.add_to_policy(iam.PolicyStatement(actions=["cloudformation:SignalResource"],
+                                                    resources=[Stack.of(self).stack_id]))
         Validations.of(self.role).acknowledge(Acknowledgment(
             id="AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/AmazonSSMManagedInstanceCore]",
             reason="AmazonSSMManagedInstanceCore is AWS's maintained minimum for Session Manager and Run Command, "

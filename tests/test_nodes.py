@@ -101,3 +101,20 @@ def test_a_user_data_change_replaces_the_node_instead_of_being_ignored(template_
                  if r["Type"] == "AWS::EC2::Instance"}
     ids = {k for k, r in template_json["Resources"].items() if r["Type"] == "AWS::EC2::Instance"}
     assert len(ids) == 2 and not ids & other_ids
+
+
+def test_a_deploy_waits_until_each_node_reports_itself_ready(template_json: dict[str, Any]) -> None:
+    resources = template_json["Resources"]
+    for logical_id, resource in resources.items():
+        if resource["Type"] != "AWS::EC2::Instance":
+            continue
+        assert resource["CreationPolicy"] == {"ResourceSignal": {"Timeout": "PT20M"}}
+        parts = resource["Properties"]["UserData"]["Fn::Base64"]["Fn::Join"][1]
+        text = "".join(p for p in parts if isinstance(p, str))
+        # The bootstrap signals its own (hash-suffixed) logical ID once the agent has written a heartbeat.
+        assert f"readonly instance_logical_id='{logical_id}'" in text
+        assert "aws cloudformation signal-resource" in text
+    statements = [s for r in resources.values() if r["Type"] == "AWS::IAM::Policy"
+                  for s in r["Properties"]["PolicyDocument"]["Statement"]]
+    signal = [s for s in statements if s["Action"] == "cloudformation:SignalResource"]
+    assert len(signal) == 2 and all(s["Resource"] == {"Ref": "AWS::StackId"} for s in signal)

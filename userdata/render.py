@@ -48,6 +48,9 @@ class NodeUserDataInputs:
     state_table_name: str
     heartbeat_interval_seconds: int
     lease_seconds: int
+    # Filled in by the node construct: where the bootstrap reports success (CloudFormation CreationPolicy).
+    stack_name: str = ""
+    instance_logical_id: str = ""
 
     def placeholders(self) -> dict[str, str]:
         values = {field.name.upper(): str(getattr(self, field.name)) for field in fields(self)}

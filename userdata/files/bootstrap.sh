@@ -11,6 +11,8 @@ readonly minio_source='{{MINIO_SOURCE}}'
 readonly minio_sha256='{{MINIO_SHA256}}'
 readonly agent_source='{{AGENT_SOURCE}}'
 readonly region='{{REGION}}'
+readonly stack_name='{{STACK_NAME}}'
+readonly instance_logical_id='{{INSTANCE_LOGICAL_ID}}'
 # A fixed uid/gid, identical on every node, so files MinIO writes on EFS stay readable after a failover.
 readonly minio_uid=2049
 
@@ -61,8 +63,16 @@ install_agent() {
 start_services() {
   systemctl daemon-reload
   # minio.service (and the VIP with it) has no [Install] section on purpose: only the agent starts it, on the
-  # active node.
+  # active node. The agent is Type=notify: this returns once it has written its first heartbeat.
   systemctl enable --now efs-ha-agent.service
+}
+
+signal_ready() {
+  # The instance's CreationPolicy: a deploy goes on (and replaces the next node, or deletes the old instance)
+  # only once this node can take over. A later re-run of this script is not a creation: nothing to signal.
+  aws cloudformation signal-resource --region "$region" --stack-name "$stack_name" \
+    --logical-resource-id "$instance_logical_id" --unique-id "$(cat /var/lib/cloud/data/instance-id)" \
+    --status SUCCESS || echo "CloudFormation signal not accepted (already signalled?)"
 }
 
 install_packages
@@ -70,4 +80,5 @@ mount_efs
 install_minio
 install_agent
 start_services
+signal_ready
 echo "efs-ha bootstrap finished"
