@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Iterator, Mapping
-from typing import Protocol
+from typing import Any, Protocol
 
 from moto import mock_aws
 
@@ -41,3 +41,10 @@ def mocked_aws(env: Mapping[str, str]) -> Iterator[None]:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+
+
+def vip_route_targets(ec2: Any, route_tables: list[str], vip_cidr: str) -> dict[str, str | None]:
+    """Route table -> the ENI its VIP route points at (None where the route is missing)."""
+    tables = ec2.describe_route_tables(RouteTableIds=route_tables)["RouteTables"]
+    return {t["RouteTableId"]: next((r.get("NetworkInterfaceId") for r in t["Routes"]
+                                     if r.get("DestinationCidrBlock") == vip_cidr), None) for t in tables}

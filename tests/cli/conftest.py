@@ -28,7 +28,7 @@ from failover_lambda import handler as handler_module
 from failover_lambda.aws import AwsClients
 from failover_lambda.runtime import Runtime
 from failover_lambda.settings import Settings
-from tests.support import FakeContext
+from tests.support import FakeContext, vip_route_targets
 
 REGION = "eu-west-1"
 STACK = "EfsHaCluster"
@@ -220,9 +220,7 @@ class FakeCluster:
         self.put({**self.item("cluster"), **values})
 
     def routes(self) -> dict[str, str | None]:
-        tables = self.ec2.describe_route_tables(RouteTableIds=self.route_tables)["RouteTables"]
-        return {t["RouteTableId"]: next((r.get("NetworkInterfaceId") for r in t["Routes"]
-                                         if r.get("DestinationCidrBlock") == VIP_CIDR), None) for t in tables}
+        return vip_route_targets(self.ec2, self.route_tables, VIP_CIDR)
 
     def set_route(self, table: str, eni: str) -> None:
         self.ec2.replace_route(RouteTableId=table, DestinationCidrBlock=VIP_CIDR, NetworkInterfaceId=eni)

@@ -31,7 +31,7 @@ from failover_lambda.runtime import Runtime
 from failover_lambda.settings import Settings
 from failover_lambda.telemetry import metrics
 from node_agent.decision import Action, ClusterView, Observation, decide
-from tests.support import FakeContext, mocked_aws
+from tests.support import FakeContext, mocked_aws, vip_route_targets
 
 REGION = "eu-west-1"
 VIP = "172.16.0.1"
@@ -325,9 +325,7 @@ class Harness:
         self.put_item({**self.cluster(), **values})
 
     def routes(self) -> dict[str, str | None]:
-        tables = self.ec2.describe_route_tables(RouteTableIds=self.route_tables)["RouteTables"]
-        return {t["RouteTableId"]: next((r.get("NetworkInterfaceId") for r in t["Routes"]
-                                         if r.get("DestinationCidrBlock") == VIP_CIDR), None) for t in tables}
+        return vip_route_targets(self.ec2, self.route_tables, VIP_CIDR)
 
     def set_route(self, table: str, eni: str) -> None:
         self.ec2.replace_route(RouteTableId=table, DestinationCidrBlock=VIP_CIDR, NetworkInterfaceId=eni)
