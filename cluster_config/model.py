@@ -107,7 +107,7 @@ def load_config(get_context: ContextGetter, *, project_root: Path | None = None)
     vpc_cidr = _network(raw, "vpc_cidr")
     public = _subnets(raw, "public_subnet_cidrs", vpc_cidr)
     private = _subnets(raw, "private_subnet_cidrs", vpc_cidr)
-    _no_overlaps(public + private)
+    _no_overlaps([("public_subnet_cidrs", s) for s in public] + [("private_subnet_cidrs", s) for s in private])
     vip = _vip(raw, vpc_cidr)
     client_cidrs = tuple(_parse_network("client_cidrs", c) for c in raw.list("client_cidrs")) or (vpc_cidr,)
     return ClusterConfig(
@@ -202,12 +202,12 @@ def _subnets(raw: _Raw, key: str, vpc_cidr: IPv4Network) -> tuple[IPv4Network, .
     return subnets
 
 
-def _no_overlaps(subnets: tuple[IPv4Network, ...]) -> None:
-    for index, first in enumerate(subnets):
-        for second in subnets[index + 1:]:
+def _no_overlaps(subnets: list[tuple[str, IPv4Network]]) -> None:
+    for index, (_, first) in enumerate(subnets):
+        for key, second in subnets[index + 1:]:
             if first.overlaps(second):
-                raise ConfigError("private_subnet_cidrs", f"subnet {second} overlaps subnet {first}; every "
-                                  "public and private subnet needs its own CIDR block")
+                raise ConfigError(key, f"subnet {second} overlaps subnet {first}; every public and private subnet "
+                                       "needs its own CIDR block")
 
 
 def _vip(raw: _Raw, vpc_cidr: IPv4Network) -> IPv4Address:

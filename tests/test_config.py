@@ -47,6 +47,7 @@ def test_cli_style_string_values_are_parsed() -> None:
     ({"vpc_cidr": "10.0.0.1/16"}, "vpc_cidr", "host bits set"),
     ({"public_subnet_cidrs": ["10.0.10.0/24", "10.1.20.0/24"]}, "public_subnet_cidrs", "outside vpc_cidr"),
     ({"private_subnet_cidrs": ["10.0.110.0/24", "10.0.10.128/25"]}, "private_subnet_cidrs", "overlaps"),
+    ({"public_subnet_cidrs": ["10.0.10.0/24", "10.0.10.0/25"]}, "public_subnet_cidrs", "overlaps"),
     ({"private_subnet_cidrs": ["10.0.110.0/24"]}, "private_subnet_cidrs", "exactly 2"),
     ({"public_subnet_cidrs": ["10.0.10.0/24", "10.0.20.0/24", "10.0.30.0/24"]}, "public_subnet_cidrs",
      "exactly 2"),
