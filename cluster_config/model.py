@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+_N = TypeVar("_N", int, float)
 
 # The stack is environment-agnostic; it places one node (one public and one private subnet) in each of the
 # first AZ_COUNT availability zones of the region (Fn::GetAZs), so it needs no lookup and no credentials.
@@ -34,9 +37,12 @@ DEFAULTS: dict[str, Any] = {
     "minio_local_file": "",
     "probe_interval_seconds": 1,
     "failure_threshold": 3,
-    "heartbeat_interval_seconds": 1,
-    "heartbeat_stale_seconds": 3,
-    "lease_seconds": 5,
+    "heartbeat_interval_seconds": 0.5,
+    "heartbeat_stale_seconds": 2,
+    "lease_seconds": 1.5,
+    "lease_deadline_seconds": 4,
+    "watchdog": "required",
+    "watchdog_timeout_seconds": 2,
     "fence_timeout_seconds": 10,
     "alarm_email": "",
     "powertools_layer_version": 27,
@@ -71,14 +77,34 @@ class MinioBinary:
     local_file: Path | None = None
 
 
+# Time from a watchdog's expiry (or the guard's kill) until MinIO can no longer write, plus the checker's own
+# scheduling slack: softdog restarts the kernel from a timer at once, so this is a margin, not a measurement.
+WATCHDOG_RESET_MARGIN_SECONDS = 0.5
+WATCHDOG_MODES = ("required", "off")
+
+
 @dataclass(frozen=True)
 class FailoverTimings:
-    probe_interval_seconds: int
+    """See docs/failover-design.md, "Lease, watchdog and one clock", for what each value bounds."""
+
+    probe_interval_seconds: float
     failure_threshold: int
-    heartbeat_interval_seconds: int
-    heartbeat_stale_seconds: int
-    lease_seconds: int
-    fence_timeout_seconds: int
+    heartbeat_interval_seconds: float  # P: the agent renews its lease this often
+    heartbeat_stale_seconds: float  # S: no renewal seen this long (checker clock) fails a probe
+    lease_seconds: float  # G: the agent serves only this long after its last renewal was sent
+    lease_deadline_seconds: float  # D: the checker treats a silent node's lease as over after this
+    watchdog: str  # "required": the active node arms a kernel watchdog; "off": fencing never trusts a lease alone
+    watchdog_timeout_seconds: int  # W: softdog resets the node if not fed this long
+    fence_timeout_seconds: float
+
+    @property
+    def watchdog_required(self) -> bool:
+        return self.watchdog == "required"
+
+    @property
+    def systemd_watchdog_seconds(self) -> int:
+        """The agent unit's WatchdogSec: a second layer that must also end before the checker's deadline."""
+        return max(1, math.ceil(self.lease_deadline_seconds) - 1)
 
 
 @dataclass(frozen=True)
@@ -161,9 +187,32 @@ class _Raw:
                 raise ValueError
         except (TypeError, ValueError):
             raise ConfigError(key, f"must be a whole number, got {value!r}") from None
+        return self._bounded(key, number, minimum, maximum)
+
+    def number(self, key: str, *, minimum: float, maximum: float) -> float:
+        """Seconds may have a fraction (0.5); `-c key=0.5` arrives as a string."""
+        value = self.value(key)
+        try:
+            if isinstance(value, bool):
+                raise ValueError
+            number = float(value)
+        except (TypeError, ValueError):
+            raise ConfigError(key, f"must be a number such as 0.5, got {value!r}") from None
+        if not math.isfinite(number):
+            raise ConfigError(key, f"must be a finite number, got {value!r}")
+        return self._bounded(key, number, minimum, maximum)
+
+    def choice(self, key: str, allowed: tuple[str, ...]) -> str:
+        value = self.text(key).lower()
+        if value not in allowed:
+            raise ConfigError(key, f"must be one of {', '.join(allowed)}, got {value!r}")
+        return value
+
+    @staticmethod
+    def _bounded(key: str, number: _N, minimum: float, maximum: float | None) -> _N:
         if number < minimum or (maximum is not None and number > maximum):
-            upper = f" and at most {maximum}" if maximum is not None else ""
-            raise ConfigError(key, f"must be at least {minimum}{upper}, got {number}")
+            upper = f" and at most {maximum:g}" if maximum is not None else ""
+            raise ConfigError(key, f"must be at least {minimum:g}{upper}, got {number:g}")
         return number
 
 
@@ -288,22 +337,45 @@ def _checked_local_binary(project_root: Path, local: str, sha256: str) -> Path:
 
 def _timings(raw: _Raw) -> FailoverTimings:
     timings = FailoverTimings(
-        probe_interval_seconds=raw.integer("probe_interval_seconds", minimum=1, maximum=30),
+        probe_interval_seconds=raw.number("probe_interval_seconds", minimum=0.5, maximum=30),
         failure_threshold=raw.integer("failure_threshold", minimum=2, maximum=20),
-        heartbeat_interval_seconds=raw.integer("heartbeat_interval_seconds", minimum=1, maximum=30),
-        heartbeat_stale_seconds=raw.integer("heartbeat_stale_seconds", minimum=2, maximum=120),
-        lease_seconds=raw.integer("lease_seconds", minimum=2, maximum=300),
-        fence_timeout_seconds=raw.integer("fence_timeout_seconds", minimum=2, maximum=600),
+        heartbeat_interval_seconds=raw.number("heartbeat_interval_seconds", minimum=0.2, maximum=10),
+        heartbeat_stale_seconds=raw.number("heartbeat_stale_seconds", minimum=1, maximum=120),
+        lease_seconds=raw.number("lease_seconds", minimum=0.6, maximum=60),
+        lease_deadline_seconds=raw.number("lease_deadline_seconds", minimum=2, maximum=300),
+        watchdog=raw.choice("watchdog", WATCHDOG_MODES),
+        watchdog_timeout_seconds=raw.integer("watchdog_timeout_seconds", minimum=1, maximum=60),
+        fence_timeout_seconds=raw.number("fence_timeout_seconds", minimum=2, maximum=600),
     )
-    if timings.heartbeat_stale_seconds <= timings.heartbeat_interval_seconds:
-        raise ConfigError("heartbeat_stale_seconds", "must be longer than heartbeat_interval_seconds, or every "
-                                                     "heartbeat would look stale")
-    # The agent stops MinIO (interval + 1) s before its lease ends and must renew it at least once before that.
-    minimum_lease = 2 * timings.heartbeat_interval_seconds + 1
-    if timings.lease_seconds <= minimum_lease:
-        raise ConfigError("lease_seconds", f"must be more than 2 x heartbeat_interval_seconds + 1 = {minimum_lease}, "
-                                           "or the active node would fence itself between two heartbeats")
+    _check_timing_inequalities(timings)
     return timings
+
+
+def _below(value: float, bound: float) -> bool:
+    """value < bound, ignoring binary rounding (3 x 0.2 is 0.6000000000000001)."""
+    return value < bound - 1e-9
+
+
+def _check_timing_inequalities(t: FailoverTimings) -> None:
+    """The safety and liveness inequalities of docs/failover-design.md; the first one broken names its key."""
+    renewal = t.heartbeat_interval_seconds
+    if _below(t.lease_seconds, 3 * renewal):
+        raise ConfigError("lease_seconds", f"must be at least 3 x heartbeat_interval_seconds = {3 * renewal:g}, "
+                                           "or one lost renewal would make the active node stop MinIO")
+    stale_minimum = t.probe_interval_seconds + 2 * renewal
+    if _below(t.heartbeat_stale_seconds, stale_minimum):
+        raise ConfigError("heartbeat_stale_seconds", f"must be at least probe_interval_seconds + 2 x "
+                          f"heartbeat_interval_seconds = {stale_minimum:g}, or a healthy node's probe could fail "
+                          "between two renewals")
+    dead_by = t.lease_seconds + t.watchdog_timeout_seconds + WATCHDOG_RESET_MARGIN_SECONDS
+    if _below(t.lease_deadline_seconds, dead_by):
+        raise ConfigError("lease_deadline_seconds", f"must be at least lease_seconds + watchdog_timeout_seconds + "
+                          f"{WATCHDOG_RESET_MARGIN_SECONDS:g} = {dead_by:g}: a silent node's MinIO is only known to "
+                          "be dead (stopped by its agent or reset by its watchdog) that long after its last renewal")
+    if _below(t.fence_timeout_seconds, t.lease_deadline_seconds):
+        raise ConfigError("fence_timeout_seconds", f"must be at least lease_deadline_seconds "
+                          f"({t.lease_deadline_seconds:g}), or a node would be force-stopped before its lease "
+                          "could have run out")
 
 
 def _alarm_email(raw: _Raw) -> str | None:

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from cluster_config import ConfigError, load_config
-from cluster_config.model import DEFAULTS
+from cluster_config.model import DEFAULTS, WATCHDOG_RESET_MARGIN_SECONDS
 from tests.conftest import PROJECT_ROOT, cdk_json_context, context_getter
 
 
@@ -63,9 +63,15 @@ def test_cli_style_string_values_are_parsed() -> None:
     ({"node_names": ["Node_1", "node2"]}, "node_names", "lower-case"),
     ({"instance_type": "big"}, "instance_type", "instance type"),
     ({"failure_threshold": "1"}, "failure_threshold", "at least 2"),
-    ({"lease_seconds": "soon"}, "lease_seconds", "whole number"),
-    ({"heartbeat_stale_seconds": 1}, "heartbeat_stale_seconds", "at least 2"),
-    ({"heartbeat_interval_seconds": 2, "lease_seconds": 5}, "lease_seconds", "more than 2 x"),
+    ({"lease_seconds": "soon"}, "lease_seconds", "must be a number"),
+    ({"lease_seconds": "nan"}, "lease_seconds", "finite"),
+    ({"heartbeat_stale_seconds": 1.5}, "heartbeat_stale_seconds", "probe_interval_seconds + 2 x"),
+    ({"heartbeat_interval_seconds": 1}, "lease_seconds", "3 x heartbeat_interval_seconds"),
+    ({"watchdog_timeout_seconds": 3}, "lease_deadline_seconds", "lease_seconds + watchdog_timeout_seconds"),
+    ({"lease_deadline_seconds": 3.5}, "lease_deadline_seconds", "reset by its watchdog"),
+    ({"fence_timeout_seconds": 3}, "fence_timeout_seconds", "at least lease_deadline_seconds"),
+    ({"watchdog": "maybe"}, "watchdog", "one of required, off"),
+    ({"watchdog_timeout_seconds": 1.5}, "watchdog_timeout_seconds", "whole number"),
     ({"minio_sha256": "abc"}, "minio_sha256", "64-hex-digit"),
     ({"minio_url": "http://insecure.example/minio"}, "minio_url", "https://"),
     ({"minio_local_file": "build/minio"}, "minio_url", "exactly one"),
@@ -79,6 +85,39 @@ def test_bad_values_raise_one_clear_error_naming_the_key(override: dict[str, Any
     assert raised.value.key == key
     assert str(raised.value).startswith(f"config error: '{key}'")
     assert fragment in str(raised.value)
+
+
+def test_fractional_seconds_from_the_command_line_are_parsed() -> None:
+    timings = load_config(context_getter(heartbeat_interval_seconds="0.25", lease_seconds="0.75",
+                                         watchdog="OFF")).timings
+    assert (timings.heartbeat_interval_seconds, timings.lease_seconds) == (0.25, 0.75)
+    assert timings.watchdog == "off" and not timings.watchdog_required
+
+
+def test_shipped_timings_keep_the_safety_inequality() -> None:
+    """A silent node is dead (agent's kill or watchdog reset) before the checker's deadline ends."""
+    timings = load_config(context_getter()).timings
+    assert timings.watchdog_required
+    assert timings.lease_seconds + timings.watchdog_timeout_seconds + WATCHDOG_RESET_MARGIN_SECONDS \
+        <= timings.lease_deadline_seconds
+    assert timings.systemd_watchdog_seconds < timings.lease_deadline_seconds
+
+
+@pytest.mark.parametrize("lease", [0.6, 1.5, 3.0])
+@pytest.mark.parametrize("watchdog_timeout", [1, 2, 5])
+@pytest.mark.parametrize("deadline", [2.5, 4.0, 6.0, 9.0])
+def test_every_accepted_timing_keeps_the_safety_inequality(lease: float, watchdog_timeout: int,
+                                                           deadline: float) -> None:
+    overrides = {"heartbeat_interval_seconds": 0.2, "heartbeat_stale_seconds": 2, "lease_seconds": lease,
+                 "watchdog_timeout_seconds": watchdog_timeout, "lease_deadline_seconds": deadline,
+                 "fence_timeout_seconds": 10}
+    try:
+        timings = load_config(context_getter(**overrides)).timings
+    except ConfigError as error:
+        assert error.key == "lease_deadline_seconds"
+        assert lease + watchdog_timeout + WATCHDOG_RESET_MARGIN_SECONDS > deadline
+    else:
+        assert lease + watchdog_timeout + WATCHDOG_RESET_MARGIN_SECONDS <= timings.lease_deadline_seconds
 
 
 def test_local_minio_binary_is_checked_against_its_sha256(tmp_path: Path) -> None:
