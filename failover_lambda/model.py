@@ -57,32 +57,73 @@ class ClusterState:
         }
 
 
+# Node item field values (docs/failover-design.md, "Node item"); node_agent/table.py writes them.
+STOP_REASONS = ("none", "role_lost", "lease_lost", "efs_failed", "minio_failed", "watchdog_unavailable",
+                "agent_stopped")
+# Only this stop reason puts a node on the no-ping-pong hold (the node was fine, MinIO itself failed there).
+HOLD_STOP_REASON = "minio_failed"
+WATCHDOG_STATES = ("armed", "ready", "unavailable", "off")
+# A watchdog in one of these states resets the node if its agent freezes while MinIO may run.
+WATCHDOG_ENFORCING = frozenset({"armed", "ready"})
+UNKNOWN = "unknown"
+
+
+def _int_or_none(value: Any) -> int | None:
+    return int(value) if isinstance(value, int | float | Decimal) and not isinstance(value, bool) else None
+
+
 @dataclass(frozen=True)
 class NodeReport:
-    """A `node#<name>` heartbeat item, written by that node's agent."""
+    """A `node#<name>` item, written only by that node's agent.
+
+    Missing or malformed attributes parse conservatively: no `lease_seq` = no renewal can ever be observed;
+    missing `serving` = may be serving; missing `watchdog` = not armed; missing `efs_ok` = not writable.
+    `heartbeat_at` is the node's wall clock: display and skew metric only, never liveness.
+    """
 
     name: str
+    lease_seq: int | None
     heartbeat_at: float
-    efs_ok: bool
-    minio_ok: bool
     serving: bool
     seen_epoch: int
+    stop_reason: str
+    efs_ok: bool
+    minio_ok: bool
+    watchdog: str
+    watchdog_timeout: float | None
     instance_id: str | None
+    eni_id: str | None
+    private_ip: str | None
     detail: str
 
     @classmethod
     def from_item(cls, name: str, item: dict[str, Any]) -> NodeReport:
+        stop_reason = _str(item.get("stop_reason"))
+        watchdog = _str(item.get("watchdog"))
+        timeout = item.get("watchdog_timeout")
         return cls(
             name=name,
+            lease_seq=_int_or_none(item.get("lease_seq")),
             heartbeat_at=_num(item.get("heartbeat_at")),
-            efs_ok=item.get("efs_ok") is True,
-            minio_ok=item.get("minio_ok") is True,
             # Unknown means "may be serving": fencing must never be confirmed by a missing attribute.
             serving=item.get("serving") is not False,
             seen_epoch=int(_num(item.get("seen_epoch"), 0)),
+            stop_reason=stop_reason if stop_reason in STOP_REASONS else UNKNOWN,
+            efs_ok=item.get("efs_ok") is True,
+            minio_ok=item.get("minio_ok") is True,
+            watchdog=watchdog if watchdog in WATCHDOG_STATES else UNKNOWN,
+            watchdog_timeout=float(timeout) if isinstance(timeout, int | float | Decimal)
+            and not isinstance(timeout, bool) and timeout > 0 else None,
             instance_id=_str(item.get("instance_id")),
+            eni_id=_str(item.get("eni_id")),
+            private_ip=_str(item.get("private_ip")),
             detail=_str(item.get("detail")) or "",
         )
+
+    def watchdog_enforces(self, max_timeout: float) -> bool:
+        """The node's last report promises a watchdog that resets it within `max_timeout` s of a frozen agent."""
+        return (self.watchdog in WATCHDOG_ENFORCING and self.watchdog_timeout is not None
+                and self.watchdog_timeout <= max_timeout)
 
     def age(self, now: float) -> float:
         return max(0.0, now - self.heartbeat_at)

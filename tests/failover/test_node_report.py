@@ -1,0 +1,43 @@
+"""The checker's parsing of the node item (the contract with node_agent/table.py): missing means unsafe."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from failover_lambda.model import NodeReport
+
+
+def test_a_full_node_item_parses_every_contract_field() -> None:
+    report = NodeReport.from_item("node1", {
+        "pk": "node#node1", "lease_seq": Decimal(42), "heartbeat_at": Decimal("1900000000.5"), "serving": False,
+        "seen_epoch": Decimal(7), "stop_reason": "lease_lost", "efs_ok": True, "minio_ok": False,
+        "watchdog": "armed", "watchdog_timeout": Decimal(2), "instance_id": "i-1", "eni_id": "eni-1",
+        "private_ip": "10.0.110.5", "detail": "stopped"})
+    assert (report.lease_seq, report.heartbeat_at, report.serving, report.seen_epoch) == (42, 1900000000.5, False, 7)
+    assert (report.stop_reason, report.efs_ok, report.minio_ok) == ("lease_lost", True, False)
+    assert (report.watchdog, report.watchdog_timeout) == ("armed", 2.0)
+    assert (report.instance_id, report.eni_id, report.private_ip, report.detail) == (
+        "i-1", "eni-1", "10.0.110.5", "stopped")
+    assert report.watchdog_enforces(2) and not report.watchdog_enforces(1.5)
+
+
+def test_missing_fields_parse_conservatively() -> None:
+    report = NodeReport.from_item("node1", {"pk": "node#node1"})
+    assert report.lease_seq is None  # no renewal can be observed
+    assert report.serving is True  # may be serving
+    assert report.watchdog == "unknown" and not report.watchdog_enforces(100)
+    assert report.efs_ok is False and report.minio_ok is False
+    assert report.stop_reason == "unknown"  # not minio_failed: no hold
+    assert (report.instance_id, report.eni_id, report.private_ip) == (None, None, None)
+
+
+def test_unknown_or_malformed_values_are_not_trusted() -> None:
+    report = NodeReport.from_item("node1", {"lease_seq": "7", "watchdog": "armed-ish", "watchdog_timeout": True,
+                                            "stop_reason": "whatever", "serving": "false"})
+    assert report.lease_seq is None
+    assert report.watchdog == "unknown"
+    assert report.watchdog_timeout is None
+    assert report.stop_reason == "unknown"
+    assert report.serving is True
+    armed_without_timeout = NodeReport.from_item("node1", {"watchdog": "armed"})
+    assert not armed_without_timeout.watchdog_enforces(2)
