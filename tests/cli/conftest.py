@@ -16,6 +16,8 @@ from decimal import Decimal
 from typing import Any
 
 import boto3
+import botocore.loaders
+import botocore.session
 import pytest
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
@@ -52,6 +54,8 @@ CHECKER_ENV = {
 
 _serializer = TypeSerializer()
 _deserializer = TypeDeserializer()
+# botocore's service models, parsed once per process and shared by every session the CLI and the tests build.
+_LOADER = botocore.loaders.create_loader()
 
 
 class FakeClock:
@@ -251,6 +255,10 @@ def aws_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
     monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-config"))
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-credentials"))
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    # moto's ~5000 built-in AMIs cost a quarter second per EC2 backend; the nodes' image id is never looked up.
+    monkeypatch.setenv("MOTO_EC2_LOAD_DEFAULT_AMIS", "false")
+    # Every CLI run builds its own boto3 session; one shared loader parses botocore's service JSON once.
+    monkeypatch.setattr(botocore.session, "create_loader", lambda *args, **kwargs: _LOADER)
     # The default stack name must not depend on the directory pytest runs from.
     monkeypatch.chdir(tmp_path)
 
