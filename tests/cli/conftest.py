@@ -68,6 +68,9 @@ class FakeClock:
     def now(self) -> float:
         return self.t
 
+    def monotonic(self) -> float:
+        return self.t - T0
+
     def sleep(self, seconds: float) -> None:
         self.t += max(seconds, 0.01)
         for hook in list(self.on_sleep):
