@@ -1,18 +1,33 @@
-"""The agent loop: every heartbeat interval probe EFS, read the role, reconcile MinIO, write the heartbeat.
+"""The node agent: independent threads, so that nothing on the node can starve the lease.
 
-Order in a tick: EFS probe -> cluster read -> MinIO state/health -> decide() and act -> heartbeat write.
-Acting before writing lets the heartbeat report the state after the action, so a stop at a new epoch is
-visible to the checker (serving=false, seen_epoch=new) one interval sooner.
+- lease thread, every P (HEARTBEAT_INTERVAL_SECONDS): consistent GetItem of `cluster`, then the conditional
+  PutItem of the node item with lease_seq + 1. A renewal counts only if both succeeded and together took at most
+  P; the lease is then valid until the GetItem's send time + G (LEASE_SECONDS) on the monotonic clock. It never
+  waits for the EFS probe, the health check, a MinIO start/stop or a log write (it does not log at all: its
+  errors are published and logged by the reconcile loop).
+- guard thread, every 0.1 s: lease not valid while MinIO may run -> SIGKILL MinIO, confirm it is gone, THEN log
+  (stop_reason lease_lost). It feeds the watchdog while (lease valid) or (MinIO confirmed stopped), and sends
+  systemd's WATCHDOG=1 while the lease thread and the reconcile loop are alive.
+- EFS thread (write probe, mount check included, bounded by a timeout) and health thread (MinIO process and
+  /minio/health/live) only publish results.
+- reconcile loop (the main thread), every P: decide() on the latest snapshot; arms the watchdog before every
+  MinIO start, stops MinIO and records the stop reason, disarms the watchdog only once MinIO is confirmed stopped
+  and the node is not active.
 
-A lease guard thread stops MinIO when the lease runs out even if a tick is stuck in a slow call, so the
-self-fencing deadline does not depend on how long one tick takes.
+State shared between threads lives in `_Status`, behind `_status_lock`, which is held only to copy values, never
+across I/O. `_service_lock` serialises a MinIO start with the guard's kill, so a start cannot slip in between
+the guard's lease check and its kill. Logging goes through a queue (main() installs it), so a blocked journal
+cannot stall any of these threads either.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import logging.handlers
 import math
 import os
+import queue
 import signal
 import sys
 import threading
@@ -20,20 +35,42 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
 from types import FrameType
 from typing import Any
 
 from node_agent.config import AgentConfig, ConfigError
-from node_agent.decision import Action, ClusterView, Decision, Observation, decide
+from node_agent.decision import (
+    STOP_AGENT_STOPPED,
+    STOP_LEASE_LOST,
+    STOP_MINIO_FAILED,
+    STOP_NONE,
+    STOP_ROLE_LOST,
+    STOP_WATCHDOG_UNAVAILABLE,
+    WATCHDOG_OFF,
+    WATCHDOG_UNAVAILABLE,
+    Action,
+    ClusterView,
+    Decision,
+    Observation,
+    decide,
+)
 from node_agent.efs_probe import EfsProbe
 from node_agent.imds import DEFAULT_ENDPOINT, Imds, ImdsError
 from node_agent.sdnotify import notify
 from node_agent.service import ProcessController, ServiceController, SystemdController
-from node_agent.table import StateTable, dynamodb_client
+from node_agent.table import LeaseSeqConflict, NodeItem, StateTable, dynamodb_client
+from node_agent.watchdog import Watchdog
 
 log = logging.getLogger("node_agent")
-GUARD_INTERVAL_SECONDS = 0.2
+GUARD_INTERVAL_SECONDS = 0.1
+HEALTH_INTERVAL_SECONDS = 1.0
 HEALTH_TIMEOUT_SECONDS = 1.0
+# systemd's WATCHDOG=1 is withheld once the lease thread or the reconcile loop made no progress for this long
+# (a stuck thread then gets the agent restarted; ExecStopPost stops MinIO). Longer than any bounded call in them.
+THREAD_STALL_SECONDS = 30.0
+# A watchdog that could not be opened is tried again this often (softdog may be loaded after the agent started).
+WATCHDOG_RETEST_SECONDS = 30.0
 
 
 def minio_health(url: str, timeout: float = HEALTH_TIMEOUT_SECONDS) -> bool:
@@ -44,28 +81,61 @@ def minio_health(url: str, timeout: float = HEALTH_TIMEOUT_SECONDS) -> bool:
         return False
 
 
+@dataclass
+class _Status:
+    """Values shared between the threads; copied under the status lock only."""
+
+    view: ClusterView | None = None
+    lease_sent_at: float | None = None  # monotonic send time of the last renewal's GetItem
+    table_error: str = ""
+    renewals: int = 0
+    first_report_done: bool = False
+    efs_ok: bool = False
+    efs_detail: str = "not probed yet"
+    minio_running: bool = False
+    minio_healthy: bool = False
+    health_at: float = -math.inf
+    may_run: bool = True  # MinIO is or may be running: True until a stop is confirmed
+    started_at: float = -math.inf
+    acted_epoch: int = 0  # the epoch whose role has been acted on (after its start/stop)
+    stop_reason: str = STOP_NONE
+    detail: str = "starting"
+    lease_loop_at: float = 0.0
+    reconcile_loop_at: float = 0.0
+
+
 class Agent:
     def __init__(self, config: AgentConfig, *, table: StateTable, service: ServiceController, efs: EfsProbe,
-                 instance_id: str | None, minio_check: Callable[[], bool],
+                 instance_id: str | None, minio_check: Callable[[], bool], watchdog: Watchdog | None = None,
+                 eni_id: str | None = None, private_ip: str | None = None,
                  wall_clock: Callable[[], float] = time.time, monotonic: Callable[[], float] = time.monotonic,
-                 notifier: Callable[[str], bool] = notify) -> None:
+                 notifier: Callable[[str], bool] = notify, guard_interval: float = GUARD_INTERVAL_SECONDS,
+                 health_interval: float = HEALTH_INTERVAL_SECONDS) -> None:
         self.config = config
         self._table = table
         self._service = service
         self._efs = efs
         self._instance_id = instance_id
+        self._eni_id = eni_id
+        self._private_ip = private_ip
         self._minio_check = minio_check
+        self.watchdog = watchdog if watchdog is not None else Watchdog(
+            config.watchdog_device, config.watchdog_timeout_seconds, required=config.watchdog_required)
         self._wall = wall_clock
         self._monotonic = monotonic
         self._notify = notifier
-        # Serialises start/stop between the loop and the lease guard.
-        self._lock = threading.Lock()
-        self._lease_renewed_at: float | None = None
-        self._seen_epoch = 0
-        self._maybe_serving = True  # until observed: the guard must not assume MinIO is down
-        self._ready_sent = False
-        self._last_reason = ""
+        self._guard_interval = guard_interval
+        self._health_interval = health_interval
+        self._status_lock = threading.Lock()
+        self._service_lock = threading.Lock()
+        self._status = _Status(lease_loop_at=monotonic(), reconcile_loop_at=monotonic())
+        self._lease_seq: int | None = None  # the last lease_seq used (None until read from the table)
         self._stop_requested = threading.Event()
+        self._ready_sent = False
+        self._last_logged = ("", "")
+        self._last_table_error = ""
+        self._watchdog_tested_at = -math.inf
+        self._threads: list[threading.Thread] = []
 
     @property
     def instance_id(self) -> str | None:
@@ -75,153 +145,412 @@ class Agent:
     def service(self) -> ServiceController:
         return self._service
 
+    @property
+    def eni_id(self) -> str | None:
+        return self._eni_id
+
+    @property
+    def lease_seq(self) -> int | None:
+        return self._lease_seq
+
+    def status(self) -> _Status:
+        """A copy of the shared status (tests and the final report read it)."""
+        with self._status_lock:
+            return replace(self._status)
+
     # ----- lease -----
-    def lease_age(self) -> float:
-        if self._lease_renewed_at is None:
+    def lease_age(self, now: float | None = None) -> float:
+        with self._status_lock:
+            sent = self._status.lease_sent_at
+        if sent is None:
             return math.inf
-        return self._monotonic() - self._lease_renewed_at
+        return (self._monotonic() if now is None else now) - sent
 
-    def lease_expired(self) -> bool:
-        return self.lease_age() + self.config.lease_margin_seconds >= self.config.lease_seconds
+    def lease_valid(self, now: float | None = None) -> bool:
+        return self.lease_age(now) < self.config.lease_seconds
 
-    def enforce_lease(self) -> bool:
-        """Stop MinIO if the lease ran out (True if it stopped it). Called by the guard thread."""
-        if not self.lease_expired() or not self._maybe_serving:
-            return False
-        with self._lock:
-            if not self._maybe_serving:
+    def renew_once(self) -> bool:
+        """One lease renewal (the lease thread's body). True if it counted as a renewal. Never logs."""
+        if self._lease_seq is None:
+            try:
+                self._lease_seq = self._table.read_lease_seq(self.config.node_name)
+            except Exception as error:  # any failure means "not yet": the next period retries
+                self._publish_table_error(f"reading the node item failed: {error}")
                 return False
-            log.warning("lease expired (%.1fs): stopping MinIO", self.lease_age())
-            return self._stop_service()
-
-    # ----- one iteration -----
-    def tick(self) -> Decision:
-        efs = self._efs.run()
-        cluster = self._read_cluster()
-        minio_ok = self._service.is_running() and self._minio_check()
-        with self._lock:
-            serving = self._service.is_running()
-            decision = decide(Observation(
-                me=self.config.node_name, cluster=cluster, efs_ok=efs.ok, serving=serving,
-                minio_healthy=minio_ok, lease_age_seconds=self.lease_age(),
-                lease_seconds=self.config.lease_seconds,
-                lease_margin_seconds=self.config.lease_margin_seconds, instance_id=self._instance_id))
-            serving = self._apply(decision, serving)
-        if cluster is not None:
-            self._seen_epoch = cluster.epoch
-        self._log_decision(decision, efs.detail)
-        detail = decision.reason if efs.ok else f"{decision.reason}; {efs.detail}"
-        if self._shadowed(cluster):
+        sent = self._monotonic()
+        try:
+            view = self._table.read_cluster()
+        except Exception as error:  # a failed read means no write (no false progress)
+            self._publish_table_error(f"state table read failed: {error}")
+            return False
+        with self._status_lock:
+            self._status.view = view
+            status = replace(self._status)
+        if self._shadowed(view):
             # A deploy is replacing this node and the role is bound to the other instance: the checker must keep
-            # seeing that instance's heartbeat in the node's item, so this one stays silent until it is released.
-            log.info("role bound to instance %s: not writing the node heartbeat", cluster and cluster.active_instance)
+            # seeing that instance's item, so this one stays silent (and holds no lease) until it is released.
+            with self._status_lock:
+                self._status.first_report_done = True
+                self._status.table_error = ""
+            return False
+        self._lease_seq += 1  # consumed even if the write fails: a late-applied attempt can never collide
+        item = self._report(status, self._lease_seq)
+        try:
+            self._table.write_node(item)
+        except LeaseSeqConflict:
+            # Another writer (an earlier run of this agent, a late-applied write) got further: jump past it.
+            with contextlib.suppress(Exception):
+                self._lease_seq = max(self._lease_seq, self._table.read_lease_seq(self.config.node_name))
+            self._publish_table_error(f"lease_seq {item.lease_seq} was not above the stored one; continuing "
+                                      f"after {self._lease_seq}")
+            return False
+        except Exception as error:
+            self._publish_table_error(f"node item write failed: {error}")
+            return False
+        took = self._monotonic() - sent
+        renewed = took <= self.config.heartbeat_interval_seconds
+        with self._status_lock:
+            self._status.first_report_done = True
+            if renewed:
+                previous = self._status.lease_sent_at
+                self._status.lease_sent_at = sent if previous is None else max(previous, sent)
+                self._status.renewals += 1
+                self._status.table_error = ""
+            else:
+                self._status.table_error = f"renewal took {took:.2f}s (> {self.config.heartbeat_interval_seconds:g}s)"
+        return renewed
+
+    def _report(self, status: _Status, seq: int, *, stop_reason: str | None = None) -> NodeItem:
+        detail = status.detail if status.efs_ok else f"{status.detail}; EFS: {status.efs_detail}"
+        return NodeItem(
+            node=self.config.node_name, lease_seq=seq, heartbeat_at=self._wall(), serving=status.may_run,
+            seen_epoch=status.acted_epoch, stop_reason=stop_reason or status.stop_reason, efs_ok=status.efs_ok,
+            minio_ok=status.may_run and status.minio_healthy, watchdog=self.watchdog.state,
+            watchdog_timeout=self.config.watchdog_timeout_seconds if self.watchdog.required else 0,
+            instance_id=self._instance_id, eni_id=self._eni_id, private_ip=self._private_ip, detail=detail)
+
+    def _publish_table_error(self, message: str) -> None:
+        with self._status_lock:
+            self._status.table_error = message
+
+    def _shadowed(self, view: ClusterView | None) -> bool:
+        return (view is not None and view.active == self.config.node_name
+                and view.active_instance is not None and view.active_instance != self._instance_id)
+
+    # ----- guard -----
+    def guard_once(self) -> None:
+        """Self-fencing and the watchdog feed (the guard thread's body)."""
+        with self._status_lock:
+            may_run = self._status.may_run
+        if may_run and not self.lease_valid():
+            may_run = self._kill_for_lost_lease()
+        if self.watchdog.armed and (not may_run or self.lease_valid()):
+            self.watchdog.feed()
+        if self._threads_alive():
+            self._notify("WATCHDOG=1")
+
+    def _kill_for_lost_lease(self) -> bool:
+        """SIGKILL MinIO, confirm it is gone, then (and only then) log. Returns whether MinIO may still run."""
+        age = self.lease_age()
+        error = ""
+        with self._service_lock:
+            with self._status_lock:
+                if not self._status.may_run:
+                    return False
+            try:
+                self._service.kill()
+            except Exception as caught:  # confirmed (or not) by is_running() below
+                error = f" ({caught})"
+            running = self._service.is_running()
+            if not running:
+                with self._status_lock:
+                    self._status.may_run = False
+                    self._status.stop_reason = STOP_LEASE_LOST
+                    self._status.detail = f"lease lost ({age:.1f}s since the last renewal was sent): MinIO killed"
+        if running:
+            log.error("lease lost (%.1fs): MinIO kill not confirmed yet%s; the watchdog is no longer fed", age,
+                      error)
         else:
-            self._heartbeat(efs.ok, minio_ok and serving, serving, detail, renew_lease=cluster is not None)
-        if not self._ready_sent:
-            self._ready_sent = self._notify("READY=1")
-        self._notify("WATCHDOG=1")
+            log.warning("lease lost (%.1fs since the last renewal was sent): MinIO killed", age)
+        return running
+
+    def _threads_alive(self) -> bool:
+        now = self._monotonic()
+        with self._status_lock:
+            oldest = min(self._status.lease_loop_at, self._status.reconcile_loop_at)
+        return now - oldest < THREAD_STALL_SECONDS
+
+    # ----- probes -----
+    def probe_efs_once(self) -> None:
+        result = self._efs.run()
+        with self._status_lock:
+            self._status.efs_ok = result.ok
+            self._status.efs_detail = result.detail
+
+    def check_health_once(self) -> None:
+        running = self._service.is_running()
+        healthy = running and self._minio_check()
+        with self._status_lock:
+            self._status.minio_running = running
+            self._status.minio_healthy = healthy
+            self._status.health_at = self._monotonic()
+
+    # ----- reconcile -----
+    def reconcile_once(self) -> Decision:
+        now = self._monotonic()
+        running = self._service.is_running()
+        with self._status_lock:
+            self._status.reconcile_loop_at = now
+            status = replace(self._status)
+        self._retest_watchdog(now)
+        decision = decide(Observation(
+            me=self.config.node_name, cluster=status.view, efs_ok=status.efs_ok, serving=running,
+            minio_healthy=status.minio_healthy, lease_age_seconds=self.lease_age(now),
+            lease_seconds=self.config.lease_seconds, instance_id=self._instance_id,
+            watchdog=self.watchdog.state if self.watchdog.required else WATCHDOG_OFF))
+        epoch = status.view.epoch if status.view is not None else status.acted_epoch
+        if running and not status.may_run:
+            # Running although this agent confirmed it stopped (started by hand?): it may serve, so guard it.
+            with self._status_lock:
+                self._status.may_run = True
+            status.may_run = True
+        if decision.action is Action.START_MINIO:
+            decision = self._start(decision, epoch)
+        elif decision.action is Action.STOP_MINIO and decision.stop_reason == STOP_LEASE_LOST:
+            self._kill_for_lost_lease()  # no graceful stop without a lease: the same kill as the guard's
+        elif decision.action is Action.STOP_MINIO or (status.may_run and not running):
+            # Also when MinIO is not running but may be (a queued start, a crash): stop settles it for good.
+            self._stop(decision, epoch, status)
+        else:
+            asked = self._asked_to_serve(status.view)
+            with self._status_lock:
+                self._status.acted_epoch = max(self._status.acted_epoch, epoch)
+                if not self._status.may_run and asked and decision.stop_reason != STOP_NONE:
+                    # Named active but refusing to serve (EFS, lease, watchdog): say why. A standby that was
+                    # never asked keeps its last reason ("none" if it never served).
+                    self._status.stop_reason = decision.stop_reason
+                self._status.detail = decision.reason
+        self._maybe_disarm()
+        self._after_reconcile(decision)
         return decision
 
-    def _shadowed(self, cluster: ClusterView | None) -> bool:
-        return (cluster is not None and cluster.active == self.config.node_name
-                and cluster.active_instance is not None and cluster.active_instance != self._instance_id)
-
-    def _read_cluster(self) -> ClusterView | None:
-        try:
-            return self._table.read_cluster()
-        except Exception as error:  # any failure (API, network, parsing) means "could not read"
-            log.warning("state table read failed: %s", error)
-            return None
-
-    def _apply(self, decision: Decision, serving: bool) -> bool:
-        """Carry out the decision; returns whether MinIO may be running afterwards."""
-        if decision.action is Action.STOP_MINIO:
-            self._stop_service()
-        elif decision.action is Action.START_MINIO:
+    def _start(self, decision: Decision, epoch: int) -> Decision:
+        with self._service_lock:
+            if not self.lease_valid():
+                return Decision(Action.NOTHING, "lease ended before the start", STOP_LEASE_LOST)
+            if self.watchdog.required and not self.watchdog.arm():
+                with self._status_lock:
+                    self._status.stop_reason = STOP_WATCHDOG_UNAVAILABLE
+                    self._status.detail = f"watchdog cannot be armed: {self.watchdog.last_error}"
+                    self._status.acted_epoch = max(self._status.acted_epoch, epoch)
+                return Decision(Action.NOTHING, "watchdog cannot be armed: refusing the active role",
+                                STOP_WATCHDOG_UNAVAILABLE)
+            with self._status_lock:
+                if not self._status.may_run:
+                    self._status.started_at = self._monotonic()  # health checks after this judge this start
+                self._status.may_run = True
+                self._status.stop_reason = STOP_NONE
+                self._status.acted_epoch = max(self._status.acted_epoch, epoch)
+                self._status.detail = decision.reason
+            error = ""
             try:
                 self._service.start()
-            except Exception as error:
-                log.error("MinIO start failed: %s", error)
-        else:
-            self._maybe_serving = serving
-            return serving
-        # Right after a start the unit may not report "activating" yet: count it as serving already.
-        self._maybe_serving = self._service.is_running() or decision.action is Action.START_MINIO
-        return self._maybe_serving
+            except Exception as caught:  # MinIO stays "may run"; the next loop retries
+                error = str(caught)
+        if error:
+            log.error("MinIO start failed: %s", error)
+        return decision
 
-    def _stop_service(self) -> bool:
+    def _stop(self, decision: Decision, epoch: int, status: _Status) -> None:
+        error = ""
         try:
             self._service.stop()
-        except Exception as error:
-            log.error("MinIO stop failed: %s", error)
-        self._maybe_serving = self._service.is_running()
-        return not self._maybe_serving
-
-    def _heartbeat(self, efs_ok: bool, minio_ok: bool, serving: bool, detail: str, *,
-                   renew_lease: bool) -> None:
-        # The lease counts from before the write: the table may apply it any time until the call returns.
-        started = self._monotonic()
-        try:
-            self._table.write_heartbeat(self.config.node_name, heartbeat_at=self._wall(), efs_ok=efs_ok,
-                                        minio_ok=minio_ok, serving=serving, seen_epoch=self._seen_epoch,
-                                        instance_id=self._instance_id, detail=detail)
-        except Exception as error:
-            log.warning("heartbeat write failed: %s", error)
+        except Exception as caught:  # confirmed (or not) by is_running() below
+            error = str(caught)
+        if self._service.is_running():
+            log.error("MinIO stop not confirmed%s: still reported as serving", f" ({error})" if error else "")
             return
-        if renew_lease:
-            self._lease_renewed_at = started
+        reason = decision.stop_reason
+        if reason in (STOP_ROLE_LOST, STOP_NONE) and self._minio_failed(status):
+            reason = STOP_MINIO_FAILED
+        with self._status_lock:
+            # A MinIO that stopped for this epoch: serving=false and seen_epoch=epoch are published together.
+            self._status.may_run = False
+            self._status.stop_reason = reason if reason != STOP_NONE else STOP_ROLE_LOST
+            self._status.acted_epoch = max(self._status.acted_epoch, epoch)
+            self._status.detail = decision.reason
 
-    def _log_decision(self, decision: Decision, efs_detail: str) -> None:
-        if decision.action is not Action.NOTHING or decision.reason != self._last_reason:
-            log.info("%s: %s (EFS: %s)", decision.action.value, decision.reason, efs_detail)
-        self._last_reason = decision.reason
+    @staticmethod
+    def _minio_failed(status: _Status) -> bool:
+        """MinIO itself failed here: its last health check, taken after its start, said unhealthy or not running."""
+        return status.health_at > status.started_at and not status.minio_healthy
 
-    # ----- service loop -----
+    def _maybe_disarm(self) -> None:
+        if not self.watchdog.armed:
+            return
+        with self._status_lock:
+            may_run, view = self._status.may_run, self._status.view
+        if not may_run and not self._asked_to_serve(view):
+            self.watchdog.disarm()
+
+    def _asked_to_serve(self, view: ClusterView | None) -> bool:
+        return view is not None and view.active == self.config.node_name and not self._shadowed(view)
+
+    def _retest_watchdog(self, now: float) -> None:
+        if (self.watchdog.required and self.watchdog.state == WATCHDOG_UNAVAILABLE
+                and now - self._watchdog_tested_at >= WATCHDOG_RETEST_SECONDS):
+            self._watchdog_tested_at = now
+            self.watchdog.test()
+
+    def _after_reconcile(self, decision: Decision) -> None:
+        with self._status_lock:
+            table_error = self._status.table_error
+            ready = self._status.first_report_done
+        if table_error != self._last_table_error:
+            if table_error:
+                log.warning("%s", table_error)
+            else:
+                log.info("state table reachable again")
+            self._last_table_error = table_error
+        key = (decision.action.value, decision.reason)
+        if decision.action is not Action.NOTHING or key != self._last_logged:
+            log.info("%s: %s [stop_reason %s, watchdog %s]", decision.action.value, decision.reason,
+                     decision.stop_reason, self.watchdog.state)
+        self._last_logged = key
+        if ready and not self._ready_sent:
+            self._ready_sent = self._notify("READY=1")
+
+    # ----- threads -----
+    def _every(self, interval: float, body: Callable[[], Any], name: str,
+               progress: Callable[[float], None] | None = None) -> None:
+        while not self._stop_requested.is_set():
+            started = self._monotonic()
+            if progress is not None:
+                progress(started)
+            try:
+                body()
+            except Exception:  # a thread must never die; the failure is logged via the queue
+                log.exception("%s failed", name)
+            pause = interval - (self._monotonic() - started)
+            self._stop_requested.wait(max(0.0, pause))
+
+    def _mark_lease_loop(self, now: float) -> None:
+        with self._status_lock:
+            self._status.lease_loop_at = now
+
+    def start_threads(self) -> None:
+        p = self.config.heartbeat_interval_seconds
+        specs: list[tuple[str, float, Callable[[], Any], Callable[[float], None] | None]] = [
+            ("lease", p, self.renew_once, self._mark_lease_loop),
+            ("guard", self._guard_interval, self.guard_once, None),
+            ("efs-probe", self.config.efs_probe_interval_seconds, self.probe_efs_once, None),
+            ("health", self._health_interval, self.check_health_once, None),
+        ]
+        for name, interval, body, progress in specs:
+            thread = threading.Thread(target=self._every, args=(interval, body, name, progress), name=name,
+                                      daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def prepare(self) -> None:
+        """Before any thread runs: MinIO is not running without this agent, and the watchdog works (or not)."""
+        if self._service.is_running():
+            log.warning("MinIO runs without an agent decision: stopping it")
+            with contextlib.suppress(Exception):
+                self._service.stop()
+        with self._status_lock:
+            self._status.may_run = self._service.is_running()
+        self._watchdog_tested_at = self._monotonic()
+        if self.watchdog.required and self.watchdog.test():
+            log.info("watchdog %s ready (timeout %ds)", self.watchdog.path, self.watchdog.timeout_seconds)
+
     def run(self) -> None:
-        guard = threading.Thread(target=self._guard_loop, name="lease-guard", daemon=True)
-        guard.start()
+        self.prepare()
+        self.start_threads()
         try:
             while not self._stop_requested.is_set():
                 started = self._monotonic()
                 try:
-                    self.tick()
+                    self.reconcile_once()
                 except Exception:
-                    # No watchdog ping for a failed tick: repeated failures let systemd restart the agent.
-                    log.exception("tick failed")
-                    self.enforce_lease()
+                    log.exception("reconcile failed")
                 pause = self.config.heartbeat_interval_seconds - (self._monotonic() - started)
                 self._stop_requested.wait(max(0.0, pause))
         finally:
             self.shutdown()
 
-    def _guard_loop(self) -> None:
-        while not self._stop_requested.wait(GUARD_INTERVAL_SECONDS):
-            try:
-                self.enforce_lease()
-            except Exception:
-                log.exception("lease guard failed")
-
     def request_stop(self, *_: Any) -> None:
         self._stop_requested.set()
 
     def shutdown(self) -> None:
-        """Stop MinIO, then tell the table (best effort) so the checker sees serving=false at once."""
+        """Stop MinIO (confirmed), disarm the watchdog, then tell the table: serving=false, agent_stopped."""
+        self._stop_requested.set()
         self._notify("STOPPING=1")
-        with self._lock:
-            self._stop_service()
-        self._heartbeat(False, False, self._service.is_running(), "agent stopped", renew_lease=False)
+        for thread in self._threads:
+            thread.join(timeout=2 * self.config.heartbeat_interval_seconds + 1)
+        with self._service_lock:
+            with contextlib.suppress(Exception):
+                self._service.stop()
+            if self._service.is_running():
+                with contextlib.suppress(Exception):
+                    self._service.kill()
+            running = self._service.is_running()
+            with self._status_lock:
+                self._status.may_run = running
+                if not running:
+                    self._status.stop_reason = STOP_AGENT_STOPPED
+                    if self._status.view is not None:
+                        # Stopped now, after the latest view was read: stopped for that epoch too.
+                        self._status.acted_epoch = max(self._status.acted_epoch, self._status.view.epoch)
+                self._status.detail = "agent stopped" if not running else "agent stopped; MinIO may still run"
+        if not running:
+            # Left armed (closed without the magic 'V') if MinIO may still run: the kernel then resets the node.
+            self.watchdog.disarm()
+        self._final_report()
+
+    def _final_report(self) -> None:
+        with self._status_lock:
+            status = replace(self._status)
+        for _ in range(2):
+            try:
+                if self._lease_seq is None:
+                    self._lease_seq = self._table.read_lease_seq(self.config.node_name)
+                self._lease_seq += 1
+                self._table.write_node(self._report(status, self._lease_seq))
+                return
+            except LeaseSeqConflict:
+                with contextlib.suppress(Exception):
+                    self._lease_seq = max(self._lease_seq or 0,
+                                          self._table.read_lease_seq(self.config.node_name))
+            except Exception as error:  # best effort on the way out
+                log.warning("final node item write failed: %s", error)
+                return
 
 
-def instance_id_from_imds(attempts: int = 10, pause_seconds: float = 2.0) -> str:
-    """IMDS can be briefly unreachable at boot; retry before giving up (systemd then restarts the agent)."""
+@dataclass(frozen=True)
+class Identity:
+    instance_id: str
+    eni_id: str | None
+    private_ip: str | None
+
+
+def identity_from_imds(config: AgentConfig, attempts: int = 10, pause_seconds: float = 2.0) -> Identity:
+    """The instance, its primary ENI and private IP from IMDS; IMDS can be briefly unreachable at boot.
+
+    INSTANCE_ID set (the drill, tests) means no IMDS at all: ENI_ID / PRIVATE_IP then come from the environment too.
+    """
+    if config.instance_id:
+        return Identity(config.instance_id, config.eni_id, config.private_ip)
     imds = Imds(os.environ.get("AWS_EC2_METADATA_SERVICE_ENDPOINT", DEFAULT_ENDPOINT))
     for attempt in range(1, attempts + 1):
         try:
-            return imds.instance_id()
+            instance_id = imds.instance_id()
+            eni_id, private_ip = imds.primary_interface()
+            return Identity(instance_id, config.eni_id or eni_id, config.private_ip or private_ip)
         except ImdsError as error:
             if attempt == attempts:
                 raise
-            log.warning("instance id not available yet (%s); retrying", error)
+            log.warning("instance identity not available yet (%s); retrying", error)
             time.sleep(pause_seconds)
     raise AssertionError("unreachable")
 
@@ -234,13 +563,14 @@ def build_service(config: AgentConfig) -> ServiceController:
 
 
 def build_agent(config: AgentConfig) -> Agent:
+    identity = identity_from_imds(config)
     return Agent(
         config,
-        table=StateTable(dynamodb_client(config.region), config.state_table_name),
+        table=StateTable(dynamodb_client(config.region, config.table_timeout_seconds), config.state_table_name),
         service=build_service(config),
         efs=EfsProbe(config.mount_point, config.node_name, config.efs_timeout_seconds,
                      require_mount=config.efs_require_mount),
-        instance_id=config.instance_id or instance_id_from_imds(),
+        instance_id=identity.instance_id, eni_id=identity.eni_id, private_ip=identity.private_ip,
         minio_check=lambda: minio_health(config.minio_health_url),
     )
 
@@ -251,21 +581,41 @@ def log_format(env: Mapping[str, str]) -> str:
     return plain if env.get("JOURNAL_STREAM") else f"%(asctime)s {plain}"
 
 
+def queued_logging(env: Mapping[str, str]) -> logging.handlers.QueueListener:
+    """Log records go into an unbounded queue; one listener thread writes them, so no agent thread blocks on I/O."""
+    records: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
+    stream = logging.StreamHandler(sys.stderr)
+    stream.setFormatter(logging.Formatter(log_format(env)))
+    root = logging.getLogger()
+    root.handlers[:] = [logging.handlers.QueueHandler(records)]
+    root.setLevel(logging.INFO)
+    listener = logging.handlers.QueueListener(records, stream)
+    listener.start()
+    return listener
+
+
 def main(env: Mapping[str, str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format=log_format(os.environ if env is None else env))
+    source = os.environ if env is None else env
     try:
         config = AgentConfig.from_env(env)
     except ConfigError as error:
         print(str(error), file=sys.stderr)
         return 2
-    agent = build_agent(config)
+    listener = queued_logging(source)
+    try:
+        agent = build_agent(config)
 
-    def on_signal(signum: int, _frame: FrameType | None) -> None:
-        log.info("signal %d: stopping MinIO and exiting", signum)
-        agent.request_stop()
+        def on_signal(signum: int, _frame: FrameType | None) -> None:
+            agent.request_stop()
 
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    log.info("node agent for %s (instance %s) started", config.node_name, agent.instance_id)
-    agent.run()
+        signal.signal(signal.SIGTERM, on_signal)
+        signal.signal(signal.SIGINT, on_signal)
+        log.info("node agent for %s (instance %s, ENI %s, %s) started: renewal every %gs, lease %gs, watchdog %s",
+                 config.node_name, agent.instance_id, agent.eni_id or "-", config.watchdog_device,
+                 config.heartbeat_interval_seconds, config.lease_seconds, config.watchdog)
+        agent.run()
+        log.info("node agent stopped")
+    finally:
+        listener.stop()
     return 0
+

@@ -1,12 +1,13 @@
 """What MinIO on this node should do now: a pure function of what the agent observed.
 
 Serve only while: the table names this node active (and this instance, when the item binds one), the phase is
-stable, EFS is writable, and the lease is valid. Anything else stops MinIO (self-fencing).
+stable, EFS is writable, the lease is valid and the watchdog (when required) can be armed. Anything else stops
+MinIO (self-fencing) and names a structured stop reason (the node item's `stop_reason`).
 
-The lease is valid while `lease_age + lease_margin < lease_seconds`, where lease_age counts from the start of
-the last heartbeat write that succeeded in a tick whose cluster read also succeeded. The checker treats the
-node as fenced once `heartbeat_at + lease_seconds < now`; the margin (default: one heartbeat interval + 1 s)
-leaves room for the stop itself, so MinIO is down before the checker's view of the lease ends.
+The lease is valid while `lease_age < lease_seconds`, where lease_age counts on the agent's monotonic clock from
+the SEND time of the cluster GetItem of the last renewal (GetItem + conditional PutItem that both succeeded within
+one heartbeat interval). The checker judges the lease on its own clock from when it saw `lease_seq` advance, which
+is never earlier than that send time (docs/failover-design.md, "Lease, watchdog and one clock").
 
 MinIO unhealthy while running is NOT restarted here: systemd restarts a crashed MinIO (Restart=on-failure,
 bounded by StartLimitBurst); a MinIO that answers unhealthy is reported (minio_ok=false) and the checker fails
@@ -19,6 +20,24 @@ import enum
 from dataclasses import dataclass
 
 STABLE = "stable"
+
+# stop_reason values (the node item contract; failover_lambda/model.py STOP_REASONS parses the same strings).
+STOP_NONE = "none"
+STOP_ROLE_LOST = "role_lost"
+STOP_LEASE_LOST = "lease_lost"
+STOP_EFS_FAILED = "efs_failed"
+STOP_MINIO_FAILED = "minio_failed"
+STOP_WATCHDOG_UNAVAILABLE = "watchdog_unavailable"
+STOP_AGENT_STOPPED = "agent_stopped"
+STOP_REASONS = (STOP_NONE, STOP_ROLE_LOST, STOP_LEASE_LOST, STOP_EFS_FAILED, STOP_MINIO_FAILED,
+                STOP_WATCHDOG_UNAVAILABLE, STOP_AGENT_STOPPED)
+
+# watchdog values (the node item's `watchdog`).
+WATCHDOG_ARMED = "armed"
+WATCHDOG_READY = "ready"
+WATCHDOG_UNAVAILABLE = "unavailable"
+WATCHDOG_OFF = "off"
+WATCHDOG_STATES = (WATCHDOG_ARMED, WATCHDOG_READY, WATCHDOG_UNAVAILABLE, WATCHDOG_OFF)
 
 
 class Action(enum.Enum):
@@ -40,43 +59,59 @@ class ClusterView:
 @dataclass(frozen=True)
 class Observation:
     me: str
-    cluster: ClusterView | None  # None: the table could not be read this tick
+    cluster: ClusterView | None  # None: the table has not been read (successfully) yet
     efs_ok: bool
     serving: bool  # MinIO is (or may be) running on this node
     minio_healthy: bool
-    lease_age_seconds: float  # math.inf before the first successful heartbeat
+    lease_age_seconds: float  # math.inf before the first renewal
     lease_seconds: float
-    lease_margin_seconds: float = 0.0
     instance_id: str | None = None
+    # The node's watchdog state: "unavailable" refuses the active role (watchdog: required and it cannot be armed).
+    # The default keeps callers that do not model a watchdog (the checker's simulated agents) working unchanged.
+    watchdog: str = WATCHDOG_OFF
 
 
 @dataclass(frozen=True)
 class Decision:
     action: Action
-    reason: str
+    reason: str  # human-readable, for the log and the node item's `detail`
+    stop_reason: str = STOP_NONE  # why MinIO does not (or must not) run here; "none" when it may serve
 
 
 def lease_valid(obs: Observation) -> bool:
-    return obs.lease_age_seconds + obs.lease_margin_seconds < obs.lease_seconds
+    return obs.lease_age_seconds < obs.lease_seconds
 
 
 def decide(obs: Observation) -> Decision:
     stop_or_stay = Action.STOP_MINIO if obs.serving else Action.NOTHING
     if not lease_valid(obs):
-        return Decision(stop_or_stay, f"lease not valid ({obs.lease_age_seconds:.1f}s since last renewal)")
+        return Decision(stop_or_stay, f"lease not valid ({obs.lease_age_seconds:.1f}s since the last renewal was "
+                                      f"sent, lease {obs.lease_seconds:g}s)", STOP_LEASE_LOST)
     if obs.cluster is None:
-        # A table blip alone does not stop MinIO: the lease (checked above) bounds how long it may go on.
-        return Decision(Action.NOTHING, "state table unreadable; holding on while the lease is valid")
+        # Only reachable before the first read: a valid lease implies a successful read.
+        return Decision(Action.NOTHING, "state table not read yet", STOP_NONE)
     role = _role_problem(obs, obs.cluster)
     if role:
-        return Decision(stop_or_stay, role)
+        return Decision(stop_or_stay, role, _role_stop_reason(obs))
     if not obs.efs_ok:
-        return Decision(stop_or_stay, "EFS not writable")
+        return Decision(stop_or_stay, "EFS not writable", STOP_EFS_FAILED)
+    if obs.watchdog == WATCHDOG_UNAVAILABLE:
+        return Decision(stop_or_stay, "watchdog required but unavailable: refusing the active role",
+                        STOP_WATCHDOG_UNAVAILABLE)
     if not obs.serving:
         return Decision(Action.START_MINIO, f"active for epoch {obs.cluster.epoch}")
     if not obs.minio_healthy:
         return Decision(Action.NOTHING, "serving, MinIO unhealthy: reported, the checker decides")
     return Decision(Action.NOTHING, f"serving for epoch {obs.cluster.epoch}")
+
+
+def _role_stop_reason(obs: Observation) -> str:
+    """Why the role was lost, as far as this node can tell: only a MinIO that failed here is `minio_failed`."""
+    if not obs.efs_ok:
+        return STOP_EFS_FAILED
+    if obs.serving and not obs.minio_healthy:
+        return STOP_MINIO_FAILED
+    return STOP_ROLE_LOST
 
 
 def _role_problem(obs: Observation, cluster: ClusterView) -> str | None:

@@ -1,6 +1,7 @@
 """EFS write monitor: write 1 byte to <mount>/.efs-ha/monitor-<node>.txt, fsync, read it back.
 
-The I/O runs in a worker thread bounded by a timeout, because a hung NFS mount blocks a syscall forever.
+The I/O runs in a worker thread bounded by a timeout, because a hung NFS mount blocks a syscall forever; that
+includes the mount check (os.path.ismount stats the mount point, which blocks on a hung NFS mount too).
 While an earlier probe is still stuck, no new thread is started and the probe keeps failing.
 """
 
@@ -32,23 +33,26 @@ def write_and_verify(path: Path, payload: bytes) -> None:
         raise OSError(f"read back {read_back!r}, wrote {payload!r}")
 
 
+def _ismount(path: Path) -> bool:
+    return os.path.ismount(path)  # looked up at call time, so a test can replace os.path.ismount
+
+
 class EfsProbe:
     def __init__(self, mount_point: str, node: str, timeout_seconds: float, *, require_mount: bool = True,
-                 writer: Callable[[Path, bytes], None] = write_and_verify) -> None:
+                 writer: Callable[[Path, bytes], None] = write_and_verify,
+                 ismount: Callable[[Path], bool] | None = None) -> None:
         self._mount = Path(mount_point)
         self.path = self._mount / ".efs-ha" / f"monitor-{node}.txt"
         self._timeout = timeout_seconds
         self._require_mount = require_mount
         self._writer = writer
+        self._ismount = ismount if ismount is not None else _ismount
         self._stuck: threading.Thread | None = None
         self._counter = 0
 
     def run(self) -> EfsResult:
         if self._stuck is not None and self._stuck.is_alive():
             return EfsResult(False, "an earlier EFS write is still hung")
-        # An unmounted EFS would silently write to the local disk: that is a failure, not a success.
-        if self._require_mount and not os.path.ismount(self._mount):
-            return EfsResult(False, f"{self._mount} is not a mount point")
         self._counter = (self._counter + 1) % 10
         payload = str(self._counter).encode()
         outcome: list[EfsResult] = []
@@ -63,6 +67,10 @@ class EfsProbe:
 
     def _attempt(self, payload: bytes, outcome: list[EfsResult]) -> None:
         try:
+            # An unmounted EFS would silently write to the local disk: that is a failure, not a success.
+            if self._require_mount and not self._ismount(self._mount):
+                outcome.append(EfsResult(False, f"{self._mount} is not a mount point"))
+                return
             self._writer(self.path, payload)
         except OSError as error:
             outcome.append(EfsResult(False, f"EFS write failed: {error}"))

@@ -50,6 +50,11 @@ class Imds:
     def instance_id(self) -> str:
         return self.get("instance-id")
 
+    def primary_interface(self) -> tuple[str, str]:
+        """(ENI id, private IPv4) of the primary network interface: the route target and the node's address."""
+        mac = self.get("mac")
+        return self.get(f"network/interfaces/macs/{mac}/interface-id"), self.get("local-ipv4")
+
     def _open(self, request: urllib.request.Request) -> str:
         try:
             with urllib.request.urlopen(request, timeout=self._timeout) as response:

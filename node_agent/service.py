@@ -22,6 +22,10 @@ class ServiceController(Protocol):
         """Stop the service and return only once it no longer runs."""
         ...
 
+    def kill(self) -> None:
+        """SIGKILL every process of the service at once (self-fencing on a lost lease), then make it stay down."""
+        ...
+
     def is_running(self) -> bool:
         """True if the service is or may be running (errors answer True: never claim a stop we cannot see)."""
         ...
@@ -43,6 +47,12 @@ class SystemdController:
     def stop(self) -> None:
         # Blocking on purpose: serving=false is reported only after the unit has really stopped.
         self._systemctl("stop", self.unit, check=True)
+
+    def kill(self) -> None:
+        # No graceful drain: an unacknowledged request is the client's to retry. Then `stop` cancels the restart
+        # that Restart=on-failure would schedule for a killed MinIO. The caller confirms with is_running().
+        self._systemctl("kill", "--signal=SIGKILL", self.unit, check=False)
+        self._systemctl("stop", self.unit, check=False)
 
     def is_running(self) -> bool:
         try:
@@ -98,6 +108,14 @@ class ProcessController:
         except subprocess.TimeoutExpired:
             self._signal(process, signal.SIGKILL)
             process.wait()
+
+    def kill(self) -> None:
+        process = self._process
+        if process is None or process.poll() is not None:
+            return
+        self._signal(process, signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(self._stop_timeout)
 
     def is_running(self) -> bool:
         return self._process is not None and self._process.poll() is None

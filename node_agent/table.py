@@ -1,21 +1,87 @@
-"""The agent's two calls to the state table: read the `cluster` item, write its own heartbeat."""
+"""The agent's calls to the state table: read the `cluster` item, read and write its own node item.
+
+The node item (`node#<name>`) is the contract with failover_lambda/model.py NodeReport; its field names are
+defined here once (NodeItem.to_item) and a contract test parses what this code writes with the checker's code.
+
+Every write is conditional on the renewal counter: `attribute_not_exists(lease_seq) OR lease_seq < :seq`, so a
+write that the client gave up on and DynamoDB applied late can never move the item back.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
 import boto3
 from botocore.config import Config
+from botocore.exceptions import ClientError
 
-from node_agent.decision import STABLE, ClusterView
+from node_agent.decision import STABLE, STOP_NONE, WATCHDOG_OFF, ClusterView
 
-# Calls must end well inside the lease: two attempts, one second each way.
-CLIENT_CONFIG = Config(retries={"mode": "standard", "max_attempts": 2}, connect_timeout=1, read_timeout=1)
+LEASE_CONDITION = "attribute_not_exists(lease_seq) OR lease_seq < :seq"
 
 
-def dynamodb_client(region: str) -> Any:
-    return boto3.client("dynamodb", region_name=region, config=CLIENT_CONFIG)
+def client_config(timeout_seconds: float) -> Config:
+    """No retries inside a renewal (the next renewal is the retry) and short timeouts, so a call ends in time."""
+    return Config(retries={"mode": "standard", "max_attempts": 1}, connect_timeout=timeout_seconds,
+                  read_timeout=timeout_seconds)
+
+
+# Tests build their moto client with this one.
+CLIENT_CONFIG = client_config(1.0)
+
+
+def dynamodb_client(region: str, timeout_seconds: float = 1.0) -> Any:
+    return boto3.client("dynamodb", region_name=region, config=client_config(timeout_seconds))
+
+
+class LeaseSeqConflict(RuntimeError):
+    """The stored lease_seq is not lower than the one written: the write was rejected (nothing changed)."""
+
+
+@dataclass(frozen=True)
+class NodeItem:
+    """Everything the agent reports in its node item (docs/failover-design.md, "Node item")."""
+
+    node: str
+    lease_seq: int
+    heartbeat_at: float  # the node's wall clock: display and skew metric only
+    serving: bool  # MinIO is or may be running here (true until a stop is confirmed)
+    seen_epoch: int  # the epoch whose role the agent has ACTED on
+    stop_reason: str = STOP_NONE
+    efs_ok: bool = False
+    minio_ok: bool = False
+    watchdog: str = WATCHDOG_OFF
+    watchdog_timeout: int = 0
+    instance_id: str | None = None
+    eni_id: str | None = None
+    private_ip: str | None = None
+    detail: str = ""
+
+    def to_item(self) -> dict[str, Any]:
+        item: dict[str, Any] = {
+            "pk": {"S": node_key(self.node)},
+            "lease_seq": {"N": str(int(self.lease_seq))},
+            "heartbeat_at": {"N": str(Decimal(str(round(self.heartbeat_at, 3))))},
+            "serving": {"BOOL": self.serving},
+            "seen_epoch": {"N": str(int(self.seen_epoch))},
+            "stop_reason": {"S": self.stop_reason},
+            "efs_ok": {"BOOL": self.efs_ok},
+            "minio_ok": {"BOOL": self.minio_ok},
+            "watchdog": {"S": self.watchdog},
+            "watchdog_timeout": {"N": str(int(self.watchdog_timeout))},
+            "detail": {"S": self.detail[:500] or "-"},
+        }
+        for name in ("instance_id", "eni_id", "private_ip"):
+            value = getattr(self, name)
+            if value:
+                item[name] = {"S": value}
+        return item
+
+
+def node_key(node: str) -> str:
+    return f"node#{node}"
 
 
 class StateTable:
@@ -36,17 +102,20 @@ class StateTable:
             active_instance=item.get("active_instance", {}).get("S"),
         )
 
-    def write_heartbeat(self, node: str, *, heartbeat_at: float, efs_ok: bool, minio_ok: bool, serving: bool,
-                        seen_epoch: int, instance_id: str | None, detail: str) -> None:
-        item: dict[str, Any] = {
-            "pk": {"S": f"node#{node}"},
-            "heartbeat_at": {"N": str(Decimal(str(round(heartbeat_at, 3))))},
-            "efs_ok": {"BOOL": efs_ok},
-            "minio_ok": {"BOOL": minio_ok},
-            "serving": {"BOOL": serving},
-            "seen_epoch": {"N": str(seen_epoch)},
-            "detail": {"S": detail[:500] or "-"},
-        }
-        if instance_id:
-            item["instance_id"] = {"S": instance_id}
-        self._client.put_item(TableName=self._table, Item=item)
+    def read_lease_seq(self, node: str) -> int:
+        """The stored renewal counter of `node` (0 when the item or the attribute is missing). Raises on errors."""
+        item = self._client.get_item(TableName=self._table, Key={"pk": {"S": node_key(node)}},
+                                     ConsistentRead=True, ProjectionExpression="lease_seq").get("Item") or {}
+        return int(item.get("lease_seq", {}).get("N", "0"))
+
+    def write_node(self, report: NodeItem) -> None:
+        """Conditional PutItem: raises LeaseSeqConflict if the stored lease_seq is not lower; other errors as is."""
+        try:
+            self._client.put_item(TableName=self._table, Item=report.to_item(),
+                                  ConditionExpression=LEASE_CONDITION,
+                                  ExpressionAttributeValues={":seq": {"N": str(int(report.lease_seq))}})
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+                raise LeaseSeqConflict(f"lease_seq {report.lease_seq} rejected: the stored one is not lower") \
+                    from None
+            raise

@@ -1,8 +1,17 @@
-"""Fixtures for the node agent: a moto state table, a fake MinIO service and hand-driven clocks."""
+"""Fixtures for the node agent: a moto state table, a fake MinIO service, hand-driven clocks, a simulated watchdog.
+
+The simulated watchdog device is a FIFO with a reader thread (never /dev/watchdog: opening it on the test
+machine could reset it). The agent's Watchdog class opens it exactly like a device; the ioctls are skipped
+because it is not a character device.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import os
+import select
+import threading
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -11,16 +20,20 @@ import boto3
 import botocore.loaders
 import botocore.session
 import pytest
+from botocore.exceptions import EndpointConnectionError
 
 from node_agent.agent import Agent
 from node_agent.config import AgentConfig
 from node_agent.efs_probe import EfsProbe
 from node_agent.table import CLIENT_CONFIG, StateTable
+from node_agent.watchdog import Watchdog
 from tests.support import mocked_aws
 
 REGION = "eu-west-1"
 TABLE = "efs-ha-agent-test"
 INSTANCE = "i-0123456789abcdef0"
+ENI = "eni-0123456789abcdef0"
+PRIVATE_IP = "10.0.110.10"
 _LOADER = botocore.loaders.create_loader()
 AWS_TEST_ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
                 "AWS_SESSION_TOKEN": "testing", "AWS_DEFAULT_REGION": REGION}
@@ -28,24 +41,113 @@ AWS_TEST_ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testin
 
 @dataclass
 class FakeService:
-    """Records start/stop; `fail_stop` models a stop that raises (the service then still runs)."""
+    """Records start/stop/kill; `fail_stop` models a stop that raises (the service then still runs).
+
+    `events` is shared with the watchdog spy, so tests can check the order of arm/start/stop/disarm.
+    """
 
     running: bool = False
     fail_stop: bool = False
     actions: list[str] = field(default_factory=list)
+    events: list[str] = field(default_factory=list)
+    stop_gate: threading.Event | None = None  # a slow stop: waits for this event
 
     def start(self) -> None:
         self.actions.append("start")
+        self.events.append("start")
         self.running = True
 
     def stop(self) -> None:
         self.actions.append("stop")
+        if self.stop_gate is not None:
+            self.stop_gate.wait(10)
         if self.fail_stop:
             raise RuntimeError("systemctl stop timed out")
         self.running = False
+        self.events.append("stopped")
+
+    def kill(self) -> None:
+        self.actions.append("kill")
+        if self.fail_stop:
+            raise RuntimeError("systemctl kill failed")
+        self.running = False
+        self.events.append("killed")
 
     def is_running(self) -> bool:
         return self.running
+
+
+class SpyWatchdog(Watchdog):
+    """The real Watchdog, recording arm/disarm into the service's event list."""
+
+    def __init__(self, path: str, timeout_seconds: int, events: list[str], *, required: bool = True) -> None:
+        super().__init__(path, timeout_seconds, required=required)
+        self.events = events
+
+    def arm(self) -> bool:
+        armed = super().arm()
+        self.events.append("armed" if armed else "arm-failed")
+        return armed
+
+    def disarm(self) -> None:
+        was_armed = self.armed
+        super().disarm()
+        if was_armed:
+            self.events.append("disarmed")
+
+
+class FifoWatchdogDevice:
+    """A simulated watchdog device: a FIFO whose reader records every byte written to it, with its time.
+
+    `fired()` is what a real watchdog would do: True once the device was armed (a byte other than the magic 'V'
+    was the last one) and nothing arrived for `timeout` seconds.
+    """
+
+    def __init__(self, directory: Path, timeout: float = 1.0) -> None:
+        self.path = directory / "watchdog"
+        os.mkfifo(self.path)
+        self.timeout = timeout
+        self.received: list[tuple[float, bytes]] = []
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._fired = False
+        self._reader: threading.Thread | None = None
+
+    def start(self) -> FifoWatchdogDevice:
+        read_fd = os.open(self.path, os.O_RDONLY | os.O_NONBLOCK)
+        keep_open = os.open(self.path, os.O_WRONLY | os.O_NONBLOCK)  # so the reader never sees EOF
+        self._reader = threading.Thread(target=self._read, args=(read_fd, keep_open), daemon=True)
+        self._reader.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._reader is not None:
+            self._reader.join(2)
+
+    def _read(self, read_fd: int, keep_open: int) -> None:
+        try:
+            while not self._stop.is_set():
+                ready, _, _ = select.select([read_fd], [], [], 0.02)
+                now = time.monotonic()
+                if ready:
+                    data = os.read(read_fd, 4096)
+                    with self._lock:
+                        self.received.extend((now, bytes([b])) for b in data)
+                with self._lock:
+                    if self.received and self.received[-1][1] != b"V" and now - self.received[-1][0] > self.timeout:
+                        self._fired = True
+        finally:
+            os.close(read_fd)
+            os.close(keep_open)
+
+    def data(self) -> bytes:
+        with self._lock:
+            return b"".join(byte for _, byte in self.received)
+
+    def fired(self) -> bool:
+        with self._lock:
+            return self._fired
 
 
 @dataclass
@@ -58,31 +160,70 @@ class Clocks:
         self.mono += seconds
 
 
-class AgentWorld:
-    """One node's agent against a moto table; tests set the cluster item and drive ticks by hand."""
+def make_client() -> Any:
+    core = botocore.session.get_session()
+    core.register_component("data_loader", _LOADER)
+    return boto3.Session(botocore_session=core, region_name=REGION).client("dynamodb", config=CLIENT_CONFIG)
 
-    def __init__(self, tmp_path: Path, node: str = "node1") -> None:
-        core = botocore.session.get_session()
-        core.register_component("data_loader", _LOADER)
-        self.client = boto3.Session(botocore_session=core, region_name=REGION).client("dynamodb",
-                                                                                      config=CLIENT_CONFIG)
-        self.client.create_table(TableName=TABLE, KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
-                                 AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
-                                 BillingMode="PAY_PER_REQUEST")
+
+def create_table(client: Any) -> None:
+    client.create_table(TableName=TABLE, KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+                        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+                        BillingMode="PAY_PER_REQUEST")
+
+
+def fail_calls(client: Any, operation: str, times: int | None = None) -> Callable[[], None]:
+    """Make `operation` fail like an unreachable endpoint (`times` times, or until the returned undo is called)."""
+    remaining = [times]
+
+    def raise_error(**_: Any) -> None:
+        if remaining[0] is not None:
+            if remaining[0] <= 0:
+                return
+            remaining[0] -= 1
+        raise EndpointConnectionError(endpoint_url="https://dynamodb.eu-west-1.amazonaws.com")
+
+    event = f"before-call.dynamodb.{operation}"
+    client.meta.events.register(event, raise_error)
+    return lambda: client.meta.events.unregister(event, raise_error)
+
+
+class AgentWorld:
+    """One node's agent against a moto table; tests set the cluster item and drive the threads' steps by hand.
+
+    `cycle()` runs one step of every thread in a fixed order and then advances the fake clocks by P.
+    The agent is prepared as run() does (MinIO confirmed stopped, watchdog tested) unless `prepare=False`.
+    """
+
+    def __init__(self, tmp_path: Path, node: str = "node1", *, watchdog: str = "off",
+                 watchdog_path: Path | None = None, real_clock: bool = False, prepare: bool = True,
+                 notifier: Callable[[str], bool] | None = None, **overrides: Any) -> None:
+        self.client = make_client()
+        create_table(self.client)
         self.mount = tmp_path / "efs"
         self.mount.mkdir()
+        settings: dict[str, Any] = {"heartbeat_interval_seconds": 0.5, "lease_seconds": 1.5,
+                                    "efs_require_mount": False, "watchdog": watchdog,
+                                    "watchdog_device": str(watchdog_path or tmp_path / "no-watchdog"),
+                                    "watchdog_timeout_seconds": 1, **overrides}
         self.config = AgentConfig(state_table_name=TABLE, node_name=node, mount_point=str(self.mount),
-                                  region=REGION, efs_require_mount=False)
+                                  region=REGION, **settings)
         self.clocks = Clocks()
         self.service = FakeService()
         self.minio_healthy = True
         self.notifications: list[str] = []
         self.table = StateTable(self.client, TABLE)
-        self.agent = Agent(self.config, table=self.table, service=self.service,
-                           efs=EfsProbe(str(self.mount), node, 2.0, require_mount=False),
-                           instance_id=INSTANCE, minio_check=lambda: self.minio_healthy,
-                           wall_clock=lambda: self.clocks.wall, monotonic=lambda: self.clocks.mono,
-                           notifier=self._notify)
+        self.watchdog = SpyWatchdog(self.config.watchdog_device, self.config.watchdog_timeout_seconds,
+                                    self.service.events, required=self.config.watchdog_required)
+        self.efs = EfsProbe(str(self.mount), node, self.config.efs_timeout_seconds, require_mount=False)
+        clocks: dict[str, Any] = {} if real_clock else {
+            "wall_clock": lambda: self.clocks.wall, "monotonic": lambda: self.clocks.mono}
+        self.agent = Agent(self.config, table=self.table, service=self.service, efs=self.efs,
+                           instance_id=INSTANCE, eni_id=ENI, private_ip=PRIVATE_IP,
+                           minio_check=lambda: self.minio_healthy, watchdog=self.watchdog,
+                           notifier=notifier or self._notify, **clocks)
+        if prepare:
+            self.agent.prepare()  # what run() does first: MinIO confirmed stopped, the watchdog tested
 
     def _notify(self, message: str) -> bool:
         self.notifications.append(message)
@@ -102,10 +243,18 @@ class AgentWorld:
                                     ConsistentRead=True)["Item"]
         return {k: next(iter(v.values())) for k, v in item.items()}
 
-    def tick(self, seconds: float = 1.0) -> str:
-        decision = self.agent.tick()
+    def cycle(self, seconds: float = 0.5) -> str:
+        """One step of each thread: EFS probe, health, lease renewal, reconcile, guard; then time moves on."""
+        self.agent.probe_efs_once()
+        self.agent.check_health_once()
+        self.agent.renew_once()
+        decision = self.agent.reconcile_once()
+        self.agent.guard_once()
         self.clocks.advance(seconds)
         return decision.action.value
+
+    def fail(self, operation: str, times: int | None = None) -> Callable[[], None]:
+        return fail_calls(self.client, operation, times)
 
 
 @pytest.fixture
@@ -117,3 +266,20 @@ def aws_env() -> Iterator[None]:
 @pytest.fixture
 def world(aws_env: None, tmp_path: Path) -> AgentWorld:
     return AgentWorld(tmp_path)
+
+
+@pytest.fixture
+def watchdog_device(tmp_path: Path) -> Iterator[FifoWatchdogDevice]:
+    device = FifoWatchdogDevice(tmp_path, timeout=1.0).start()
+    yield device
+    device.stop()
+
+
+def wait_for(condition: Callable[[], bool], timeout: float = 10.0) -> bool:
+    """Poll `condition` (behaviour, not timing: the timeout only bounds a failing test)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.02)
+    return condition()

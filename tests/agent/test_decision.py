@@ -11,11 +11,12 @@ from node_agent.decision import Action, ClusterView, Observation, decide
 
 ACTIVE = ClusterView(active="node1", epoch=4, phase="stable", active_instance="i-1")
 HEALTHY = Observation(me="node1", cluster=ACTIVE, efs_ok=True, serving=True, minio_healthy=True,
-                      lease_age_seconds=1.0, lease_seconds=5.0, lease_margin_seconds=2.0, instance_id="i-1")
+                      lease_age_seconds=0.5, lease_seconds=1.5, instance_id="i-1", watchdog="armed")
 
 
 def test_active_node_that_serves_keeps_serving() -> None:
-    assert decide(HEALTHY).action is Action.NOTHING
+    decision = decide(HEALTHY)
+    assert (decision.action, decision.stop_reason) == (Action.NOTHING, "none")
 
 
 def test_active_node_that_does_not_serve_starts_minio() -> None:
@@ -34,6 +35,12 @@ def test_lost_role_stops_minio() -> None:
     decision = decide(moved)
     assert decision.action is Action.STOP_MINIO
     assert "active: node2" in decision.reason
+    assert decision.stop_reason == "role_lost"
+
+
+def test_a_role_lost_while_minio_is_unhealthy_names_minio_failed() -> None:
+    moved = replace(HEALTHY, cluster=ClusterView(active="node2", epoch=5, phase="stable"), minio_healthy=False)
+    assert decide(moved).stop_reason == "minio_failed"
 
 
 def test_phase_fencing_stops_minio_even_for_the_named_node() -> None:
@@ -44,30 +51,48 @@ def test_phase_fencing_stops_minio_even_for_the_named_node() -> None:
 
 
 def test_efs_failure_stops_minio_and_prevents_a_start() -> None:
-    assert decide(replace(HEALTHY, efs_ok=False)).action is Action.STOP_MINIO
+    decision = decide(replace(HEALTHY, efs_ok=False))
+    assert (decision.action, decision.stop_reason) == (Action.STOP_MINIO, "efs_failed")
     assert decide(replace(HEALTHY, efs_ok=False, serving=False)).action is Action.NOTHING
 
 
-@pytest.mark.parametrize("age", [3.0, 4.9, 60.0, math.inf])
-def test_lease_at_or_past_its_margin_stops_minio(age: float) -> None:
+@pytest.mark.parametrize("age", [1.5, 1.51, 60.0, math.inf])
+def test_lease_at_or_past_its_end_stops_minio(age: float) -> None:
     decision = decide(replace(HEALTHY, lease_age_seconds=age))
-    assert decision.action is Action.STOP_MINIO
+    assert (decision.action, decision.stop_reason) == (Action.STOP_MINIO, "lease_lost")
     assert "lease" in decision.reason
 
 
-def test_lease_just_inside_the_margin_is_valid() -> None:
-    assert decide(replace(HEALTHY, lease_age_seconds=2.9)).action is Action.NOTHING
+def test_lease_just_inside_its_end_is_valid() -> None:
+    assert decide(replace(HEALTHY, lease_age_seconds=1.49)).action is Action.NOTHING
+
+
+@pytest.mark.parametrize("watchdog", ["armed", "ready", "off"])
+def test_a_usable_or_unneeded_watchdog_allows_the_start(watchdog: str) -> None:
+    assert decide(replace(HEALTHY, serving=False, watchdog=watchdog)).action is Action.START_MINIO
+
+
+def test_an_unavailable_watchdog_stops_and_refuses_the_role() -> None:
+    decision = decide(replace(HEALTHY, watchdog="unavailable"))
+    assert (decision.action, decision.stop_reason) == (Action.STOP_MINIO, "watchdog_unavailable")
+
+
+def test_callers_without_a_watchdog_model_keep_working() -> None:
+    # tests/failover/conftest.py's simulated agents build Observation without the new fields
+    legacy = Observation(me="node1", cluster=ACTIVE, efs_ok=True, serving=False, minio_healthy=False,
+                         lease_age_seconds=0.0, lease_seconds=5, instance_id="i-1")
+    assert decide(legacy).action is Action.START_MINIO
 
 
 def test_no_lease_yet_means_no_start() -> None:
     assert decide(replace(HEALTHY, serving=False, lease_age_seconds=math.inf)).action is Action.NOTHING
 
 
-def test_unreadable_table_holds_on_while_the_lease_is_valid() -> None:
+def test_no_cluster_view_yet_never_starts_and_the_lease_still_rules() -> None:
     blip = replace(HEALTHY, cluster=None)
     assert decide(blip).action is Action.NOTHING
     assert decide(replace(blip, serving=False)).action is Action.NOTHING  # never starts blind
-    assert decide(replace(blip, lease_age_seconds=3.5)).action is Action.STOP_MINIO
+    assert decide(replace(blip, lease_age_seconds=1.6)).action is Action.STOP_MINIO
 
 
 def test_role_bound_to_another_instance_of_the_same_node_does_not_serve() -> None:

@@ -25,7 +25,10 @@ ENV = {"STATE_TABLE_NAME": "t", "NODE_NAME": "node1", "MOUNT_POINT": "/mnt/efs",
 
 def test_config_defaults() -> None:
     config = AgentConfig.from_env(ENV)
-    assert (config.heartbeat_interval_seconds, config.lease_seconds, config.lease_margin_seconds) == (1, 5, 2)
+    assert (config.heartbeat_interval_seconds, config.lease_seconds) == (0.5, 1.5)
+    assert (config.watchdog, config.watchdog_device, config.watchdog_timeout_seconds) == (
+        "required", "/dev/watchdog", 2)
+    assert (config.eni_id, config.private_ip) == (None, None)
     assert (config.minio_unit, config.minio_health_url) == ("minio.service",
                                                             "http://127.0.0.1:9000/minio/health/live")
     assert (config.instance_id, config.efs_require_mount) == (None, True)
@@ -36,7 +39,12 @@ def test_config_defaults() -> None:
     ({"STATE_TABLE_NAME": " "}, "STATE_TABLE_NAME"),
     ({"LEASE_SECONDS": "soon"}, "LEASE_SECONDS"),
     ({"HEARTBEAT_INTERVAL_SECONDS": "0"}, "HEARTBEAT_INTERVAL_SECONDS"),
-    ({"LEASE_SECONDS": "2"}, "LEASE_MARGIN_SECONDS"),
+    ({"LEASE_SECONDS": "1.4"}, "LEASE_SECONDS"),  # < 3 x 0.5
+    ({"HEARTBEAT_INTERVAL_SECONDS": "1", "LEASE_SECONDS": "2.9"}, "LEASE_SECONDS"),
+    ({"WATCHDOG": "maybe"}, "WATCHDOG"),
+    ({"WATCHDOG_TIMEOUT_SECONDS": "1.5"}, "WATCHDOG_TIMEOUT_SECONDS"),
+    ({"WATCHDOG_TIMEOUT_SECONDS": "0"}, "WATCHDOG_TIMEOUT_SECONDS"),
+    ({"MINIO_COMMAND": '["/bin/true"]'}, "WATCHDOG_DEVICE"),  # the drill never arms this machine's watchdog
     ({"EFS_REQUIRE_MOUNT": "perhaps"}, "EFS_REQUIRE_MOUNT"),
     ({"AWS_REGION": ""}, "AWS_REGION"),
 ])
@@ -44,6 +52,17 @@ def test_config_error_names_the_variable(overrides: dict[str, str], variable: st
     with pytest.raises(ConfigError) as caught:
         AgentConfig.from_env({**ENV, **overrides})
     assert caught.value.variable == variable and variable in str(caught.value)
+
+
+def test_new_variables_are_read() -> None:
+    config = AgentConfig.from_env({**ENV, "HEARTBEAT_INTERVAL_SECONDS": "1", "LEASE_SECONDS": "3",
+                                   "WATCHDOG": "OFF", "WATCHDOG_TIMEOUT_SECONDS": "5", "WATCHDOG_DEVICE": "/tmp/wd",
+                                   "ENI_ID": "eni-1", "PRIVATE_IP": "10.0.110.5"})
+    assert (config.heartbeat_interval_seconds, config.lease_seconds) == (1, 3)
+    assert (config.watchdog, config.watchdog_required, config.watchdog_timeout_seconds) == ("off", False, 5)
+    assert (config.watchdog_device, config.eni_id, config.private_ip) == ("/tmp/wd", "eni-1", "10.0.110.5")
+    drill = AgentConfig.from_env({**ENV, "MINIO_COMMAND": '["/bin/true"]', "WATCHDOG": "off"})
+    assert drill.watchdog == "off"
 
 
 def test_main_prints_one_line_and_exits_2_on_bad_config(capsys: pytest.CaptureFixture[str]) -> None:

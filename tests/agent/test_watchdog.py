@@ -1,0 +1,226 @@
+"""The watchdog: the Watchdog class against a simulated device (a FIFO with a reader), and the agent's use of it.
+
+Holes (each test failed on the agent without a watchdog):
+(e) a frozen agent (guard thread not running) stops feeding the watchdog, so the node resets;
+(f) watchdog required + device missing: the node never starts MinIO and reports unavailable;
+(g) arming happens before every start, disarming only after a confirmed stop (and the node not active).
+Never /dev/watchdog here: opening it could reset the test machine.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+
+import pytest
+
+from node_agent.decision import Action, ClusterView, Observation, decide
+from node_agent.watchdog import Watchdog
+from tests.agent.conftest import AgentWorld, FifoWatchdogDevice, wait_for
+
+# ----- the Watchdog class -----
+
+
+def test_test_opens_and_magic_closes_the_device(watchdog_device: FifoWatchdogDevice) -> None:
+    dog = Watchdog(str(watchdog_device.path), 2)
+    assert dog.test() is True
+    assert dog.state == "ready" and not dog.armed
+    assert wait_for(lambda: watchdog_device.data() == b"V")
+
+
+def test_arm_feeds_and_disarm_magic_closes(watchdog_device: FifoWatchdogDevice) -> None:
+    dog = Watchdog(str(watchdog_device.path), 2)
+    assert dog.arm() is True
+    assert dog.state == "armed" and dog.armed
+    assert dog.feed() and dog.feed()
+    dog.disarm()
+    assert dog.state == "ready" and not dog.armed
+    assert dog.feed() is False  # nothing to feed once disarmed
+    assert wait_for(lambda: watchdog_device.data() == b"111V")
+    assert not watchdog_device.fired()
+
+
+def test_an_armed_device_that_is_not_fed_fires(tmp_path: Path) -> None:
+    device = FifoWatchdogDevice(tmp_path, timeout=0.2).start()
+    try:
+        dog = Watchdog(str(device.path), 1)
+        assert dog.arm()
+        assert wait_for(device.fired)
+    finally:
+        device.stop()
+
+
+def test_a_device_without_a_reader_is_refused_at_once(tmp_path: Path) -> None:
+    fifo = tmp_path / "watchdog"
+    os.mkfifo(fifo)  # nobody reads it: O_NONBLOCK makes the open fail (ENXIO) instead of hanging the agent
+    dog = Watchdog(str(fifo), 2)
+    assert dog.test() is False
+    assert dog.state == "unavailable" and "cannot open" in dog.last_error
+    assert dog.arm() is False and not dog.armed
+
+
+def test_a_missing_device_is_unavailable(tmp_path: Path) -> None:
+    dog = Watchdog(str(tmp_path / "missing"), 2)
+    assert dog.test() is False and dog.state == "unavailable"
+    assert dog.arm() is False
+
+
+def test_watchdog_off_reports_off_and_never_opens_anything(tmp_path: Path) -> None:
+    dog = Watchdog(str(tmp_path / "missing"), 2, required=False)
+    assert dog.test() and dog.arm()
+    assert dog.state == "off" and not dog.armed
+
+
+def test_a_character_device_gets_its_timeout_set_and_verified(monkeypatch: pytest.MonkeyPatch,
+                                                              watchdog_device: FifoWatchdogDevice) -> None:
+    # softdog's ioctls, without a real device: the FIFO pretends to be a character device
+    import stat as stat_module
+
+    from node_agent import watchdog as module
+
+    calls: list[int] = []
+    timeout = {"value": 0}
+
+    def fake_ioctl(_fd: int, request: int, arg: bytes) -> bytes:
+        calls.append(request)
+        if request == module.WDIOC_SETTIMEOUT:
+            timeout["value"] = int.from_bytes(arg, "little")
+        return timeout["value"].to_bytes(4, "little")
+
+    monkeypatch.setattr(module.stat, "S_ISCHR", lambda _mode: True)
+    monkeypatch.setattr(module.fcntl, "ioctl", fake_ioctl)
+    dog = Watchdog(str(watchdog_device.path), 2)
+    assert dog.test()
+    assert calls == [module.WDIOC_SETTIMEOUT, module.WDIOC_GETTIMEOUT]
+    # A driver that does not take the timeout is not a watchdog the checker may count on
+    monkeypatch.setattr(module.fcntl, "ioctl", lambda _fd, _request, _arg: (7).to_bytes(4, "little"))
+    assert not dog.test() and "timeout is 7s" in dog.last_error
+    assert stat_module.S_ISCHR  # the real module is untouched outside this test
+
+
+# ----- (f) required but unavailable: never the active role -----
+
+def test_decide_refuses_the_active_role_without_a_watchdog() -> None:
+    obs = Observation(me="node1", cluster=ClusterView("node1", 2, "stable"), efs_ok=True, serving=False,
+                      minio_healthy=False, lease_age_seconds=0.1, lease_seconds=1.5, watchdog="unavailable")
+    decision = decide(obs)
+    assert (decision.action, decision.stop_reason) == (Action.NOTHING, "watchdog_unavailable")
+
+
+def test_required_watchdog_missing_means_minio_never_starts(aws_env: None, tmp_path: Path) -> None:
+    world = AgentWorld(tmp_path, watchdog="required", watchdog_path=tmp_path / "missing")
+    world.set_cluster("node1", epoch=2)
+    for _ in range(5):
+        world.cycle()
+    assert world.service.actions == []
+    beat = world.heartbeat()
+    assert (beat["watchdog"], beat["stop_reason"], beat["serving"]) == ("unavailable", "watchdog_unavailable", False)
+    assert beat["watchdog_timeout"] == "1"
+
+
+def test_a_watchdog_that_cannot_be_armed_at_start_time_prevents_the_start(
+        aws_env: None, tmp_path: Path, watchdog_device: FifoWatchdogDevice) -> None:
+    world = AgentWorld(tmp_path, watchdog="required", watchdog_path=watchdog_device.path)
+    assert world.watchdog.state == "ready"
+    watchdog_device.stop()  # the device goes away after the start-up test
+    world.set_cluster("node1", epoch=2)
+    for _ in range(3):
+        world.cycle()
+    assert world.service.actions == []
+    assert world.heartbeat()["stop_reason"] == "watchdog_unavailable"
+
+
+# ----- (g) arm before start, disarm only after a confirmed stop -----
+
+def test_arming_precedes_every_start_and_disarming_follows_a_confirmed_stop(
+        aws_env: None, tmp_path: Path, watchdog_device: FifoWatchdogDevice) -> None:
+    world = AgentWorld(tmp_path, watchdog="required", watchdog_path=watchdog_device.path)
+    world.set_cluster("node1", epoch=1)
+    world.cycle()
+    assert world.service.events == ["armed", "start"]
+    assert world.heartbeat()["watchdog"] == "ready"  # written before the start; the next item says armed
+    world.cycle()
+    assert world.heartbeat()["watchdog"] == "armed"
+    # The role moves away but the stop fails: MinIO may run, so the watchdog stays armed (and fed)
+    world.service.fail_stop = True
+    world.set_cluster("node2", epoch=2)
+    world.cycle()
+    world.cycle()
+    assert world.watchdog.armed and "disarmed" not in world.service.events
+    # The stop succeeds: disarmed only after it
+    world.service.fail_stop = False
+    world.cycle()
+    assert world.service.events == ["armed", "start", "stopped", "disarmed"]
+    world.cycle()
+    assert world.heartbeat()["watchdog"] == "ready"
+    assert watchdog_device.data().endswith(b"V")
+    assert not watchdog_device.fired()
+
+
+def test_the_active_node_stays_armed_while_minio_is_stopped_for_an_efs_failure(
+        aws_env: None, tmp_path: Path, watchdog_device: FifoWatchdogDevice) -> None:
+    world = AgentWorld(tmp_path, watchdog="required", watchdog_path=watchdog_device.path)
+    world.set_cluster("node1", epoch=1)
+    world.cycle()
+    (world.mount / ".efs-ha" / "monitor-node1.txt").unlink()
+    (world.mount / ".efs-ha" / "monitor-node1.txt").mkdir()
+    world.cycle()
+    assert not world.service.running
+    assert world.watchdog.armed  # still the active node: re-armed starts are not needed when EFS comes back
+
+
+def test_a_shutdown_that_cannot_stop_minio_leaves_the_watchdog_armed(
+        aws_env: None, tmp_path: Path, watchdog_device: FifoWatchdogDevice) -> None:
+    world = AgentWorld(tmp_path, watchdog="required", watchdog_path=watchdog_device.path)
+    world.set_cluster("node1", epoch=1)
+    world.cycle()
+    world.service.fail_stop = True
+    world.agent.shutdown()
+    # Closed without the magic 'V' when the process exits: the kernel resets the node, MinIO dies with it
+    assert world.watchdog.armed
+    assert world.heartbeat()["serving"] is True
+
+
+# ----- (e) a frozen agent stops feeding -----
+
+def test_only_the_guard_feeds_the_watchdog(aws_env: None, tmp_path: Path,
+                                           watchdog_device: FifoWatchdogDevice) -> None:
+    world = AgentWorld(tmp_path, watchdog="required", watchdog_path=watchdog_device.path)
+    world.set_cluster("node1", epoch=1)
+    world.cycle()
+    assert wait_for(lambda: watchdog_device.data() == b"V11")  # test, arm, one guard feed
+    for _ in range(5):  # the guard thread is frozen; everything else runs
+        world.agent.probe_efs_once()
+        world.agent.renew_once()
+        world.agent.reconcile_once()
+        world.clocks.advance(0.1)
+    assert watchdog_device.data() == b"V11"
+
+
+def test_a_frozen_agent_stops_feeding_and_the_watchdog_fires(aws_env: None, tmp_path: Path,
+                                                             watchdog_device: FifoWatchdogDevice) -> None:
+    frozen = threading.Event()
+    release = threading.Event()
+
+    def notifier(message: str) -> bool:
+        if message == "WATCHDOG=1" and frozen.is_set():
+            release.wait(30)  # the guard blocks (a GIL stall, a blocked write, a paused VM)
+        return True
+
+    world = AgentWorld(tmp_path, watchdog="required", watchdog_path=watchdog_device.path, real_clock=True,
+                       heartbeat_interval_seconds=0.25, efs_probe_interval_seconds=0.25, notifier=notifier)
+    world.set_cluster("node1", epoch=1)
+    runner = threading.Thread(target=world.agent.run, daemon=True)
+    runner.start()
+    try:
+        assert wait_for(lambda: world.service.running and world.watchdog.armed)
+        frozen.set()
+        # The watchdog fires although the lease thread still renews and MinIO still runs: the kernel, not a
+        # Python thread, ends it
+        assert wait_for(watchdog_device.fired)
+        assert world.service.running
+    finally:
+        release.set()
+        world.agent.request_stop()
+        runner.join(10)
