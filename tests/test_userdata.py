@@ -26,7 +26,7 @@ def sample_inputs(mount_point: str = "/mnt/efs") -> NodeUserDataInputs:
         node_name="node1", file_system_id="fs-0123456789abcdef0", mount_point=mount_point, vip="172.16.0.1",
         minio_source="https://example.invalid/minio", minio_sha256="a" * 64, agent_source="s3://bucket/agent.zip",
         region="us-east-1", secret_arn="arn:aws:secretsmanager:us-east-1:111122223333:secret:minio",
-        state_table_name="state", heartbeat_interval_seconds=1, lease_seconds=5)
+        state_table_name="state", heartbeat_interval_seconds=0.5, lease_seconds=1.5)
 
 
 @pytest.mark.parametrize("path", ["/mnt/efs", "/srv/efs-data", "/data/efs_1/v2.0", "/mnt/.efs", "/mnt/a:b",
@@ -178,3 +178,69 @@ def test_bootstrap_runs_as_a_retried_systemd_unit() -> None:
     unit = render_file("efs-ha-bootstrap.service", sample_inputs().placeholders())
     assert user_data.rstrip().endswith("systemctl start --no-block efs-ha-bootstrap.service")
     assert "ExecStart=/opt/efs-ha/bin/bootstrap" in unit and "Restart=on-failure" in unit
+
+
+def test_agent_env_carries_the_lease_and_watchdog_settings() -> None:
+    env = render_file("agent.env", sample_inputs().placeholders())
+    for line in ("HEARTBEAT_INTERVAL_SECONDS=0.5", "LEASE_SECONDS=1.5", "WATCHDOG=required",
+                 "WATCHDOG_TIMEOUT_SECONDS=2", "WATCHDOG_DEVICE=/dev/watchdog"):
+        assert f"{line}\n" in env
+    assert "LEASE_MARGIN_SECONDS" not in env
+
+
+def test_agent_env_values_parse_with_the_agents_own_config() -> None:
+    from node_agent.config import AgentConfig
+
+    env = dict(line.split("=", 1) for line in render_file("agent.env", sample_inputs().placeholders()).splitlines())
+    config = AgentConfig.from_env(env)
+    assert (config.heartbeat_interval_seconds, config.lease_seconds, config.watchdog_timeout_seconds) == (0.5, 1.5, 2)
+    assert (config.watchdog, config.watchdog_device) == ("required", "/dev/watchdog")
+
+
+def test_agent_unit_has_a_systemd_watchdog_that_kills() -> None:
+    inputs = NodeUserDataInputs(**{**sample_inputs().__dict__, "systemd_watchdog_seconds": 3})
+    unit = render_file("efs-ha-agent.service", inputs.placeholders())
+    assert "WatchdogSec=3\n" in unit
+    assert "WatchdogSignal=SIGKILL\n" in unit
+    assert "TimeoutStopSec=15\n" in unit
+
+
+def test_bootstrap_loads_softdog_with_the_watchdog_timeout_when_required() -> None:
+    inputs = NodeUserDataInputs(**{**sample_inputs().__dict__, "watchdog_timeout_seconds": 3})
+    script = render_file("bootstrap.sh", inputs.placeholders())
+    assert "readonly watchdog_required='true'" in script
+    assert "readonly watchdog_timeout='3'" in script
+    assert 'echo "options softdog soft_margin=${watchdog_timeout} nowayout=0 soft_panic=0"' in script
+    assert "> /etc/modprobe.d/efs-ha-softdog.conf" in script
+    assert "echo softdog > /etc/modules-load.d/efs-ha-softdog.conf" in script
+    assert "\n  modprobe softdog\n" in script
+    # Before the agent starts, so its start-up test finds the device
+    assert script.index("\nload_watchdog\n") < script.index("\nstart_services\n")
+
+
+def test_bootstrap_with_watchdog_off_loads_no_softdog(tmp_path: Path) -> None:
+    inputs = NodeUserDataInputs(**{**sample_inputs().__dict__, "watchdog": "off"})
+    assert "readonly watchdog_required='false'" in render_file("bootstrap.sh", inputs.placeholders())
+    assert "WATCHDOG=off\n" in render_file("agent.env", inputs.placeholders())
+    # The function itself returns before touching modprobe (run it with modprobe and files stubbed out)
+    script = render_file("bootstrap.sh", inputs.placeholders())
+    function = script[script.index("load_watchdog() {"):script.index("\n}\n", script.index("load_watchdog() {")) + 3]
+    result = subprocess.run(["bash", "-c", f"set -euo pipefail\nreadonly watchdog_required='false'\n"
+                             f"modprobe() {{ echo called; }}\n{function}\nload_watchdog\necho done"],
+                            capture_output=True, text=True, check=True)
+    assert result.stdout == "done\n"
+
+
+def test_rendering_refuses_an_unknown_watchdog_mode() -> None:
+    with pytest.raises(ValueError, match="WATCHDOG"):
+        NodeUserDataInputs(**{**sample_inputs().__dict__, "watchdog": "maybe"}).placeholders()
+
+
+def test_the_stack_renders_the_configured_timings(template_json: dict[str, Any], config: Any) -> None:
+    text = _user_data_text(template_json, "node1")
+    timings = config.timings
+    assert f"HEARTBEAT_INTERVAL_SECONDS={timings.heartbeat_interval_seconds:g}\n" in text
+    assert f"LEASE_SECONDS={timings.lease_seconds:g}\n" in text
+    assert f"WATCHDOG={timings.watchdog}\n" in text
+    assert f"WATCHDOG_TIMEOUT_SECONDS={timings.watchdog_timeout_seconds}\n" in text
+    assert f"WatchdogSec={timings.systemd_watchdog_seconds}\n" in text

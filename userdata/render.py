@@ -46,8 +46,15 @@ class NodeUserDataInputs:
     region: str
     secret_arn: str
     state_table_name: str
-    heartbeat_interval_seconds: int
-    lease_seconds: int
+    heartbeat_interval_seconds: float  # P
+    lease_seconds: float  # G
+    # The agent's kernel watchdog (docs/failover-design.md, "Lease, watchdog and one clock"); the defaults are
+    # cluster_config's. watchdog: "required" loads softdog with soft_margin=W; "off" loads nothing.
+    watchdog: str = "required"
+    watchdog_timeout_seconds: int = 2  # W
+    watchdog_device: str = "/dev/watchdog"
+    # The agent unit's WatchdogSec= (a second layer, < the checker's lease deadline); FailoverTimings computes it.
+    systemd_watchdog_seconds: int = 3
     # Filled in by the node construct: where the bootstrap reports success (CloudFormation CreationPolicy).
     stack_name: str = ""
     instance_logical_id: str = ""
@@ -55,6 +62,13 @@ class NodeUserDataInputs:
     def placeholders(self) -> dict[str, str]:
         values = {field.name.upper(): str(getattr(self, field.name)) for field in fields(self)}
         values["MOUNT_UNIT"] = mount_unit_name(self.mount_point)
+        for name in ("heartbeat_interval_seconds", "lease_seconds"):
+            value = getattr(self, name)
+            if isinstance(value, (int, float)):
+                values[name.upper()] = f"{value:g}"  # 0.5 -> "0.5", 2.0 -> "2"
+        if self.watchdog not in ("required", "off"):
+            raise ValueError(f"user-data value WATCHDOG={self.watchdog!r} must be required or off")
+        values["WATCHDOG_REQUIRED"] = "true" if self.watchdog == "required" else "false"
         for name, value in values.items():
             # Values land inside single quotes and heredocs; config validation keeps them plain, this proves it.
             if any(bad in value for bad in ("'", "\n", _HEREDOC_END)):

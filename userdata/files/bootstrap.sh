@@ -13,6 +13,9 @@ readonly agent_source='{{AGENT_SOURCE}}'
 readonly region='{{REGION}}'
 readonly stack_name='{{STACK_NAME}}'
 readonly instance_logical_id='{{INSTANCE_LOGICAL_ID}}'
+# The agent's kernel watchdog (watchdog: required): softdog, the only watchdog driver AL2023 ships.
+readonly watchdog_required='{{WATCHDOG_REQUIRED}}'
+readonly watchdog_timeout='{{WATCHDOG_TIMEOUT_SECONDS}}'
 # A fixed uid/gid, identical on every node, so files MinIO writes on EFS stay readable after a failover.
 readonly minio_uid=2049
 
@@ -50,6 +53,18 @@ install_minio() {
   chown minio-user:minio-user "$mount_point"
 }
 
+load_watchdog() {
+  # soft_margin=W: the node resets W s after the agent's last feed while it is armed. nowayout=0: the agent's
+  # magic close disarms it on a standby. soft_panic=0: a plain emergency restart, no panic handling to hang in.
+  [[ "$watchdog_required" == "true" ]] || return 0
+  echo "options softdog soft_margin=${watchdog_timeout} nowayout=0 soft_panic=0" \
+    > /etc/modprobe.d/efs-ha-softdog.conf
+  echo softdog > /etc/modules-load.d/efs-ha-softdog.conf
+  modprobe softdog
+  udevadm settle --timeout=10 || true
+  [[ -c /dev/watchdog ]] || { echo "softdog loaded but /dev/watchdog is missing" >&2; return 1; }
+}
+
 install_agent() {
   local archive
   archive=$(mktemp)
@@ -79,6 +94,7 @@ install_packages
 mount_efs
 install_minio
 install_agent
+load_watchdog
 start_services
 signal_ready
 echo "efs-ha bootstrap finished"
