@@ -51,7 +51,7 @@ def populate() -> Fleet:
                     (tables[2], "private-b")]
     for table, subnet in associations:
         ec2.associate_route_table(RouteTableId=table, SubnetId=subnets[subnet])
-    instances, enis = {}, {}
+    instances, enis, addresses = {}, {}, {}
     for index, node in enumerate(NODE_NAMES):
         subnet = subnets["private-a" if index % 2 == 0 else "private-b"]
         tags = [{"Key": "efs-ha:cluster", "Value": CLUSTER_ID}, {"Key": "efs-ha:node", "Value": node}]
@@ -59,6 +59,7 @@ def populate() -> Fleet:
                                  InstanceType="t3.small",
                                  TagSpecifications=[{"ResourceType": "instance", "Tags": tags}])["Instances"][0]
         instances[node] = item["InstanceId"]
+        addresses[node] = item["PrivateIpAddress"]
         enis[node] = next(n["NetworkInterfaceId"] for n in item["NetworkInterfaces"]
                           if n["Attachment"]["DeviceIndex"] == 0)
     for table in tables:
@@ -67,4 +68,5 @@ def populate() -> Fleet:
                                     AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
                                     KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}])
     topic = client("sns").create_topic(Name="efs-ha-drill-alerts")["TopicArn"]
-    return Fleet(route_table_ids=tuple(tables), instance_ids=instances, enis=enis, topic_arn=topic)
+    return Fleet(route_table_ids=tuple(tables), instance_ids=instances, enis=enis, topic_arn=topic,
+                 private_ips=addresses)

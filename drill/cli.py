@@ -138,6 +138,13 @@ def inner_main(args: argparse.Namespace) -> int:
     runs: list[dict[str, Any]] = []
     error = None
     deadline = time.monotonic() + args.max_minutes * 60
+    skipped: dict[str, str] = {}
+    for scenario in scenarios:
+        reason = scenario.unavailable() if scenario.unavailable else None
+        if reason:
+            skipped[scenario.name] = reason
+            log(f"[{scenario.name}] cannot be simulated here: {reason}")
+    scenarios = [s for s in scenarios if s.name not in skipped]
     try:
         lab.open()
         for rep in range(1, args.repeat + 1):
@@ -156,8 +163,19 @@ def inner_main(args: argparse.Namespace) -> int:
     overall_dual = dual_active(lab.timeline)
     problems = failures(rows, overall_dual) + ([f"aborted: {error}"] if error else [])
     write(args.output, {"timings": timings.__dict__, "s3_server": s3_server_name(), "http_probe": False,
-                        "summary": rows, "runs": runs, "problems": problems, "logs": str(work / "logs")})
+                        "summary": rows, "runs": runs, "skipped": skipped, "problems": problems,
+                        "logs": str(work / "logs")})
     print("\n" + table(rows))
+    kill = next((row for row in rows if row["scenario"] == "kill-active"), None)
+    if kill is not None:
+        print(f"\nmedian RTO of kill -9 of the active node: {kill['rto_s']} s over {kill['runs']} run(s) "
+              f"(max {kill['rto_s_max']} s)")
+    for row in rows:
+        if row["watchdog_resets"] or row["self_fence_s"] is not None:
+            print(f"{row['scenario']}: watchdog resets {row['watchdog_resets']} (median {row['reset_s']} s after "
+                  f"the fault), self-fence median {row['self_fence_s']} s after the fault")
+    for name, reason in skipped.items():
+        print(f"SKIPPED {name}: cannot be simulated here: {reason}")
     print(f"\nresults: {args.output}; logs: {work / 'logs'}")
     for problem in problems:
         print(f"FAIL: {problem}")
@@ -166,7 +184,7 @@ def inner_main(args: argparse.Namespace) -> int:
 
 def _brief(run: dict[str, Any]) -> str:
     keys = ("detection_s", "switch_s", "rto_s", "acknowledged", "lost", "dual_active", "vip_violations",
-            "handover_gap_s", "fault_phase_s")
+            "handover_gap_s", "fault_phase_s", "reset_s", "self_fence_s", "old_stopped_s", "promoted_s", "problems")
     return " ".join(f"{k}={run[k]}" for k in keys)
 
 

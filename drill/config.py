@@ -45,7 +45,9 @@ PRODUCT_VARIABLES = (
     "HTTP_PROBE", "LOOP_SAFETY_MARGIN_SECONDS", "MAX_PROBES", "FENCE_COMMAND_DOCUMENT", "MINIO_UNIT",
     "EC2_CACHE_SECONDS", "MINIO_START_GRACE_SECONDS", "NODE_NAME", "MOUNT_POINT", "HEARTBEAT_INTERVAL_SECONDS",
     "LEASE_MARGIN_SECONDS", "MINIO_HEALTH_URL", "INSTANCE_ID", "EFS_TIMEOUT_SECONDS", "EFS_REQUIRE_MOUNT",
-    "AWS_ENDPOINT_URL", "AWS_PROFILE", "NOTIFY_SOCKET",
+    "AWS_ENDPOINT_URL", "AWS_PROFILE", "NOTIFY_SOCKET", "LEASE_DEADLINE_SECONDS", "WATCHDOG", "WATCHDOG_DEVICE",
+    "WATCHDOG_TIMEOUT_SECONDS", "ENI_ID", "PRIVATE_IP", "EFS_PROBE_INTERVAL_SECONDS", "MINIO_COMMAND", "MINIO_LOG",
+    "DRILL_CLOCK_OFFSET_SECONDS",
 )
 
 
@@ -67,6 +69,9 @@ class Timings:
     heartbeat_stale_seconds: float
     lease_seconds: float
     fence_timeout_seconds: float
+    lease_deadline_seconds: float = 4.0
+    watchdog: str = "required"
+    watchdog_timeout_seconds: int = 2
 
     @classmethod
     def shipped(cls, cdk_json: Path = REPO_ROOT / "cdk.json") -> Timings:
@@ -78,12 +83,16 @@ class Timings:
             heartbeat_stale_seconds=float(context["heartbeat_stale_seconds"]),
             lease_seconds=float(context["lease_seconds"]),
             fence_timeout_seconds=float(context["fence_timeout_seconds"]),
+            lease_deadline_seconds=float(context.get("lease_deadline_seconds", cls.lease_deadline_seconds)),
+            watchdog=str(context.get("watchdog", cls.watchdog)),
+            watchdog_timeout_seconds=int(context.get("watchdog_timeout_seconds", cls.watchdog_timeout_seconds)),
         )
 
     def describe(self) -> str:
         return (f"probe {self.probe_interval_seconds:g}s x{self.failure_threshold}, heartbeat "
                 f"{self.heartbeat_interval_seconds:g}s, stale {self.heartbeat_stale_seconds:g}s, lease "
-                f"{self.lease_seconds:g}s, fence timeout {self.fence_timeout_seconds:g}s")
+                f"{self.lease_seconds:g}s, lease deadline {self.lease_deadline_seconds:g}s, watchdog "
+                f"{self.watchdog} {self.watchdog_timeout_seconds}s, fence timeout {self.fence_timeout_seconds:g}s")
 
 
 @dataclass(frozen=True)
@@ -94,3 +103,4 @@ class Fleet:
     instance_ids: dict[str, str]  # node -> instance id
     enis: dict[str, str]  # node -> primary ENI id
     topic_arn: str
+    private_ips: dict[str, str]  # node -> primary private address (moto's 10.0.x.x: reported, never contacted)

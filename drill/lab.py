@@ -57,6 +57,8 @@ def checker_env(fleet: Fleet, timings: Timings) -> dict[str, str]:
         "FAILURE_THRESHOLD": str(timings.failure_threshold),
         "HEARTBEAT_STALE_SECONDS": str(timings.heartbeat_stale_seconds),
         "LEASE_SECONDS": str(timings.lease_seconds), "FENCE_TIMEOUT_SECONDS": str(timings.fence_timeout_seconds),
+        "LEASE_DEADLINE_SECONDS": str(timings.lease_deadline_seconds), "WATCHDOG": timings.watchdog,
+        "WATCHDOG_TIMEOUT_SECONDS": str(timings.watchdog_timeout_seconds),
         "POWERTOOLS_SERVICE_NAME": "efs-ha-checker", "POWERTOOLS_METRICS_NAMESPACE": "EfsHaCluster",
         # Not in the stack: moto's ENI addresses (10.0.x.x) are no host of ours and must never be contacted.
         "HTTP_PROBE": "false",
@@ -82,6 +84,7 @@ class Lab:
         self._client: Child | None = None
         self._verify: dict[str, Any] | None = None
         self._verified = threading.Event()
+        self._problems: list[str] = []  # found by a scenario while it runs (see problem())
 
     # ----- setup -----
     def open(self) -> None:
@@ -95,8 +98,9 @@ class Lab:
         for name in NODE_NAMES:
             view = self.storage.views[name]
             self.nodes[name] = Node(name, self.topology, self.fleet, self.timings, view, self.logs,
-                                    self.timeline.sample)
+                                    self.timeline.sample, self._node_event)
             self.nodes[name].start_sampler()
+            self.nodes[name].start_watchdog()
         self.check_vip_isolation()
         self.checker = LambdaService(checker_env(self.fleet, self.timings), self.logs, log)
         self.watcher = Watcher(self.fleet, self.topology, self.nodes, self.timeline, self.client_table,
@@ -105,6 +109,24 @@ class Lab:
         for node in self.nodes.values():
             node.start_agent()
         self.checker.start()
+
+    def _node_event(self, node: str, at: float, text: str) -> None:
+        self.timeline.event(at, f"{node}: {text}")
+
+    def problem(self, text: str) -> None:
+        """A scenario found something wrong that the measurements would not show."""
+        log(f"PROBLEM: {text}")
+        self._problems.append(text)
+
+    def epoch(self) -> int:
+        cluster = self.timeline.latest_cluster()
+        return cluster.epoch if cluster else 0
+
+    def queue_switchover(self, target: str) -> None:
+        """What `efs-ha switchover` does while a probe loop holds the checker's slot: the request item."""
+        from efs_ha_cli.checker_api import RequestQueue
+
+        RequestQueue(aws.client("dynamodb"), TABLE_NAME).queue_switchover(target, time.time())
 
     def _ec2_event(self, event: dict[str, Any]) -> None:
         if self.checker.invoke(event, "ec2-state-change") is None:
@@ -129,7 +151,8 @@ class Lab:
 
     # ----- cluster state -----
     def heal(self) -> None:
-        """Undo every fault: links up, EFS writable, instances running, agents started, proxy disarmed."""
+        """Undo every fault: links up, state table reachable, EFS writable and fast, clocks right, agents thawed,
+        SSM delivered, instances running, agents started, proxy disarmed."""
         self.proxy.disarm()
         ec2 = aws.client("ec2")
         states = {i["InstanceId"]: i["State"]["Name"] for r in ec2.describe_instances(
@@ -137,9 +160,17 @@ class Lab:
         for name, node in self.nodes.items():
             if not node.links_up:
                 node.set_links(True)
+            node.set_table_cut(False)
+            node.stop_slow_efs()
+            node.ssm_reachable = True
+            node.thaw()  # a paused VM resumes
             self.storage.set_read_only(name, False)
             if states[self.fleet.instance_ids[name]] != "running":
                 ec2.start_instances(InstanceIds=[self.fleet.instance_ids[name]])
+            node.power_on()
+            if node.clock_offset:
+                node.clock_offset = 0.0
+                node.restart_agent()
             node.start_agent()
 
     def clean_state(self) -> str | None:
@@ -158,9 +189,14 @@ class Lab:
             reports = dict(self.timeline.nodes)
             routes = dict(self.timeline.routes_all)
             applied = self.timeline.applied_route[-1][1] if self.timeline.applied_route else None
+        with self.timeline.lock:
+            renewed = dict(self.timeline.renewed_at)
         for name in NODE_NAMES:
             report = reports.get(name, {})
-            if now - float(report.get("heartbeat_at", 0)) > 2.5 or report.get("efs_ok") is not True:
+            # Freshness on the drill's clock (lease_seq growing), never the node's heartbeat_at (maybe skewed).
+            if now - renewed.get(name, 0.0) > 2.5 or report.get("efs_ok") is not True:
+                return None
+            if self.timings.watchdog == "required" and report.get("watchdog") not in ("ready", "armed"):
                 return None
             if self.timeline.answering(name, now - 0.5) is not (name == active):
                 return None
@@ -213,13 +249,21 @@ class Lab:
 
     # ----- one scenario -----
     def run(self, scenario: Scenario, rep: int) -> dict[str, Any]:
+        self._problems = []
         active = self.wait_clean()
+        if scenario.prepare is not None:
+            standby = next(n for n in NODE_NAMES if n != active)
+            log(f"[{scenario.name} #{rep}] preparing")
+            try:
+                scenario.prepare(self, active, standby)
+            except RuntimeError as error:  # recorded; the fault then hits whichever node is active
+                self.problem(f"preparation failed: {error}")
+            active = self.wait_clean()
         standby = next(n for n in NODE_NAMES if n != active)
         started = time.time()
         client = self.start_client(f"{scenario.name}-{rep}")
         self._wait(lambda: sum(op["ok"] for op in self.ops_since(started)) >= WARMUP_OPS, 60, "client warm-up")
-        cluster = self.timeline.latest_cluster()
-        epoch = cluster.epoch if cluster else 0
+        epoch = self.epoch()
         fault_at = time.time()
         log(f"[{scenario.name} #{rep}] fault on {active}: {scenario.title}")
         fault_at = scenario.inject(self, active, standby) or fault_at
@@ -228,16 +272,17 @@ class Lab:
         recovered_at = time.time()
         log(f"[{scenario.name} #{rep}] {'recovered' if recovered else 'NOT recovered'} after "
             f"{recovered_at - fault_at:.1f}s; healing")
+        healed_at = time.time()
         self.heal()
         self.wait_clean()
         client.send("verify")
         verified = self._verified.wait(120)
         client.stop(timeout=10)
         window = Window(fault_at, recovered_at, epoch, active)
-        return self._measure(scenario, rep, window, started, recovered, verified)
+        return self._measure(scenario, rep, window, started, recovered, verified, healed_at)
 
     def _recovered(self, scenario: Scenario, fault_at: float, epoch: int) -> bool:
-        if time.time() - fault_at < MIN_OBSERVE_SECONDS:
+        if time.time() - fault_at < max(MIN_OBSERVE_SECONDS, scenario.min_observe):
             return False
         ops = self.ops_since(fault_at)
         if len(ops) < RECOVERED_STREAK or not all(op["ok"] for op in ops[-RECOVERED_STREAK:]):
@@ -250,9 +295,10 @@ class Lab:
         return routes == {cluster.active}
 
     def _measure(self, scenario: Scenario, rep: int, window: Window, started: float, recovered: bool,
-                 verified: bool) -> dict[str, Any]:
+                 verified: bool, healed_at: float) -> dict[str, Any]:
         ops = self.ops_since(started)
         detect, switch = detection_seconds(self.timeline, window)
+        faults = self._fault_checks(scenario, window, healed_at)
         verify = self._verify or {}
         lost = verify.get("lost", []) if verified else ["<verification did not finish>"]
         bad_reads = [op["key"] for op in ops if op.get("bad")]
@@ -267,7 +313,56 @@ class Lab:
             "vip_violations": len(violations), "vip_violation_samples": violations[:5],
             "recovered": recovered, "fault_phase_s": _round(self._phase(window.fault_at)),
             "handover_gap_s": _round(handover_gap(self.timeline, window)),
+            **faults,
         }
+
+    def _fault_checks(self, scenario: Scenario, window: Window, healed_at: float) -> dict[str, Any]:
+        """What each fault promises beyond the common measurements: watchdog resets, self-fencing, no move."""
+        old = window.old_active
+        reset_times = [(name, at) for name, node in self.nodes.items() for at in node.resets
+                       if window.fault_at <= at <= healed_at]
+        resets = [{"node": name, "after_fault_s": _round(at - window.fault_at)} for name, at in reset_times]
+        old_reset = min((at for name, at in reset_times if name == old), default=None)
+        with self.timeline.lock:
+            events = [(t, text) for t, text in self.timeline.events if window.fault_at <= t <= healed_at]
+            promoted = next((c.t for c in self.timeline.cluster if c.t >= window.fault_at
+                             and c.epoch > window.epoch_before and c.phase == "stable" and c.active
+                             and c.active != old), None)
+            moved = any(c.t >= window.fault_at and c.epoch > window.epoch_before for c in self.timeline.cluster
+                        if c.t <= healed_at)
+            reasons = [(round(t - window.fault_at, 2), r) for t, r in self.timeline.stop_reasons.get(old, [])
+                       if window.fault_at <= t]
+        self_fence = next((t for t, text in events if text.startswith(f"{old}: agent:")), None)
+        last_answer = self._last_answer(old, window)
+        problems = list(self._problems)
+        if scenario.expect_reset and old_reset is None:
+            problems.append(f"the watchdog of {old} did not reset it")
+        if scenario.expect_reset and old_reset is not None and promoted is not None and old_reset > promoted:
+            problems.append(f"{old} was reset only after another node was made active")
+        if not scenario.expect_reset and resets:
+            problems.append(f"a watchdog reset that this fault must not cause: {resets}")
+        if scenario.expect_self_fence and self_fence is None:
+            problems.append(f"{old} did not report a self-fence (lease_lost) in its agent log")
+        if scenario.no_failover and moved:
+            problems.append("a takeover happened although the node stayed healthy")
+        return {
+            "watchdog_resets": resets,
+            "reset_s": _round(old_reset - window.fault_at) if old_reset is not None else None,
+            "promoted_s": _round(promoted - window.fault_at) if promoted is not None else None,
+            "self_fence_s": _round(self_fence - window.fault_at) if self_fence is not None else None,
+            "old_stop_reasons": reasons[:10],
+            "old_stopped_s": _round(last_answer - window.fault_at) if last_answer is not None else None,
+            "throttled_calls": dict(self.proxy.throttled_calls) if scenario.name == "describe-throttled" else {},
+            "events": [f"{t - window.fault_at:+.2f}s {text}" for t, text in events][:40],
+            "problems": problems,
+        }
+
+    def _last_answer(self, node: str, window: Window) -> float | None:
+        """The old node's last S3 answer between the fault and recovery (its server stopped just after)."""
+        with self.timeline.lock:
+            series = list(self.timeline.samples.get(node, []))
+        answers = [t for t, up in series if up and window.fault_at <= t <= window.recovered_at]
+        return answers[-1] if answers else None
 
     def _phase(self, at: float) -> float | None:
         """Seconds since the scheduled invocation that was running (or last ran) when the fault came."""

@@ -8,7 +8,8 @@ from typing import Any
 
 from drill.lab import median
 
-COLUMNS = ("scenario", "runs", "detection s", "switch s", "RTO s", "acked", "lost", "dual-active", "VIP wrong")
+COLUMNS = ("scenario", "runs", "detection s", "switch s", "RTO s", "acked", "lost", "dual-active", "VIP wrong",
+           "resets", "problems")
 
 
 def summarize(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -25,6 +26,10 @@ def summarize(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
             "dual_active": any(r["dual_active"] for r in mine),
             "vip_violations": sum(r["vip_violations"] for r in mine),
             "recovered": all(r["recovered"] for r in mine),
+            "watchdog_resets": sum(len(r.get("watchdog_resets", [])) for r in mine),
+            "reset_s": median([r.get("reset_s") for r in mine]),
+            "self_fence_s": median([r.get("self_fence_s") for r in mine]),
+            "problems": [f"#{r['rep']}: {p}" for r in mine for p in r.get("problems", [])],
         })
     return rows
 
@@ -39,8 +44,9 @@ def _cell(value: Any) -> str:
 
 def table(rows: list[dict[str, Any]]) -> str:
     keys = ("scenario", "runs", "detection_s", "switch_s", "rto_s", "acknowledged", "lost", "dual_active",
-            "vip_violations")
-    cells = [list(COLUMNS)] + [[_cell(row[k]) for k in keys] for row in rows]
+            "vip_violations", "watchdog_resets")
+    cells = [list(COLUMNS)] + [[_cell(row[k]) for k in keys] + [str(len(row.get("problems", [])))]
+                               for row in rows]
     widths = [max(len(line[i]) for line in cells) for i in range(len(COLUMNS))]
     lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(line, widths,
                                                                                           strict=True)))
@@ -60,6 +66,7 @@ def failures(rows: list[dict[str, Any]], global_dual: list[Any]) -> list[str]:
             problems.append(f"{row['scenario']}: the VIP reached a node its route table did not name")
         if not row["recovered"]:
             problems.append(f"{row['scenario']}: service did not recover in time")
+        problems += [f"{row['scenario']} {problem}" for problem in row.get("problems", [])]
     if global_dual:
         problems.append(f"dual-active seen outside the scenario windows: {global_dual[:3]}")
     return problems

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -12,6 +13,13 @@ if TYPE_CHECKING:
     from drill.lab import Lab
 
 Inject = Callable[["Lab", str, str], "float | None"]  # (lab, active, standby) -> fault time if not "now"
+Prepare = Callable[["Lab", str, str], None]  # (lab, active, standby), before the client starts
+
+CLOCK_SKEW_SECONDS = 5.0
+THROTTLED_BEFORE_FAULT_SECONDS = 6.0  # longer than the checker's EC2 cache (5 s): every Describe now fails
+SLOW_MONITOR_WRITE_SECONDS = 1.5  # each write to the agent's EFS monitor file
+SLOW_OTHER_WRITE_SECONDS = 0.2  # each other write (the S3 server's objects): see drill/README.md
+SLOW_EFS_OBSERVE_SECONDS = 25.0
 
 
 @dataclass(frozen=True)
@@ -19,8 +27,19 @@ class Scenario:
     name: str
     title: str
     inject: Inject
-    moves: bool  # the role must move (False: the product recovers in place)
+    moves: bool  # the role must move (False: the product recovers in place, or nothing may move at all)
     recovery_timeout: float = 90.0
+    # True: the old active node must be reset by its (simulated) watchdog; False: no watchdog may fire.
+    expect_reset: bool = False
+    # The old active node's agent must report a self-fence (`lease_lost`) in its log.
+    expect_self_fence: bool = False
+    # No takeover at all may happen while the fault lasts (a slow but healthy node).
+    no_failover: bool = False
+    prepare: Prepare | None = None
+    # Observe at least this long after the fault before calling it recovered.
+    min_observe: float = 3.0
+    # Why this scenario cannot run here (None: it can); asked once, before it runs.
+    unavailable: Callable[[], str | None] | None = None
 
 
 def kill_active(lab: Lab, active: str, _standby: str) -> None:
@@ -51,6 +70,67 @@ def checker_killed(lab: Lab, active: str, _standby: str) -> None:
     lab.nodes[active].kill()
 
 
+def frozen_agent(lab: Lab, active: str, _standby: str) -> None:
+    """The agent process stalls (SIGSTOP: a GIL stall, a blocked journal write, a paused VM) while its MinIO runs
+    on, and SSM cannot reach the node. Only the watchdog, which the frozen agent no longer feeds, can stop it."""
+    node = lab.nodes[active]
+    node.ssm_reachable = False
+    if node.freeze() is None:
+        lab.problem(f"the agent of {active} was not running: nothing to freeze")
+
+
+def skewed_active(offset: float) -> Prepare:
+    """Make the standby's wall clock `offset` seconds off (agent restarted with it), then make it the active node
+    by a queued operator switchover, so that the fault hits an active node whose clock is wrong."""
+
+    def prepare(lab: Lab, _active: str, standby: str) -> None:
+        node = lab.nodes[standby]
+        node.clock_offset = offset
+        node.restart_agent()
+        lab.wait_clean()
+        lab.queue_switchover(standby)
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            if lab.clean_state() == standby:
+                # Stay a while: a checker that compared clocks would fail a node "behind" over while healthy.
+                time.sleep(5)
+                if lab.clean_state() == standby:
+                    return
+            time.sleep(0.2)
+        raise RuntimeError(f"{standby} (clock {offset:+g}s) did not become and stay the active node")
+
+    return prepare
+
+
+def table_cut(lab: Lab, active: str, _standby: str) -> None:
+    """Only the node's path to the state table is cut (client, EFS and the other node still reachable)."""
+    lab.nodes[active].set_table_cut(True)
+
+
+def describe_throttled(lab: Lab, active: str, _standby: str) -> float:
+    """DescribeInstances and DescribeRouteTables answer RequestLimitExceeded to the checker (sustained), then the
+    active node dies. The throttling alone must move nothing."""
+    epoch = lab.epoch()
+    lab.proxy.throttle()
+    time.sleep(THROTTLED_BEFORE_FAULT_SECONDS)
+    if lab.epoch() != epoch:
+        lab.problem("the role moved while EC2 Describe was throttled and every node was healthy")
+    killed_at = time.time()
+    lab.nodes[active].kill()
+    return killed_at
+
+
+def slow_efs(lab: Lab, active: str, _standby: str) -> None:
+    """The active node's EFS turns slow but stays healthy: each write on its view waits before it is done."""
+    lab.nodes[active].start_slow_efs(lab.storage.root, SLOW_OTHER_WRITE_SECONDS, SLOW_MONITOR_WRITE_SECONDS)
+
+
+def _fuse_unavailable() -> str | None:
+    from drill.slowfs import ensure_fuse
+
+    return ensure_fuse()
+
+
 SCENARIOS = {s.name: s for s in (
     Scenario("kill-active", "kill -9 of the active node (agent + S3 server)", kill_active, moves=True),
     Scenario("network-cut", "active node's links down", network_cut, moves=True),
@@ -59,4 +139,17 @@ SCENARIOS = {s.name: s for s in (
     Scenario("switchover", "manual switchover (handler action)", switchover, moves=True, recovery_timeout=150),
     Scenario("checker-killed", "checker killed after its first ReplaceRoute", checker_killed, moves=True,
              recovery_timeout=150),
+    Scenario("frozen-agent", "active node's agent frozen (SIGSTOP, S3 server runs on), SSM cannot reach it",
+             frozen_agent, moves=True, expect_reset=True),
+    Scenario("clock-behind", f"active node's clock {CLOCK_SKEW_SECONDS:g} s behind, then kill -9 of it",
+             kill_active, moves=True, prepare=skewed_active(-CLOCK_SKEW_SECONDS)),
+    Scenario("clock-ahead", f"active node's clock {CLOCK_SKEW_SECONDS:g} s ahead, then kill -9 of it",
+             kill_active, moves=True, prepare=skewed_active(CLOCK_SKEW_SECONDS)),
+    Scenario("table-cut", "active node cut off from the state table only (client and EFS reachable)", table_cut,
+             moves=True, expect_self_fence=True),
+    Scenario("describe-throttled", "EC2 Describe* throttled for the checker, then kill -9 of the active node",
+             describe_throttled, moves=True),
+    Scenario("slow-efs", f"active node's EFS slow ({SLOW_MONITOR_WRITE_SECONDS:g} s per monitor write, "
+             f"{SLOW_OTHER_WRITE_SECONDS:g} s per other write): nothing may move", slow_efs, moves=False,
+             no_failover=True, min_observe=SLOW_EFS_OBSERVE_SECONDS, unavailable=_fuse_unavailable),
 )}

@@ -1,6 +1,7 @@
 """Polls moto like the VPC data plane and the SSM agent would see it:
 - mirrors the client's route table into the client namespace's kernel route (the VPC router);
-- delivers SSM stop commands to reachable nodes (the SSM agent), and kills a node whose instance moto shows
+- delivers SSM stop commands to reachable nodes (the SSM agent; never to a node marked unreachable for SSM,
+  a frozen or partitioned machine), and kills a node whose instance moto shows
   stopped (StopInstances), firing the EC2 state-change event the stack's rule would send;
 - records the cluster item, heartbeats and every route table for the measurements."""
 
@@ -100,6 +101,16 @@ class Watcher:
         cluster = by_key.get("cluster")
         with self._timeline.lock:
             self._timeline.nodes = {k[5:]: v for k, v in by_key.items() if k.startswith("node#")}
+            for node, report in self._timeline.nodes.items():
+                # Renewal progress on the drill's own clock (a node's heartbeat_at is its clock, maybe skewed).
+                progress = report.get("lease_seq", report.get("heartbeat_at"))
+                if progress is not None and self._timeline.lease_progress.get(node) != progress:
+                    self._timeline.lease_progress[node] = progress
+                    self._timeline.renewed_at[node] = now
+                reason = report.get("stop_reason")
+                history = self._timeline.stop_reasons.setdefault(node, [])
+                if reason is not None and (not history or history[-1][1] != reason):
+                    history.append((now, str(reason)))
             if cluster is not None:
                 sample = ClusterSample(now, int(cluster.get("epoch", 0)), str(cluster.get("phase", "")),
                                        cluster.get("active"))
@@ -140,7 +151,8 @@ class Watcher:
                     self._pending.append((node, expires))
         still = []
         for node, expires in self._pending:
-            if self._nodes[node].links_up and self._states.get(node) == "running":
+            target = self._nodes[node]
+            if target.ssm_reachable and target.links_up and self._states.get(node) == "running":
                 self._timeline.event(time.time(), f"SSM stop delivered to {node}")
                 stop_s3_async(self._nodes[node])
             elif time.time() < expires:
