@@ -108,7 +108,7 @@ class AgentConfig:
         interval = number("HEARTBEAT_INTERVAL_SECONDS", 0.5)
         lease = number("LEASE_SECONDS", 1.5)
         # One lost renewal must not stop MinIO: the lease outlives at least two more renewal attempts.
-        if lease < 3 * interval:
+        if lease < 3 * interval - 1e-9:  # 0.6 vs 3 x 0.2 = 0.6000000000000001 is fine
             raise ConfigError("LEASE_SECONDS", f"({lease:g}) must be at least 3 x HEARTBEAT_INTERVAL_SECONDS "
                                                f"({3 * interval:g})")
         watchdog = (raw("WATCHDOG") or "required").lower()

@@ -63,6 +63,8 @@ def test_new_variables_are_read() -> None:
     assert (config.watchdog_device, config.eni_id, config.private_ip) == ("/tmp/wd", "eni-1", "10.0.110.5")
     drill = AgentConfig.from_env({**ENV, "MINIO_COMMAND": '["/bin/true"]', "WATCHDOG": "off"})
     assert drill.watchdog == "off"
+    tight = AgentConfig.from_env({**ENV, "HEARTBEAT_INTERVAL_SECONDS": "0.2", "LEASE_SECONDS": "0.6"})
+    assert tight.lease_seconds == 0.6  # exactly 3 x P is allowed
 
 
 def test_main_prints_one_line_and_exits_2_on_bad_config(capsys: pytest.CaptureFixture[str]) -> None:
@@ -90,6 +92,24 @@ def test_systemd_controller_runs_systemctl() -> None:
     controller.stop()
     assert systemctl.calls == [["systemctl", "start", "--no-block", "minio.service"],
                                ["systemctl", "stop", "minio.service"]]
+
+
+def test_systemd_kill_sends_sigkill_then_stops_so_no_restart_follows() -> None:
+    systemctl = FakeSystemctl()
+    SystemdController("minio.service", runner=systemctl).kill()
+    assert systemctl.calls == [["systemctl", "kill", "--signal=SIGKILL", "minio.service"],
+                               ["systemctl", "stop", "minio.service"]]
+
+
+def test_process_controller_kill_ignores_sigterm(tmp_path: Path) -> None:
+    controller = ProcessController([sys.executable, "-c", "import signal, time; "
+                                    "signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(60)"],
+                                   stop_timeout_seconds=5)
+    controller.start()
+    assert controller.is_running()
+    controller.kill()
+    assert controller.is_running() is False
+    controller.kill()  # idempotent
 
 
 @pytest.mark.parametrize(("state", "running"), [
@@ -144,6 +164,14 @@ def test_sd_notify_sends_a_datagram(tmp_path: Path) -> None:
     assert notify("WATCHDOG=1", {"NOTIFY_SOCKET": str(tmp_path / "gone.sock")}) is False
 
 
+_IMDS_PATHS = {
+    "/latest/meta-data/instance-id": "i-0abc",
+    "/latest/meta-data/mac": "0a:1b:2c:3d:4e:5f",
+    "/latest/meta-data/network/interfaces/macs/0a:1b:2c:3d:4e:5f/interface-id": "eni-0abc",
+    "/latest/meta-data/local-ipv4": "10.0.110.7",
+}
+
+
 class _FakeImds(BaseHTTPRequestHandler):
     token_requests = 0
     revoke_next = False
@@ -159,7 +187,7 @@ class _FakeImds(BaseHTTPRequestHandler):
             type(self).revoke_next = False
             self._reply(401, "")
         elif self.headers.get("X-aws-ec2-metadata-token", "").startswith("token-"):
-            self._reply(200, "i-0abc" if self.path == "/latest/meta-data/instance-id" else "x")
+            self._reply(200, _IMDS_PATHS.get(self.path, "x"))
         else:
             self._reply(401, "")
 
@@ -203,3 +231,20 @@ def test_imds_refetches_a_revoked_token_once(imds_endpoint: str) -> None:
 def test_imds_unreachable_raises_a_clear_error() -> None:
     with pytest.raises(ImdsError, match="IMDS"):
         Imds("http://127.0.0.1:9", timeout_seconds=0.5).instance_id()
+
+
+def test_imds_primary_interface_is_the_eni_of_the_primary_mac(imds_endpoint: str) -> None:
+    assert Imds(imds_endpoint).primary_interface() == ("eni-0abc", "10.0.110.7")
+
+
+def test_identity_comes_from_imds_unless_the_environment_names_it(imds_endpoint: str,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    from node_agent.agent import Identity, identity_from_imds
+
+    monkeypatch.setenv("AWS_EC2_METADATA_SERVICE_ENDPOINT", imds_endpoint)
+    node = AgentConfig.from_env(ENV)
+    assert identity_from_imds(node) == Identity("i-0abc", "eni-0abc", "10.0.110.7")
+    overridden = AgentConfig.from_env({**ENV, "PRIVATE_IP": "10.9.9.9"})
+    assert identity_from_imds(overridden) == Identity("i-0abc", "eni-0abc", "10.9.9.9")
+    drill = AgentConfig.from_env({**ENV, "INSTANCE_ID": "i-drill", "ENI_ID": "eni-drill", "PRIVATE_IP": "10.0.0.9"})
+    assert identity_from_imds(drill) == Identity("i-drill", "eni-drill", "10.0.0.9")
