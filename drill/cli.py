@@ -21,7 +21,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from drill.config import REPO_ROOT, Timings, base_env
+from drill.config import REPO_ROOT, Timings, base_env, checker_budget
 from drill.netns import Topology, remove_stale
 from drill.scenarios import SCENARIOS
 
@@ -189,9 +189,11 @@ def _brief(run: dict[str, Any]) -> str:
 
 
 def _describe(args: argparse.Namespace, timings: Timings, server: str, work: Path) -> None:
+    timeout, margin = checker_budget(timings)
     print(f"""efs-ha local failover drill (no AWS account; nothing is deployed)
   timings (cdk.json): {timings.describe()}
-  checker: the real failover_lambda handler, 1-minute schedule, 60 s invocations, concurrency 1, against moto
+  checker: the real failover_lambda handler, 1-minute schedule, {timeout:g} s timeout (loop margin {margin:g} s), \
+concurrency 1, against moto
   HTTP_PROBE=false: moto's ENI addresses are 10.0.x.x, which are no host of this drill and must never be contacted
   nodes: the real node agent + {server}, sharing one tmpfs as EFS through per-node bind mounts
   network: namespaces {args.prefix}-{{aws,cl,node1,node2}}; the client reaches only the VIP, routed like the VPC

@@ -22,8 +22,8 @@ CLUSTER_ID = "EfsHaDrill"
 TABLE_NAME = "efs-ha-drill-state"
 REGION = "us-east-1"
 BUCKET = "drill"
-# Lambda: 60 s timeout, scheduled every minute, reserved concurrency 1 (constructs/failover_manager.py).
-INVOCATION_TIMEOUT_SECONDS = 60.0
+# Lambda: scheduled every minute, reserved concurrency 1 (constructs/failover_manager.py); its timeout and the
+# loop's safety margin come from checker_budget().
 SCHEDULE_SECONDS = 60.0
 # Fake credentials everywhere: boto3 must never look for real ones (no IMDS, no files).
 FAKE_AWS_ENV = {
@@ -55,6 +55,19 @@ def base_env() -> dict[str, str]:
     """The environment of every drill process: the caller's, minus product settings, plus fake credentials."""
     env = {k: v for k, v in os.environ.items() if k not in PRODUCT_VARIABLES and not k.startswith("AWS_ENDPOINT_URL")}
     return {**env, **FAKE_AWS_ENV, "PYTHONPATH": str(REPO_ROOT)}
+
+
+def checker_budget(timings: Timings) -> tuple[float, float]:
+    """(Lambda timeout, LOOP_SAFETY_MARGIN_SECONDS) as the stack sizes them: from failover_lambda/budget.py,
+    the numbers the construct uses; a checker without that module had a 60 s timeout and a 3 s margin."""
+    try:
+        from failover_lambda import budget
+    except ImportError:
+        return 60.0, 3.0
+    sizing = {"watchdog_required": timings.watchdog == "required", "lease_deadline": timings.lease_deadline_seconds,
+              "fence_timeout": timings.fence_timeout_seconds}
+    return (float(budget.invocation_timeout_seconds(**sizing)),  # type: ignore[arg-type]
+            float(budget.loop_safety_margin_seconds(**sizing)))  # type: ignore[arg-type]
 
 
 def node_address(index: int) -> str:

@@ -26,6 +26,7 @@ from drill.config import (
     Fleet,
     Timings,
     base_env,
+    checker_budget,
     node_address,
 )
 from drill.lambda_service import LambdaService
@@ -60,6 +61,7 @@ def checker_env(fleet: Fleet, timings: Timings) -> dict[str, str]:
         "LEASE_DEADLINE_SECONDS": str(timings.lease_deadline_seconds), "WATCHDOG": timings.watchdog,
         "WATCHDOG_TIMEOUT_SECONDS": str(timings.watchdog_timeout_seconds),
         "POWERTOOLS_SERVICE_NAME": "efs-ha-checker", "POWERTOOLS_METRICS_NAMESPACE": "EfsHaCluster",
+        "LOOP_SAFETY_MARGIN_SECONDS": f"{checker_budget(timings)[1]:g}",
         # Not in the stack: moto's ENI addresses (10.0.x.x) are no host of ours and must never be contacted.
         "HTTP_PROBE": "false",
     }
@@ -102,7 +104,8 @@ class Lab:
             self.nodes[name].start_sampler()
             self.nodes[name].start_watchdog()
         self.check_vip_isolation()
-        self.checker = LambdaService(checker_env(self.fleet, self.timings), self.logs, log)
+        self.checker = LambdaService(checker_env(self.fleet, self.timings), self.logs, log,
+                                     checker_budget(self.timings)[0])
         self.watcher = Watcher(self.fleet, self.topology, self.nodes, self.timeline, self.client_table,
                                lambda event: self._ec2_event(event), log)
         self.watcher.start()

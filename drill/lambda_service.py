@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from drill.config import INVOCATION_TIMEOUT_SECONDS, SCHEDULE_SECONDS, base_env
+from drill.config import SCHEDULE_SECONDS, base_env
 from drill.lambda_host import RESULT_MARK
 from drill.procs import Child
 
@@ -19,8 +19,9 @@ SCHEDULED_EVENT = {"source": "aws.events", "detail-type": "Scheduled Event", "de
 
 
 class LambdaService:
-    def __init__(self, env: dict[str, str], log_dir: Path, log: Callable[[str], None]) -> None:
+    def __init__(self, env: dict[str, str], log_dir: Path, log: Callable[[str], None], timeout: float) -> None:
         self._env = {**base_env(), **env}
+        self.timeout = timeout
         self._log_dir = log_dir
         self._log = log
         self._lock = threading.Condition()
@@ -74,7 +75,7 @@ class LambdaService:
             host = self._ensure_host()
             self._next_id += 1
             self._busy_id = self._next_id
-            host.send(json.dumps({"id": self._next_id, "event": event, "timeout": INVOCATION_TIMEOUT_SECONDS}))
+            host.send(json.dumps({"id": self._next_id, "event": event, "timeout": self.timeout}))
             self.invocations.append({"t": time.time(), "trigger": trigger, "id": self._next_id})
             return self._next_id
 
@@ -84,7 +85,7 @@ class LambdaService:
         while time.monotonic() < deadline:
             request = self.invoke(event, trigger)
             if request is not None:
-                return self.wait_result(request, INVOCATION_TIMEOUT_SECONDS + 5)
+                return self.wait_result(request, self.timeout + 5)
             time.sleep(0.2)
         raise TimeoutError(f"the checker's slot stayed busy for {timeout:g}s")
 

@@ -24,7 +24,9 @@ from drill.procs import Child
 
 S3_MARKERS = ("locals3server", "minio server")
 MINIO_USER, MINIO_PASSWORD = "drill", "drill-secret"
-BOOT_DELAY_SECONDS = 2.0  # a reset node's agent starts again this long after the reset
+# A reset node's agent starts again this long after the reset: an EC2 instance's reboot (firmware, kernel,
+# systemd, the EFS mount) takes tens of seconds, far longer than a takeover.
+BOOT_DELAY_SECONDS = 20.0
 CLOCKSKEW_DIR = Path(__file__).resolve().parent / "clockskew"
 # The state-table cut: a route for the AWS endpoint into a veth whose peer is down and that does no ARP, so
 # packets are dropped silently (a partition: calls time out) and only that address is affected.
@@ -143,7 +145,9 @@ class Node:
             with self._lock:
                 self.resets.append(at)
             self._on_event(self.name, at, f"watchdog reset: killed {record.get('killed')}")
-            threading.Timer(BOOT_DELAY_SECONDS, self._boot).start()
+            boot = threading.Timer(BOOT_DELAY_SECONDS, self._boot)
+            boot.daemon = True
+            boot.start()
         elif kind in ("armed", "disarmed", "poweroff"):
             self._on_event(self.name, float(record["t"]), f"watchdog {kind}")
 
@@ -183,8 +187,8 @@ class Node:
                                on_line=self._agent_line)
 
     def _agent_line(self, line: str) -> None:
-        # Only what the drill reports: the agent's own account of a self-fence.
-        if "lease_lost" in line or "lease lost" in line.lower():
+        # Only what the drill reports: the agent's own account of a self-fence (its guard killed MinIO).
+        if ("lease lost" in line and "MinIO" in line) or ("stop_minio" in line and "lease_lost" in line):
             self._on_event(self.name, time.time(), f"agent: {line[:200]}")
 
     def restart_agent(self) -> None:
