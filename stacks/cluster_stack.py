@@ -98,6 +98,9 @@ class EfsHaClusterStack(Stack):
                 state_table_name=self.state.table.table_name,
                 heartbeat_interval_seconds=config.timings.heartbeat_interval_seconds,
                 lease_seconds=config.timings.lease_seconds,
+                watchdog=config.timings.watchdog,
+                watchdog_timeout_seconds=config.timings.watchdog_timeout_seconds,
+                systemd_watchdog_seconds=config.timings.systemd_watchdog_seconds,
             ),
         )
 

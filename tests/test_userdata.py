@@ -26,7 +26,8 @@ def sample_inputs(mount_point: str = "/mnt/efs") -> NodeUserDataInputs:
         node_name="node1", file_system_id="fs-0123456789abcdef0", mount_point=mount_point, vip="172.16.0.1",
         minio_source="https://example.invalid/minio", minio_sha256="a" * 64, agent_source="s3://bucket/agent.zip",
         region="us-east-1", secret_arn="arn:aws:secretsmanager:us-east-1:111122223333:secret:minio",
-        state_table_name="state", heartbeat_interval_seconds=0.5, lease_seconds=1.5)
+        state_table_name="state", heartbeat_interval_seconds=0.5, lease_seconds=1.5, watchdog="required",
+        watchdog_timeout_seconds=2, systemd_watchdog_seconds=3)
 
 
 @pytest.mark.parametrize("path", ["/mnt/efs", "/srv/efs-data", "/data/efs_1/v2.0", "/mnt/.efs", "/mnt/a:b",

@@ -48,13 +48,13 @@ class NodeUserDataInputs:
     state_table_name: str
     heartbeat_interval_seconds: float  # P
     lease_seconds: float  # G
-    # The agent's kernel watchdog (docs/failover-design.md, "Lease, watchdog and one clock"); the defaults are
-    # cluster_config's. watchdog: "required" loads softdog with soft_margin=W; "off" loads nothing.
-    watchdog: str = "required"
-    watchdog_timeout_seconds: int = 2  # W
-    watchdog_device: str = "/dev/watchdog"
+    # The agent's kernel watchdog (docs/failover-design.md, "Lease, watchdog and one clock").
+    # watchdog: "required" loads softdog with soft_margin=W; "off" loads nothing.
+    watchdog: str
+    watchdog_timeout_seconds: int  # W
     # The agent unit's WatchdogSec= (a second layer, < the checker's lease deadline); FailoverTimings computes it.
-    systemd_watchdog_seconds: int = 3
+    systemd_watchdog_seconds: int
+    watchdog_device: str = "/dev/watchdog"
     # Filled in by the node construct: where the bootstrap reports success (CloudFormation CreationPolicy).
     stack_name: str = ""
     instance_logical_id: str = ""
