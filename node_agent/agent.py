@@ -130,7 +130,8 @@ class Agent:
         self._service_lock = threading.Lock()
         self._status = _Status(lease_loop_at=monotonic(), reconcile_loop_at=monotonic())
         self._lease_seq: int | None = None  # the last lease_seq used (None until read from the table)
-        self._stop_requested = threading.Event()
+        self._stop_requested = threading.Event()  # ends the reconcile loop (SIGTERM)
+        self._threads_stop = threading.Event()  # ends the other threads, only once MinIO is confirmed stopped
         self._ready_sent = False
         self._last_logged = ("", "")
         self._last_table_error = ""
@@ -423,7 +424,7 @@ class Agent:
     # ----- threads -----
     def _every(self, interval: float, body: Callable[[], Any], name: str,
                progress: Callable[[float], None] | None = None) -> None:
-        while not self._stop_requested.is_set():
+        while not self._threads_stop.is_set():
             started = self._monotonic()
             if progress is not None:
                 progress(started)
@@ -432,7 +433,7 @@ class Agent:
             except Exception:  # a thread must never die; the failure is logged via the queue
                 log.exception("%s failed", name)
             pause = interval - (self._monotonic() - started)
-            self._stop_requested.wait(max(0.0, pause))
+            self._threads_stop.wait(max(0.0, pause))
 
     def _mark_lease_loop(self, now: float) -> None:
         with self._status_lock:
@@ -483,26 +484,30 @@ class Agent:
         self._stop_requested.set()
 
     def shutdown(self) -> None:
-        """Stop MinIO (confirmed), disarm the watchdog, then tell the table: serving=false, agent_stopped."""
+        """Stop MinIO (confirmed), disarm the watchdog, then tell the table: serving=false, agent_stopped.
+
+        The lease, guard and probe threads run on until MinIO is confirmed stopped: MinIO's graceful stop may
+        take longer than the watchdog timeout, and a planned stop must neither reset the node nor go unguarded.
+        """
         self._stop_requested.set()
         self._notify("STOPPING=1")
+        with contextlib.suppress(Exception):
+            self._service.stop()
+        if self._service.is_running():
+            with contextlib.suppress(Exception):
+                self._service.kill()
+        running = self._service.is_running()
+        with self._status_lock:
+            self._status.may_run = running
+            if not running:
+                self._status.stop_reason = STOP_AGENT_STOPPED
+                if self._status.view is not None:
+                    # Stopped now, after the latest view was read: stopped for that epoch too.
+                    self._status.acted_epoch = max(self._status.acted_epoch, self._status.view.epoch)
+            self._status.detail = "agent stopped" if not running else "agent stopped; MinIO may still run"
+        self._threads_stop.set()
         for thread in self._threads:
             thread.join(timeout=2 * self.config.heartbeat_interval_seconds + 1)
-        with self._service_lock:
-            with contextlib.suppress(Exception):
-                self._service.stop()
-            if self._service.is_running():
-                with contextlib.suppress(Exception):
-                    self._service.kill()
-            running = self._service.is_running()
-            with self._status_lock:
-                self._status.may_run = running
-                if not running:
-                    self._status.stop_reason = STOP_AGENT_STOPPED
-                    if self._status.view is not None:
-                        # Stopped now, after the latest view was read: stopped for that epoch too.
-                        self._status.acted_epoch = max(self._status.acted_epoch, self._status.view.epoch)
-                self._status.detail = "agent stopped" if not running else "agent stopped; MinIO may still run"
         if not running:
             # Left armed (closed without the magic 'V') if MinIO may still run: the kernel then resets the node.
             self.watchdog.disarm()

@@ -224,3 +224,23 @@ def test_a_frozen_agent_stops_feeding_and_the_watchdog_fires(aws_env: None, tmp_
         release.set()
         world.agent.request_stop()
         runner.join(10)
+
+
+def test_a_planned_stop_keeps_feeding_the_watchdog_until_minio_has_stopped(
+        aws_env: None, tmp_path: Path, watchdog_device: FifoWatchdogDevice) -> None:
+    """systemctl stop/reboot of the active node: MinIO's graceful stop may take longer than the watchdog timeout,
+    and a planned stop must never reset the node."""
+    world = AgentWorld(tmp_path, watchdog="required", watchdog_path=watchdog_device.path)
+    world.set_cluster("node1", epoch=1)
+    world.cycle()
+    world.agent.start_threads()
+    assert wait_for(lambda: watchdog_device.data().count(b"1") >= 3)  # the guard feeds
+    world.service.stop_gate = threading.Event()
+    slow_stop = threading.Timer(3 * watchdog_device.timeout, world.service.stop_gate.set)
+    slow_stop.start()
+    world.agent.request_stop()  # what SIGTERM does
+    world.agent.shutdown()
+    slow_stop.join()
+    assert world.service.events[-2:] == ["stopped", "disarmed"]
+    assert not watchdog_device.fired()
+    assert world.heartbeat()["stop_reason"] == "agent_stopped"
