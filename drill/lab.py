@@ -267,6 +267,8 @@ class Lab:
         client = self.start_client(f"{scenario.name}-{rep}")
         self._wait(lambda: sum(op["ok"] for op in self.ops_since(started)) >= WARMUP_OPS, 60, "client warm-up")
         epoch = self.epoch()
+        with self.timeline.lock:
+            skew = self.timeline.skew.get(active)
         fault_at = time.time()
         log(f"[{scenario.name} #{rep}] fault on {active}: {scenario.title}")
         fault_at = scenario.inject(self, active, standby) or fault_at
@@ -282,7 +284,9 @@ class Lab:
         verified = self._verified.wait(120)
         client.stop(timeout=10)
         window = Window(fault_at, recovered_at, epoch, active)
-        return self._measure(scenario, rep, window, started, recovered, verified, healed_at)
+        result = self._measure(scenario, rep, window, started, recovered, verified, healed_at)
+        result["clock_skew_s"] = _round(skew)  # the faulted node's heartbeat_at minus the drill's clock
+        return result
 
     def _recovered(self, scenario: Scenario, fault_at: float, epoch: int) -> bool:
         if time.time() - fault_at < max(MIN_OBSERVE_SECONDS, scenario.min_observe):

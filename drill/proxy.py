@@ -92,6 +92,7 @@ class KillSwitchProxy:
     def throttle(self, actions: tuple[str, ...] = DESCRIBE_ACTIONS) -> None:
         with self._lock:
             self._throttled = frozenset(actions)
+            self.throttled_calls = {}
 
     def _throttle_answer(self, request: BaseHTTPRequestHandler, body: bytes) -> bool:
         action = ec2_action(body)

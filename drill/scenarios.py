@@ -20,6 +20,9 @@ THROTTLED_BEFORE_FAULT_SECONDS = 6.0  # longer than the checker's EC2 cache (5 s
 SLOW_MONITOR_WRITE_SECONDS = 1.5  # each write to the agent's EFS monitor file
 SLOW_OTHER_WRITE_SECONDS = 0.2  # each other write (the S3 server's objects): see drill/README.md
 SLOW_EFS_OBSERVE_SECONDS = 25.0
+# A cut node keeps its cut this long: well past its self-fence plus the watchdog timeout, so that a watchdog
+# the self-fenced agent stopped feeding would have fired before the heal.
+CUT_OBSERVE_SECONDS = 10.0
 
 
 @dataclass(frozen=True)
@@ -133,7 +136,7 @@ def _fuse_unavailable() -> str | None:
 
 SCENARIOS = {s.name: s for s in (
     Scenario("kill-active", "kill -9 of the active node (agent + S3 server)", kill_active, moves=True),
-    Scenario("network-cut", "active node's links down", network_cut, moves=True),
+    Scenario("network-cut", "active node's links down", network_cut, moves=True, min_observe=CUT_OBSERVE_SECONDS),
     Scenario("s3-crash", "S3 server crash only (kill -9)", s3_crash, moves=False),
     Scenario("efs-readonly", "active node's EFS view read-only (EROFS)", efs_read_only, moves=True),
     Scenario("switchover", "manual switchover (handler action)", switchover, moves=True, recovery_timeout=150),
@@ -146,7 +149,7 @@ SCENARIOS = {s.name: s for s in (
     Scenario("clock-ahead", f"active node's clock {CLOCK_SKEW_SECONDS:g} s ahead, then kill -9 of it",
              kill_active, moves=True, prepare=skewed_active(CLOCK_SKEW_SECONDS)),
     Scenario("table-cut", "active node cut off from the state table only (client and EFS reachable)", table_cut,
-             moves=True, expect_self_fence=True),
+             moves=True, expect_self_fence=True, min_observe=CUT_OBSERVE_SECONDS),
     Scenario("describe-throttled", "EC2 Describe* throttled for the checker, then kill -9 of the active node",
              describe_throttled, moves=True),
     Scenario("slow-efs", f"active node's EFS slow ({SLOW_MONITOR_WRITE_SECONDS:g} s per monitor write, "

@@ -26,6 +26,7 @@ class Timeline:
     nodes: dict[str, dict[str, Any]] = field(default_factory=dict)  # latest heartbeat items
     lease_progress: dict[str, Any] = field(default_factory=dict)  # node -> latest lease_seq
     renewed_at: dict[str, float] = field(default_factory=dict)  # node -> drill time lease_seq last grew
+    skew: dict[str, float] = field(default_factory=dict)  # node -> its heartbeat_at minus the drill's clock
     stop_reasons: dict[str, list[tuple[float, str]]] = field(default_factory=dict)  # node -> changes
     ops: list[dict[str, Any]] = field(default_factory=list)  # client operations
     identity: list[tuple[float, str | None]] = field(default_factory=list)  # which node the VIP reached

@@ -107,6 +107,8 @@ class Watcher:
                 if progress is not None and self._timeline.lease_progress.get(node) != progress:
                     self._timeline.lease_progress[node] = progress
                     self._timeline.renewed_at[node] = now
+                    if report.get("heartbeat_at") is not None:  # the node's clock minus ours (+ poll lag)
+                        self._timeline.skew[node] = float(report["heartbeat_at"]) - now
                 reason = report.get("stop_reason")
                 history = self._timeline.stop_reasons.setdefault(node, [])
                 if reason is not None and (not history or history[-1][1] != reason):
