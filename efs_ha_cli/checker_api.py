@@ -19,9 +19,6 @@ from failover_lambda.aws import AwsUnavailable
 from failover_lambda.state_store import CLUSTER_KEY, REQUEST_KEY, StateStore
 
 THROTTLED = "TooManyRequestsException"
-# = failover_lambda.checker.REQUEST_TTL_SECONDS (not imported: the checker module pulls in Powertools).
-# A request older than this is dropped by the checker, so it may be replaced without asking.
-REQUEST_TTL_SECONDS = 300.0
 
 
 class Throttled(Exception):
@@ -66,22 +63,29 @@ class CheckerFunction:
 
 
 class RequestQueue:
-    """The `request` item: at most one queued operator action, never overwritten while still live."""
+    """The `request` item: at most one queued operator action, never overwritten while it exists.
+
+    The checker claims a request with a conditional write (SET taken_at) before it runs it; the CLI withdraws
+    only a request nobody has taken (attribute_not_exists(taken_at)). `requested_at` is this machine's clock:
+    shown to operators, never compared with the checker's clock. A request the CLI gives up on (timeout,
+    Ctrl-C) it withdraws itself; it never expires by age.
+    """
 
     def __init__(self, dynamodb: Any, table_name: str) -> None:
         self._client = dynamodb
         self._table = table_name
 
     def queue_switchover(self, target: str, now: float) -> str:
+        return self.queue("switchover", target, now)
+
+    def queue(self, action: str, target: str, now: float) -> str:
         request_id = uuid.uuid4().hex
-        item = {"pk": REQUEST_KEY, "action": "switchover", "target": target,
+        item = {"pk": REQUEST_KEY, "action": action, "target": target,
                 "requested_at": Decimal(str(round(now, 3))), "request_id": request_id}
         try:
-            self._client.put_item(
-                TableName=self._table, Item=_ddb(item),
-                # Two operators must not clobber each other: only an absent or expired request is replaced.
-                ConditionExpression="attribute_not_exists(pk) OR requested_at < :stale",
-                ExpressionAttributeValues=_ddb({":stale": Decimal(str(round(now - REQUEST_TTL_SECONDS, 3)))}))
+            # Two operators must not clobber each other: only an absent request is written.
+            self._client.put_item(TableName=self._table, Item=_ddb(item),
+                                  ConditionExpression="attribute_not_exists(pk)")
         except ClientError as error:
             if error.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
                 raise
@@ -89,10 +93,10 @@ class RequestQueue:
         return request_id
 
     def withdraw(self, request_id: str) -> bool:
-        """Delete our own request if it is still queued; False if the checker has already taken it."""
+        """Delete our own request if the checker has not taken it yet; False if it has (or it is gone)."""
         try:
             self._client.delete_item(TableName=self._table, Key=_ddb({"pk": REQUEST_KEY}),
-                                     ConditionExpression="request_id = :id",
+                                     ConditionExpression="request_id = :id AND attribute_not_exists(taken_at)",
                                      ExpressionAttributeValues=_ddb({":id": request_id}))
         except ClientError as error:
             if error.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
@@ -100,13 +104,23 @@ class RequestQueue:
             raise
         return True
 
+    def state(self, request_id: str) -> str:
+        """"queued", "taken" (the checker claimed it and is running it) or "gone" (handled, or withdrawn)."""
+        item = self._client.get_item(TableName=self._table, Key=_ddb({"pk": REQUEST_KEY}),
+                                     ConsistentRead=True).get("Item") or {}
+        if item.get("request_id", {}).get("S") != request_id:
+            return "gone"
+        return "taken" if "taken_at" in item else "queued"
+
     def _pending_message(self, now: float) -> str:
         item = self._client.get_item(TableName=self._table, Key=_ddb({"pk": REQUEST_KEY}),
                                      ConsistentRead=True).get("Item")
         pending = {k: TypeDeserializer().deserialize(v) for k, v in (item or {}).items()}
+        # requested_at is the other operator's clock: shown, not judged.
         age = now - float(pending.get("requested_at", now))
+        taken = "taken by the checker, " if "taken_at" in pending else ""
         return (f"another request is already queued ({pending.get('action', '?')} to "
-                f"{pending.get('target', '?')}, id {pending.get('request_id', '?')}, {age:.0f}s ago); "
+                f"{pending.get('target', '?')}, id {pending.get('request_id', '?')}, {taken}{age:.0f}s ago); "
                 f"wait for the checker to run it, then retry")
 
 

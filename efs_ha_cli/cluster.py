@@ -16,9 +16,9 @@ from efs_ha_cli.stack import (
     NODE_INSTANCE_IDS,
 )
 from failover_lambda.ec2_view import Ec2Reader
-from failover_lambda.model import ClusterState
+from failover_lambda.model import ClusterState, Snapshot
 from failover_lambda.state_store import StateStore
-from failover_lambda.status import status_report
+from failover_lambda.status import status_report, watch_leases
 
 UNINITIALISED = "uninitialised"
 # Shown until the checker's first run creates the `cluster` item (design: bootstrap on first run).
@@ -33,9 +33,18 @@ def state_store(app: App) -> StateStore:
 def read_status(app: App) -> dict[str, Any]:
     """failover_lambda's status report plus where it came from (stack, region, settings source)."""
     settings = app.settings
-    snap = state_store(app).read()
+    store, tracker = state_store(app), app.lease_tracker
+
+    def read() -> Snapshot:
+        snap = store.read()
+        tracker.observe(snap.nodes.values())
+        return snap
+
+    # Lease freshness on the operator's own monotonic clock: re-read until each node's lease_seq has grown
+    # (about one renewal period; the first call of a CLI run only, later calls have seen renewals already).
+    snap = watch_leases(read, tracker, app.clock, settings)
     view = Ec2Reader(app.client("ec2"), settings, app.clock).view(fresh=True)
-    report = status_report(settings, app.clock.now(), snap, snap.cluster or _NOT_BOOTSTRAPPED, view)
+    report = status_report(settings, tracker, app.clock.now(), snap, snap.cluster or _NOT_BOOTSTRAPPED, view)
     outputs = app.outputs
     report["stack"] = {
         "name": app.stack_name,

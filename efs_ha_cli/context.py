@@ -24,6 +24,7 @@ from efs_ha_cli.stack import (
     load_outputs,
 )
 from failover_lambda.clock import Clock, SystemClock
+from failover_lambda.lease import LeaseTracker
 from failover_lambda.settings import Settings, SettingsError
 
 if TYPE_CHECKING:
@@ -87,6 +88,12 @@ class App:
     @cached_property
     def outputs(self) -> StackOutputs:
         return load_outputs(self.client("cloudformation"), self.stack_name, self.region)
+
+    @cached_property
+    def lease_tracker(self) -> LeaseTracker:
+        """Lease renewals observed by this CLI run, on its own monotonic clock (never the nodes' clocks)."""
+        settings = self.settings
+        return LeaseTracker(self.clock, settings.heartbeat_stale_seconds, settings.lease_deadline_seconds)
 
     @cached_property
     def settings(self) -> Settings:

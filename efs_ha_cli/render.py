@@ -62,8 +62,9 @@ def _summary(report: dict[str, Any]) -> Table:
         grid.add_row("Last change", f"{now - cluster['changed_at']:.0f}s ago: {escape(cluster['reason'])}")
     request = report.get("request")
     if request:
+        taken = ", taken by the checker" if request.get("taken") else ""
         grid.add_row("Queued request", f"{escape(request['action'])} to {escape(str(request['target']))} "
-                                       f"({now - request['requested_at']:.0f}s ago, id {request['request_id']})")
+                                       f"(id {request['request_id']}{taken})")
     last_run = report.get("checker_last_run_at")
     grid.add_row("Checker last run", f"{now - last_run:.0f}s ago" if last_run else "never")
     return grid
@@ -71,11 +72,12 @@ def _summary(report: dict[str, Any]) -> Table:
 
 def _nodes_table(report: dict[str, Any]) -> Table:
     table = Table(title="Nodes", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
-    for column in ("Node", "Role", "Health", "Beat", "EFS", "MinIO", "Serving"):
+    for column in ("Node", "Role", "Health", "Lease", "Skew", "EFS", "MinIO", "Serving"):
         # Only the problem list may wrap; short words stay whole.
         table.add_column(column, overflow="fold", no_wrap=column != "Health",
                          min_width=len("healthy") if column == "Health" else None)
-    # Instance and ENI share a cell so the table fits 80 columns; "Beat" is the heartbeat's age.
+    # Instance and ENI share a cell so the table fits 80 columns. "Lease" is the age of the last lease renewal
+    # this CLI saw (its own clock); "Skew" the node's clock minus this machine's (display only).
     table.add_column("Instance / ENI", overflow="fold", min_width=len("eni-0123456789abcdef0"))
     for name, node in report["nodes"].items():
         # Agent-written text is escaped: a "[" in a detail must not be read as rich markup.
@@ -85,7 +87,9 @@ def _nodes_table(report: dict[str, Any]) -> Table:
             health += "\n[yellow]held back (MinIO failed here)[/]"
         state = "" if node["instance_state"] == "running" else f" ({node['instance_state']})"
         instance = f"{node['instance_id']}{state}\n{node['eni'] or 'no ENI'}" if node["instance_id"] else "-"
-        table.add_row(name, node["role"], health, _age(node["heartbeat_age_seconds"]), _yes_no(node["efs_ok"]),
+        skew = node.get("clock_skew_seconds")
+        table.add_row(name, node["role"], health, _age(node.get("lease_renewal_age_seconds")),
+                      "-" if skew is None else f"{skew:+.1f}s", _yes_no(node["efs_ok"]),
                       _yes_no(node["minio_ok"]), _yes_no(node["serving"]), instance)
     return table
 

@@ -14,6 +14,9 @@ from efs_ha_cli.stack import CHECKER_OUTPUTS, FAILOVER_FUNCTION_NAME
 from failover_lambda.model import STABLE
 
 DEFAULT_TIMEOUT_SECONDS = 120.0
+# A request the checker has already taken cannot be withdrawn: the CLI waits this much longer for its result
+# (a takeover's worst case fits in it: failover_lambda/budget.py).
+TAKEN_GRACE_SECONDS = 120.0
 
 
 @dataclass(frozen=True)
@@ -91,8 +94,9 @@ class Switcher:
             seconds, after = self._wait(target, started, timeout, request_id)
         except KeyboardInterrupt:
             # An operator who gives up must not get a switchover minutes later from a forgotten request.
-            if request_id:
-                self._queue().withdraw(request_id)
+            if request_id and not self._queue().withdraw(request_id):
+                self._on_progress(0.0, f"request {request_id} was already taken by the checker: it runs to "
+                                       f"the end; see `efs-ha status`")
             raise
         return SwitchResult(source=before["cluster"]["active"], target=target, seconds=seconds,
                             queued=request_id is not None, request_id=request_id,
@@ -126,6 +130,7 @@ class Switcher:
         clock = self._app.clock
         last_detail = ""
         handled_without_move = 0
+        deadline = timeout
         while True:
             report = read_status(self._app)
             state = switch_state(report, target)
@@ -143,12 +148,22 @@ class Switcher:
             if handled_without_move >= 2:
                 raise CliError(f"the checker took request {request_id} but did not switch to {target} "
                                f"(it may have found {target} unhealthy); see its logs or the alarm topic")
-            if elapsed >= timeout:
-                raise CliError(self._timeout_message(target, timeout, state, request_id))
-            clock.sleep(min(self._app.hooks.poll_seconds, max(0.0, timeout - elapsed)))
+            if elapsed >= deadline:
+                if deadline == timeout and request_id and not self._queue().withdraw(request_id):
+                    # Too late to withdraw: the checker claimed it (taken_at) and is running it.
+                    self._on_progress(elapsed, f"request {request_id} already taken by the checker; waiting "
+                                               f"for its result")
+                    deadline = timeout + TAKEN_GRACE_SECONDS
+                    continue
+                raise CliError(self._timeout_message(target, elapsed, state, request_id, deadline == timeout))
+            clock.sleep(min(self._app.hooks.poll_seconds, max(0.0, deadline - elapsed)))
 
-    def _timeout_message(self, target: str, timeout: float, state: SwitchState, request_id: str | None) -> str:
-        message = f"switchover to {target} not complete after {timeout:.0f}s: {state.detail}"
-        if request_id and self._queue().withdraw(request_id):
+    @staticmethod
+    def _timeout_message(target: str, elapsed: float, state: SwitchState, request_id: str | None,
+                         withdrawn: bool) -> str:
+        message = f"switchover to {target} not complete after {elapsed:.0f}s: {state.detail}"
+        if request_id and withdrawn:
             message += f"; queued request {request_id} withdrawn (is the checker running?)"
+        elif request_id:
+            message += f"; request {request_id} was taken by the checker, see `efs-ha status` and its logs"
         return message

@@ -12,11 +12,21 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
+from failover_lambda.budget import CONNECT_TIMEOUT_SECONDS, MAX_ATTEMPTS, READ_TIMEOUT_SECONDS
+
 # Short timeouts: a probe cycle is ~1 s; a hung API call must turn into "unknown" quickly, not stall the loop.
+# Standard mode (not adaptive): its client-side rate limiter could delay a takeover's writes without bound;
+# failover_lambda/budget.py states the worst case of one call from exactly these numbers.
 CLIENT_CONFIG = Config(
-    retries={"mode": "adaptive", "max_attempts": 3},
-    connect_timeout=1,
-    read_timeout=2,
+    retries={"mode": "standard", "total_max_attempts": MAX_ATTEMPTS},
+    connect_timeout=CONNECT_TIMEOUT_SECONDS,
+    read_timeout=READ_TIMEOUT_SECONDS,
+)
+# EC2 Describe*: one attempt. They only refine what the state table says; the next refresh is the retry.
+DESCRIBE_CONFIG = Config(
+    retries={"mode": "standard", "total_max_attempts": 1},
+    connect_timeout=CONNECT_TIMEOUT_SECONDS,
+    read_timeout=READ_TIMEOUT_SECONDS,
 )
 
 
@@ -44,6 +54,12 @@ class AwsClients:
     ec2: Any
     ssm: Any
     sns: Any
+    # EC2 client for Describe* only (DESCRIBE_CONFIG); None = use `ec2`.
+    ec2_describe: Any = None
+
+    @property
+    def describer(self) -> Any:
+        return self.ec2_describe if self.ec2_describe is not None else self.ec2
 
     @classmethod
     def create(cls, session: boto3.Session | None = None) -> AwsClients:
@@ -54,4 +70,5 @@ class AwsClients:
             ec2=make("ec2", config=CLIENT_CONFIG),
             ssm=make("ssm", config=CLIENT_CONFIG),
             sns=make("sns", config=CLIENT_CONFIG),
+            ec2_describe=make("ec2", config=DESCRIBE_CONFIG),
         )

@@ -1,15 +1,27 @@
-"""The checker: probe loop, takeover, planned switchover, drift repair and queued requests.
+"""The checker: probe loop, takeover, planned switchover, drift repair, queued requests, operator override.
+
+Leases are judged on ONE clock, the checker's own monotonic clock (failover_lambda/lease.py); node timestamps
+are display and skew only. EC2 Describe* refine, never block: with them throttled, decisions the state table
+supports go on (instances/ENIs from the node items, fencing by lease expiry behind a watchdog, blind
+ReplaceRoute on the configured route tables).
 
 API budget (steady state, one probe cycle per PROBE_INTERVAL_SECONDS = 1 s):
   - DynamoDB: 1 consistent Scan per cycle (the table holds ~5 items: cluster, checker, request, node#*);
     1 PutItem of the `checker` item only when a failure counter changes, and once per invocation.
-  - EC2: 1 DescribeInstances + 1 DescribeRouteTables per EC2_CACHE_SECONDS (5 s), i.e. 0.4 calls/s.
+  - EC2: 1 DescribeInstances + 1 DescribeRouteTables per EC2_CACHE_SECONDS (5 s), i.e. 0.4 calls/s, one attempt
+    each; a failed one is not repeated for EC2_CACHE_SECONDS.
   - HTTP: 1 GET /minio/health/live to the active node (not an AWS API; HTTP_PROBE=false turns it off).
-  => per minute: 60 Scans, 24 EC2 describe calls, ~1 write. Drift adds 1 Scan, 2 describes, 1 ReplaceRoute per
+  => per minute: 60 Scans, 24 EC2 describe calls, ~1 write. Drift adds 2 describes, 1 Scan, 1 ReplaceRoute per
   drifted table and 1 DescribeRouteTables to verify.
-A takeover adds: 1 UpdateItem (fence), 1 SSM SendCommand, per 0.5 s of waiting 1 GetItem (+1 DescribeInstances
-while not yet confirmed by the table), at most 1 StopInstances, 1 Scan + 2 describes, 1 UpdateItem (promote),
-1 ReplaceRoute per route table, 1 DescribeRouteTables, 1 SNS Publish.
+  A standby first seen in this invocation needs one observed renewal before a takeover picks it: up to
+  HEARTBEAT_STALE_SECONDS of extra Scans, one per HEARTBEAT_INTERVAL_SECONDS / 2.
+A takeover adds: 1 UpdateItem (fence), 1 SSM SendCommand, per 0.5 s of waiting 1 Scan (+1 DescribeInstances
+while not yet confirmed by the table), at most 1 StopInstances per 2 s after FENCE_TIMEOUT_SECONDS, 2 describes,
+1 UpdateItem (promote), 1 ReplaceRoute per route table (+1 CreateRoute where missing), 1 DescribeRouteTables,
+1 SNS Publish. It starts only if the invocation has time for its worst case (failover_lambda/budget.py):
+every call at its configured worst (2 attempts x (1 s connect + 2 s read) + 1 s backoff = 7 s; describes 3 s)
+plus the fence wait the checker can time; otherwise it is deferred to the next cycle or invocation.
+EC2 state-change events: 1 Scan; an instance that is not one of the nodes' returns at once.
 """
 
 from __future__ import annotations
@@ -19,14 +31,37 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from failover_lambda.aws import AwsUnavailable
+from failover_lambda.budget import (
+    DESCRIBE_WORST_SECONDS,
+    FINISH_MARGIN_SECONDS,
+    after_fencing_seconds,
+    fence_wait_bound,
+    takeover_seconds,
+)
 from failover_lambda.ec2_view import Ec2Reader
-from failover_lambda.fencing import Fencer
-from failover_lambda.health import active_problems, http_probe, node_problems, service_only
-from failover_lambda.model import FENCING, STABLE, CheckerState, ClusterState, Ec2View, Request, Snapshot
+from failover_lambda.fencing import SUPERSEDED, Fencer
+from failover_lambda.health import (
+    active_problems,
+    holds_back,
+    http_probe,
+    node_problems,
+    only_not_observed,
+)
+from failover_lambda.lease import LeaseTracker
+from failover_lambda.model import (
+    FENCING,
+    STABLE,
+    CheckerState,
+    ClusterState,
+    Ec2View,
+    NodeReport,
+    Request,
+    Snapshot,
+)
 from failover_lambda.routes import RouteMover, drifted_tables
 from failover_lambda.runtime import Runtime
 from failover_lambda.state_store import StateStore
-from failover_lambda.status import status_report
+from failover_lambda.status import status_report, watch_leases
 from failover_lambda.telemetry import (
     ACTIVE_NODE_POSITION,
     CHECKER_ERRORS,
@@ -42,9 +77,10 @@ from failover_lambda.telemetry import (
 
 SWITCHOVERS = "Switchovers"
 ALERT_REPEAT_SECONDS = 300.0
-REQUEST_TTL_SECONDS = 300.0
 NO_STANDBY_ALERT = "no-healthy-standby"
 SWITCHOVER_PREFIX = "switchover"
+OPERATOR_CONFIRMED = "confirmed by the operator"
+ACTIONS_QUEUEABLE = ("switchover", "confirm_fenced")
 
 
 @dataclass(frozen=True)
@@ -62,28 +98,51 @@ def refuse(reason: str) -> dict[str, Any]:
 
 
 class Checker:
-    """One invocation's worth of work; the EC2 view cache lives as long as this object."""
+    """One invocation's worth of work: the lease tracker and the EC2 view cache live as long as this object."""
 
     def __init__(self, runtime: Runtime, context: Any) -> None:
         self._s = runtime.settings
         self._clock = runtime.clock
         self._context = context
         self._store = StateStore(runtime.aws.dynamodb, self._s.state_table_name)
-        self._ec2 = Ec2Reader(runtime.aws.ec2, self._s, self._clock)
+        self._ec2 = Ec2Reader(runtime.aws.describer, self._s, self._clock)
         self._routes = RouteMover(runtime.aws.ec2, self._s)
         self.telemetry = Telemetry(runtime.aws.sns, self._s.topic_arn, self._s.cluster_id)
+        self.tracker = LeaseTracker(self._clock, self._s.heartbeat_stale_seconds, self._s.lease_deadline_seconds)
         self._last_checker: CheckerState | None = None
+        self._latest: Snapshot | None = None
+        self._renewed: set[str] = set()  # nodes whose renewal the latest read observed
+        self._failed_last_probe: dict[str, bool] = {}
         self._fenced: dict[int, str] = {}  # epoch -> how its fencing was confirmed (this invocation)
-        self._fencer = Fencer(self._s, self._store, self._ec2, runtime.aws.ec2, runtime.aws.ssm, self._clock,
-                              self.telemetry)
+        self._fencer = Fencer(self._s, self._read, self.tracker, self._ec2, runtime.aws.ec2, runtime.aws.ssm,
+                              self._clock, self.telemetry)
 
     # ----- time -----
-    def time_left(self) -> float:
-        """Seconds this invocation may still work: Lambda's remaining time minus the safety margin."""
+    def remaining(self) -> float:
+        """Seconds until Lambda ends this invocation (inf without a context)."""
         remaining = getattr(self._context, "get_remaining_time_in_millis", None)
         if remaining is None:
             return math.inf
-        return float(remaining()) / 1000.0 - self._s.loop_safety_margin_seconds
+        return float(remaining()) / 1000.0
+
+    def time_left(self) -> float:
+        """Seconds the probe loop may still start cycles: the remaining time minus the safety margin, which
+        is sized (constructs/failover_manager.py) so a takeover begun in the last cycle still fits."""
+        return self.remaining() - self._s.loop_safety_margin_seconds
+
+    def _fence_time_left(self) -> float:
+        """What a fence wait may spend: never the promote-and-routes reserve."""
+        return self.remaining() - after_fencing_seconds()
+
+    def takeover_needs(self, old: NodeReport | None) -> float:
+        """Worst case of a takeover from now (failover_lambda/budget.py): every call at its configured worst
+        plus the fence wait the checker can time: the lease deadline for a node whose watchdog enforces it,
+        else the fence timeout and a StopInstances."""
+        enforced = bool(self._s.watchdog_required and old is not None
+                        and old.watchdog_enforces(self._s.watchdog_timeout_seconds))
+        return takeover_seconds(fence_wait_bound(watchdog_required=enforced,
+                                                 lease_deadline=self._s.lease_deadline_seconds,
+                                                 fence_timeout=self._s.fence_timeout_seconds))
 
     # ----- probe loop -----
     def probe_loop(self, trigger: str) -> dict[str, Any]:
@@ -91,11 +150,11 @@ class Checker:
         limit = self._s.max_probes or (1 if self._context is None else None)
         outcomes: list[str] = []
         while True:
-            started = self._clock.now()
+            started = self._clock.monotonic()
             outcomes.append(self._guarded_cycle())
             if limit is not None and len(outcomes) >= limit:
                 break
-            pause = max(0.0, self._s.probe_interval_seconds - (self._clock.now() - started))
+            pause = max(0.0, self._s.probe_interval_seconds - (self._clock.monotonic() - started))
             if self.time_left() - pause <= 0:
                 break
             self._clock.sleep(pause)
@@ -126,16 +185,23 @@ class Checker:
         if cluster.phase == FENCING:
             # A takeover that an earlier run (or cycle) could not finish: resume it from the table.
             return self._complete_takeover(cluster).detail
-        return self._probe_active(snap, cluster, self._ec2.view())
+        view = self._ec2.view()
+        snap = self._await_renewal(snap, cluster, view)
+        if view.errors:
+            self.telemetry.count(PROBE_UNKNOWN)
+            logger.warning("EC2 view partly unknown; going on with the state table",
+                           extra={"errors": list(view.errors)})
+        return self._probe_active(snap, cluster, view)
 
     def _probe_active(self, snap: Snapshot, cluster: ClusterState, view: Ec2View) -> str:
         active = cluster.active or ""
-        instance = view.instance_of(active, cluster.active_instance)
         report = snap.nodes.get(active)
+        instance = view.locate(active, report, cluster.active_instance)
         http_ok = None
         if self._s.http_probe and instance and instance.private_ip and report and report.serving:
             http_ok = http_probe(instance.private_ip, self._s.minio_port)
-        problems = active_problems(self._s, self._clock.now(), cluster, report, instance, http_ok)
+        problems = active_problems(self._s, self.tracker, self._clock.now(), cluster, report, instance, http_ok,
+                                   view.instances_known)
         self._report_health(snap, cluster, view, problems)
         checker = self._count(snap.checker, active, problems)
         failures = checker.failures.get(active, 0)
@@ -147,36 +213,57 @@ class Checker:
             return self._takeover(snap, cluster, problems, checker)
         if not problems:
             self._bind_active_instance(snap, cluster, view)
-        drift = self._repair_drift(cluster, view)
+        drift = self._repair_drift(cluster, view, report)
         if problems:
             return f"{active} failing {failures}/{self._s.failure_threshold}: {'; '.join(problems)}"
         return drift or "ok"
 
     def _report_health(self, snap: Snapshot, cluster: ClusterState, view: Ec2View, active_problems: list[str]) -> None:
-        """Dashboard and alarm gauges: each node's health and which node is active (1-based priority position)."""
-        now = self._clock.now()
+        """Dashboard and alarm gauges: each node's health (a standby not observed long enough is not judged
+        unhealthy), its clock skew when a renewal was observed, and the active node's priority position."""
         for name in self._s.node_names:
+            report = snap.nodes.get(name)
             problems = active_problems if name == cluster.active else node_problems(
-                self._s, now, snap.nodes.get(name), view.instance_of(name, None))
-            self.telemetry.node_health(name, healthy=not problems)
+                self._s, self.tracker, name, report, view.locate(name, report), view.instances_known)
+            skew = self.tracker.skew(name) if name in self._renewed else None
+            self.telemetry.node_health(name, healthy=not problems or only_not_observed(problems),
+                                       skew_seconds=skew)
         position = self._s.node_names.index(cluster.active) + 1 if cluster.active in self._s.node_names else 0
         self.telemetry.gauge(ACTIVE_NODE_POSITION, position)
 
     def _count(self, checker: CheckerState, active: str, problems: list[str]) -> CheckerState:
-        """Consecutive failed probes of the active node, persisted so they survive across invocations."""
+        """Consecutive failed probes of the active node, persisted so they survive across invocations.
+
+        A count goes on only from the previous probe of this invocation, or from a failed probe at most
+        2 probe intervals + 5 s ago (checker wall clock, across invocations); an older count restarts at 1,
+        so an old count plus one blip after a checker outage does not fail over."""
         now = self._clock.now()
         failures = {k: v for k, v in checker.failures.items() if k == active}
         since = {k: v for k, v in checker.failing_since.items() if k == active}
+        last_failed = {k: v for k, v in checker.last_failed_at.items() if k == active}
         if problems:
-            failures[active] = failures.get(active, 0) + 1
+            previous = last_failed.get(active)
+            recent = previous is not None and 0 <= now - previous <= self._s.failure_age_seconds
+            if failures.get(active) and (self._failed_last_probe.get(active) or recent):
+                failures[active] += 1
+            else:
+                if failures.get(active):
+                    logger.info("old failure count restarted", extra={"node": active, "count": failures[active],
+                                                                      "last_failed_at": previous})
+                failures[active] = 1
+                since[active] = now
             since.setdefault(active, now)
+            last_failed[active] = now
             logger.warning("active node probe failed", extra={"node": active, "problems": problems,
                                                               "consecutive": failures[active]})
         else:
             failures.pop(active, None)
             since.pop(active, None)
-        updated = replace(checker, failures=failures, failing_since=since, last_run_at=now)
-        if failures != checker.failures or since != checker.failing_since:
+            last_failed.pop(active, None)
+        self._failed_last_probe = {active: bool(problems)}
+        updated = replace(checker, failures=failures, failing_since=since, last_failed_at=last_failed,
+                          last_run_at=now)
+        if (failures, since, last_failed) != (checker.failures, checker.failing_since, checker.last_failed_at):
             self._save_checker(updated)
         return updated
 
@@ -184,26 +271,77 @@ class Checker:
     def _takeover(self, snap: Snapshot, cluster: ClusterState, problems: list[str],
                   checker: CheckerState) -> str:
         old = cluster.active or ""
-        # The cached view first: a long "no healthy standby" spell then costs no extra EC2 calls per cycle.
         now = self._clock.now()
         held = {n for n in self._s.node_names if checker.held_back(n, now, self._s.service_failure_hold_seconds)}
-        candidate = self._first_healthy(snap, self._ec2.view(), exclude={old} | held)
+        exclude = {old} | held
+        # The cached view first: a long "no healthy standby" spell then costs no extra EC2 calls per cycle.
+        candidate, snap = self._choose(snap, self._ec2.view(), self._order(exclude))
         view = self._ec2.view(fresh=True)
-        candidate = candidate and self._first_healthy(snap, view, exclude={old} | held)
+        if candidate is not None:
+            candidate, snap = self._choose(snap, view, self._order(exclude))
         if candidate is None:
             held_note = f"; held back after a MinIO failure: {', '.join(sorted(held))}" if held else ""
             self._no_standby(checker, f"{old} failed ({'; '.join(problems)}){held_note}")
             return "no healthy standby"
+        old_report = snap.nodes.get(old)
+        needed, left = self.takeover_needs(old_report), self.remaining()
+        if left < needed:
+            # Never start what this invocation may not finish: the next cycle or invocation does it.
+            logger.warning("takeover deferred: not enough time left in this invocation",
+                           extra={"node": old, "needed_seconds": round(needed, 1), "left_seconds": round(left, 1)})
+            return f"takeover deferred: it needs up to {needed:.0f}s, {left:.0f}s left"
         reason = f"failover: {old} failed: {'; '.join(problems)}"
         if not self._store.begin_fencing(cluster, candidate, reason, now):
             logger.info("another checker changed the cluster first; re-reading next cycle")
             return "lost race"
         self.telemetry.seconds(DETECTION_SECONDS, now - checker.failing_since.get(old, now))
         service_failed_at = dict(checker.service_failed_at)
-        if service_only(problems):
+        if holds_back(old_report, problems):
             service_failed_at[old] = now
-        self._save_checker(replace(checker, failures={}, failing_since={}, service_failed_at=service_failed_at))
+        self._save_checker(replace(checker, failures={}, failing_since={}, last_failed_at={},
+                                   service_failed_at=service_failed_at))
         return self._complete_takeover(self._fencing_view(cluster, candidate, now, reason), view).detail
+
+    def _order(self, exclude: set[str], first: str | None = None, last: str | None = None) -> list[str]:
+        order = [n for n in dict.fromkeys([first, *self._s.node_names]) if n and n not in exclude and n != last]
+        return order + ([last] if last else [])
+
+    def _choose(self, snap: Snapshot, view: Ec2View, order: list[str]) -> tuple[str | None, Snapshot]:
+        """The first healthy node in `order`. A node whose only problem is that no renewal has been observed
+        yet in this invocation is waited for (up to HEARTBEAT_STALE_SECONDS, re-reading the table every half
+        renewal period) before a lower-priority node is taken or none is."""
+        deadline = self._clock.monotonic() + self._s.heartbeat_stale_seconds
+        while True:
+            waiting = False
+            for node in order:
+                report = snap.nodes.get(node)
+                problems = node_problems(self._s, self.tracker, node, report, view.locate(node, report),
+                                         view.instances_known)
+                if not problems:
+                    return node, snap
+                if only_not_observed(problems):
+                    waiting = True
+                    break
+            if not waiting or self._clock.monotonic() >= deadline:
+                return None, snap
+            self._clock.sleep(self._s.heartbeat_interval_seconds / 2)
+            snap = self._read()
+
+    def _await_renewal(self, snap: Snapshot, cluster: ClusterState, view: Ec2View) -> Snapshot:
+        """At the start of an invocation the active node has only been sighted, not judged: re-read the table
+        every half renewal period until a renewal of it is observed or HEARTBEAT_STALE_SECONDS have passed
+        (a live node: one or two extra Scans per invocation; a dead one: its first probe fails on time)."""
+        node = cluster.active
+        if node is None or node not in snap.nodes:
+            return snap
+        instance = view.locate(node, snap.nodes[node], cluster.active_instance)
+        if view.instances_known and (instance is None or not instance.running):
+            return snap  # EC2 already says it failed: no need to wait for its lease
+        while (not self.tracker.renewal_seen(node)
+               and self.tracker.silent_for(node) < self._s.heartbeat_stale_seconds):
+            self._clock.sleep(self._s.heartbeat_interval_seconds / 2)
+            snap = self._read()
+        return snap
 
     def _fencing_view(self, cluster: ClusterState, candidate: str, now: float, kind: str) -> ClusterState:
         """The cluster item as begin_fencing has just written it (saves a read)."""
@@ -217,18 +355,31 @@ class Checker:
         # that cannot promote yet does not repeat the fencing every cycle.
         how = self._fenced.get(fencing.epoch)
         if how is None:
-            how = self._fencer.fence(fencing, view or self._ec2.view(fresh=True), self.time_left)
+            how = self._fencer.fence(fencing, view or self._ec2.view(fresh=True), self._fence_time_left)
         if how is None:
             node, epoch = fencing.fencing_node, fencing.epoch
             return Outcome(False, f"fencing of {node} not confirmed yet (epoch {epoch})")
+        if how.startswith(SUPERSEDED):
+            return Outcome(False, "another checker completed the takeover")
         self._fenced[fencing.epoch] = how
-        snap = self._store.read()
+        return self._promote(fencing, how)
+
+    def _promote(self, fencing: ClusterState, how: str) -> Outcome:
+        snap = self._latest or self._read()
         current = snap.cluster
         if current is None or current.epoch != fencing.epoch or current.phase != FENCING:
             return Outcome(False, "another checker completed the takeover")
+        needed, left = after_fencing_seconds(), self.remaining()
+        if left < needed:
+            logger.warning("promotion deferred: not enough time left in this invocation",
+                           extra={"needed_seconds": needed, "left_seconds": round(left, 1)})
+            return Outcome(False, f"{current.fencing_node} fenced ({how}); promotion deferred: it needs up to "
+                                  f"{needed:.0f}s, {left:.0f}s left")
         view = self._ec2.view(fresh=True)
-        target = self._promotion_target(current, snap, view)
-        instance = view.instance_of(target) if target else None
+        target, snap = self._choose(snap, view, self._order(set(), first=current.candidate,
+                                                            last=current.fencing_node))
+        report = snap.nodes.get(target) if target else None
+        instance = view.locate(target, report) if target else None
         if target is None or instance is None or instance.eni is None:
             self._no_standby(snap.checker, f"{current.fencing_node} is fenced ({how})")
             return Outcome(False, "no healthy standby to promote")
@@ -237,7 +388,8 @@ class Checker:
         if not self._store.promote(current, target, instance.instance_id, reason[:500], now):
             return Outcome(False, "another checker completed the takeover")
         # Only now, with the old node confirmed down and the new one active in the table, does the VIP move.
-        result = self._routes.point_at(instance.eni, view)
+        result = self._routes.point_at(instance.eni, view,
+                                       verify=self.remaining() > DESCRIBE_WORST_SECONDS + FINISH_MARGIN_SECONDS)
         self._ec2.invalidate()
         switch_seconds = self._clock.now() - current.changed_at
         kind = SWITCHOVERS if current.reason.startswith(SWITCHOVER_PREFIX) else FAILOVERS
@@ -248,28 +400,13 @@ class Checker:
             self.telemetry.count(CHECKER_ERRORS)
         payload = {"cluster": self._s.cluster_id, "from": current.fencing_node, "to": target,
                    "epoch": current.epoch, "reason": reason, "fenced": how, "routes_changed": result.changed,
-                   "route_failures": result.failed, "switch_seconds": round(switch_seconds, 3)}
+                   "route_failures": result.failed, "routes_verified": result.verified,
+                   "switch_seconds": round(switch_seconds, 3)}
         logger.warning("VIP moved" if result.ok else "VIP moved with route failures", extra=payload)
         self.telemetry.notify(f"efs-ha {self._s.cluster_id}: {kind[:-1].lower()} "
                               f"{current.fencing_node} -> {target}", payload)
         self.telemetry.flush()
         return Outcome(True, f"{kind[:-1].lower()} {current.fencing_node} -> {target}", target, result.ok)
-
-    def _promotion_target(self, cluster: ClusterState, snap: Snapshot, view: Ec2View) -> str | None:
-        """The candidate if still healthy, else the next healthy node; the fenced node itself only as a
-        last resort (it is confirmed down, so restarting it there is safe and better than no service)."""
-        fenced = cluster.fencing_node
-        order = [n for n in dict.fromkeys([cluster.candidate, *self._s.node_names]) if n and n != fenced]
-        now = self._clock.now()
-        for node in [*order, *([fenced] if fenced else [])]:
-            if not node_problems(self._s, now, snap.nodes.get(node), view.instance_of(node)):
-                return node
-        return None
-
-    def _first_healthy(self, snap: Snapshot, view: Ec2View, exclude: set[str]) -> str | None:
-        now = self._clock.now()
-        return next((node for node in self._s.node_names if node not in exclude
-                     and not node_problems(self._s, now, snap.nodes.get(node), view.instance_of(node))), None)
 
     def _no_standby(self, checker: CheckerState, detail: str) -> None:
         """Metric every time; SNS at most every ALERT_REPEAT_SECONDS (the state survives invocations)."""
@@ -284,12 +421,16 @@ class Checker:
         self._save_checker(replace(checker, alerted_at={**checker.alerted_at, NO_STANDBY_ALERT: now}))
 
     # ----- steady state -----
-    def _repair_drift(self, cluster: ClusterState, view: Ec2View) -> str | None:
-        """Every VIP route must point at the active node's ENI: the table, not the template, decides."""
-        instance = view.instance_of(cluster.active, cluster.active_instance)
-        if instance is None or instance.eni is None or not drifted_tables(self._s, view, instance.eni):
+    def _repair_drift(self, cluster: ClusterState, view: Ec2View, report: NodeReport | None) -> str | None:
+        """Every VIP route must point at the active node's ENI: the table, not the template, decides.
+        Unknown routes (DescribeRouteTables failing) show no drift: nothing to repair that can be seen."""
+        instance = view.locate(cluster.active, report, cluster.active_instance)
+        if (instance is None or instance.eni is None or not view.routes_known
+                or not drifted_tables(self._s, view, instance.eni)):
             return None
         view = self._ec2.view(fresh=True)
+        if not view.routes_known:
+            return None
         drifted = drifted_tables(self._s, view, instance.eni)
         if not drifted:
             return None
@@ -298,7 +439,7 @@ class Checker:
         if cluster.maintenance:
             logger.warning("VIP route drift (maintenance mode: not repaired)", extra={"routes": before})
             return f"maintenance: drift in {len(drifted)} table(s) not repaired"
-        current = self._store.read().cluster
+        current = self._read().cluster
         if current is None or (current.epoch, current.phase, current.active) != (
                 cluster.epoch, cluster.phase, cluster.active):
             return "cluster changed; drift repair deferred"
@@ -313,8 +454,8 @@ class Checker:
 
     def _bind_active_instance(self, snap: Snapshot, cluster: ClusterState, view: Ec2View) -> None:
         """Bind the role to one instance when an item lacks it, but only when there is no doubt which one
-        serves: the node has exactly one instance and that instance writes the heartbeat."""
-        if cluster.active_instance or not cluster.active:
+        serves: the node has exactly one instance and that instance writes the node item."""
+        if cluster.active_instance or not cluster.active or not view.instances_known:
             return
         instances = view.instances.get(cluster.active, ())
         report = snap.nodes.get(cluster.active)
@@ -322,11 +463,18 @@ class Checker:
             self._store.bind_active_instance(cluster, instances[0].instance_id)
 
     # ----- table -----
-    def _snapshot(self) -> Snapshot:
+    def _read(self) -> Snapshot:
+        """One Scan; the lease tracker observes it right after it returned."""
         snap = self._store.read()
+        self._renewed = set(self.tracker.observe(snap.nodes.values()))
+        self._latest = snap
+        return snap
+
+    def _snapshot(self) -> Snapshot:
+        snap = self._read()
         if snap.cluster is None:
             self._bootstrap()
-            snap = self._store.read()
+            snap = self._read()
         self._last_checker = snap.checker
         return snap
 
@@ -338,10 +486,8 @@ class Checker:
 
     def _bootstrap(self) -> None:
         first = self._s.node_names[0]
-        try:
-            instances = self._ec2.view().instances.get(first, ())
-        except AwsUnavailable:
-            instances = ()
+        view = self._ec2.view()
+        instances = view.instances.get(first, ()) if view.instances_known else ()
         bound = instances[0].instance_id if len(instances) == 1 else None
         if self._store.bootstrap(first, bound, self._clock.now()):
             logger.info("cluster item created", extra={"active": first, "instance": bound})
@@ -358,11 +504,22 @@ class Checker:
         except AwsUnavailable as error:
             logger.warning("could not record the run", extra={"error": str(error)})
 
+    # ----- events -----
+    def known_instance(self, instance_id: str) -> bool:
+        """Whether an EC2 state-change event concerns one of the nodes: one Scan, no EC2 call. Known = an
+        instance a node item reports, or the one the cluster item binds the role (or its fencing) to."""
+        snap = self._read()
+        known = {report.instance_id for report in snap.nodes.values() if report.instance_id}
+        if snap.cluster is not None:
+            known |= {i for i in (snap.cluster.active_instance, snap.cluster.fencing_instance) if i}
+        return instance_id in known
+
     # ----- operator actions -----
     def status(self) -> dict[str, Any]:
-        snap = self._snapshot()
+        self._snapshot()  # bootstraps the cluster item if absent
+        snap = watch_leases(self._read, self.tracker, self._clock, self._s)
         view = self._ec2.view(fresh=True)
-        return status_report(self._s, self._clock.now(), snap, self._cluster(snap), view)
+        return status_report(self._s, self.tracker, self._clock.now(), snap, self._cluster(snap), view)
 
     def switchover(self, target: str) -> dict[str, Any]:
         """Planned move to `target` on the failover's fencing path. Never automatic, never a failback."""
@@ -376,9 +533,16 @@ class Checker:
         if target == cluster.active:
             return refuse(f"{target} is already active")
         view = self._ec2.view(fresh=True)
-        problems = node_problems(self._s, started, snap.nodes.get(target), view.instance_of(target))
-        if problems:
+        chosen, snap = self._choose(snap, view, [target])
+        if chosen is None:
+            report = snap.nodes.get(target)
+            problems = node_problems(self._s, self.tracker, target, report, view.locate(target, report),
+                                     view.instances_known)
             return refuse(f"{target} is not healthy: {'; '.join(problems)}")
+        needed, left = self.takeover_needs(snap.nodes.get(cluster.active or "")), self.remaining()
+        if left < needed:
+            return refuse(f"not enough time left in this invocation for a switchover ({left:.0f}s, it needs up "
+                          f"to {needed:.0f}s); retry")
         reason = f"{SWITCHOVER_PREFIX}: {cluster.active} -> {target} requested"
         if not self._store.begin_fencing(cluster, target, reason, started):
             return refuse("the cluster changed meanwhile; read the status and retry")
@@ -387,6 +551,61 @@ class Checker:
             return {"ok": False, "reason": outcome.detail, "epoch": cluster.epoch + 1}
         return {"ok": True, "from": cluster.active, "to": outcome.node, "epoch": cluster.epoch + 1,
                 "seconds": round(self._clock.now() - started, 3), "routes_ok": outcome.routes_ok}
+
+    def confirm_fenced(self, node: str) -> dict[str, Any]:
+        """Operator override for a fencing that cannot be confirmed (e.g. StopInstances keeps failing): the
+        operator states that `node` is down. Refused when the evidence says otherwise: a lease renewal of the
+        node observed while watching for LEASE_DEADLINE_SECONDS, or EC2 readable and showing its instance
+        pending/running. Otherwise the takeover completes with the operator's confirmation recorded."""
+        snap = self._snapshot()
+        cluster = self._cluster(snap)
+        if node not in self._s.node_names:
+            return refuse(f"unknown node {node!r}; nodes are {', '.join(self._s.node_names)}")
+        if cluster.phase != FENCING or cluster.fencing_node != node:
+            return refuse(f"no fencing of {node} is in progress (phase {cluster.phase}, epoch {cluster.epoch}, "
+                          f"fencing {cluster.fencing_node or 'nobody'})")
+        needed = self._s.lease_deadline_seconds + after_fencing_seconds()
+        if self.remaining() < needed:
+            return refuse(f"not enough time left in this invocation ({self.remaining():.0f}s, needs {needed:.0f}s)")
+        deadline = self._clock.monotonic() + self._s.lease_deadline_seconds
+        evidence = []
+        while True:
+            if node in self._renewed:
+                return refuse(f"{node} renewed its lease while being watched (lease_seq "
+                              f"{snap.nodes[node].lease_seq}): it is alive, not down")
+            how = self._fencer.evidence_from_table(cluster, snap, node, cluster.fencing_instance)
+            if how is not None and how.startswith(SUPERSEDED):
+                return refuse(how)
+            if how is not None:
+                evidence.append(how)
+                break
+            if self._clock.monotonic() >= deadline:
+                evidence.append(f"no lease renewal seen for {self.tracker.silent_for(node):.1f}s")
+                break
+            self._clock.sleep(self._s.heartbeat_interval_seconds / 2)
+            snap = self._read()
+        instance_id = cluster.fencing_instance or (snap.nodes[node].instance_id if node in snap.nodes else None)
+        if instance_id:
+            try:
+                state = self._ec2.instance_state(instance_id)
+            except AwsUnavailable:
+                evidence.append("EC2 unreadable")
+            else:
+                if state in ("pending", "running"):
+                    return refuse(f"instance {instance_id} of {node} is {state} according to EC2; stop it "
+                                  f"(or let the checker's StopInstances succeed) first")
+                evidence.append(f"instance {instance_id} is {state}")
+        how = f"{OPERATOR_CONFIRMED}: {node} is down ({'; '.join(evidence)})"
+        logger.warning("fencing confirmed by the operator", extra={"node": node, "epoch": cluster.epoch,
+                                                                   "evidence": evidence})
+        self._fenced[cluster.epoch] = how
+        outcome = self._promote(cluster, how)
+        result: dict[str, Any] = {"ok": outcome.done, "epoch": cluster.epoch, "fenced": how}
+        if outcome.done:
+            result.update({"to": outcome.node, "routes_ok": outcome.routes_ok})
+        else:
+            result["reason"] = outcome.detail
+        return result
 
     def set_maintenance(self, enabled: bool) -> dict[str, Any]:
         self._snapshot()
@@ -397,11 +616,19 @@ class Checker:
         return {"ok": True, "maintenance": enabled}
 
     def _run_request(self, request: Request) -> None:
-        """Execute and delete a queued operator request (queued because a probe loop held the only slot)."""
-        if self._clock.now() - request.requested_at > REQUEST_TTL_SECONDS:
-            result = refuse(f"request expired after {REQUEST_TTL_SECONDS:.0f}s")
+        """Claim, execute and delete a queued operator request (queued because a probe loop held the only
+        slot). The claim is a conditional write (SET taken_at): from then on the CLI cannot withdraw it.
+        `requested_at` (the operator's clock) decides nothing; a request the CLI gave up on, it withdraws."""
+        if request.taken_at is not None:
+            # Claimed by a run that ended before finishing it: its effect (if any) is in the cluster item.
+            result = refuse("the checker run that took this request ended before finishing it; see the status")
+        elif not self._store.claim_request(request.request_id, self._clock.now()):
+            logger.info("queued request withdrawn before it was taken", extra={"request_id": request.request_id})
+            return
         elif request.action == "switchover" and request.target:
             result = self.switchover(request.target)
+        elif request.action == "confirm_fenced" and request.target:
+            result = self.confirm_fenced(request.target)
         else:
             result = refuse(f"unsupported queued request {request.action!r}")
         logger.warning("queued request handled", extra={"request_id": request.request_id, "result": result})

@@ -1,6 +1,9 @@
 """Run-time view of the cluster's instances and VIP routes: two describe calls, reused for a few seconds.
 
 Nothing instance-specific is configured at deploy time: nodes are found by their tags on every refresh.
+Describe results refine, never block: a failed call (throttling, timeout) makes that part of the view
+"unknown" for EC2_CACHE_SECONDS (no call storm against a throttled API) and the checker goes on with what
+the state table says (docs/failover-design.md, "Checker").
 """
 
 from __future__ import annotations
@@ -26,12 +29,29 @@ class Ec2Reader:
         self._cached: Ec2View | None = None
 
     def view(self, *, fresh: bool = False) -> Ec2View:
-        """Cached up to EC2_CACHE_SECONDS; `fresh` before any decision that moves the VIP."""
-        now = self._clock.now()
+        """Cached up to EC2_CACHE_SECONDS; `fresh` before any decision that moves the VIP. Never raises: a
+        part EC2 did not answer is unknown, and stays so (no new call) until the cache time has passed."""
+        now = self._clock.monotonic()
         cached = self._cached
-        if fresh or cached is None or now - cached.fetched_at >= self._settings.ec2_cache_seconds:
-            cached = Ec2View(instances=self._instances(), routes=self._routes(), fetched_at=now)
-            self._cached = cached
+        if cached is not None and now - cached.fetched_at < self._settings.ec2_cache_seconds and (
+                not fresh or not (cached.instances_known and cached.routes_known)):
+            return cached
+        instances: dict[str, tuple[Instance, ...]] = {}
+        routes: dict[str, VipRoute] = {}
+        errors: list[str] = []
+        try:
+            instances = self._instances()
+        except AwsUnavailable as error:
+            errors.append(str(error))
+        try:
+            routes = self._routes()
+        except AwsUnavailable as error:
+            errors.append(str(error))
+        instances_known = not any(e.startswith("DescribeInstances") for e in errors)
+        routes_known = not any(e.startswith("DescribeRouteTables") for e in errors)
+        cached = Ec2View(instances=instances, routes=routes, fetched_at=now, instances_known=instances_known,
+                         routes_known=routes_known, errors=tuple(errors))
+        self._cached = cached
         return cached
 
     def invalidate(self) -> None:

@@ -1,10 +1,14 @@
 """Lambda entry point: `failover_lambda.handler.handler`.
 
 Events:
-  - EventBridge schedule / EC2 state-change / anything without "action" -> probe loop until the time is up
+  - EventBridge schedule / anything without "action" -> probe loop until the time is up
+  - EC2 state-change (the rule matches every instance of the account and region: EventBridge cannot filter by
+    tag) -> one Scan; an instance that is not one of the nodes' known instances returns at once (no EC2 call,
+    no probe loop); a node's instance starts the probe loop
   - {"action": "status"} -> cluster, nodes and routes as JSON
   - {"action": "switchover", "target": "node2"} -> planned move
   - {"action": "maintenance", "enabled": true|false}
+  - {"action": "confirm_fenced", "node": "node1"} -> operator override for a fencing that cannot be confirmed
 Bad input gets {"ok": false, "reason": ...}, never a traceback.
 """
 
@@ -68,6 +72,10 @@ def dispatch(checker: Checker, event: Any) -> dict[str, Any]:
         raise BadEvent(f"the event must be a JSON object, got {type(event).__name__}")
     action = event.get("action")
     if action is None:
+        if event.get("source") == "aws.ec2":
+            instance_id = _ec2_instance(event)
+            if instance_id is None or not checker.known_instance(instance_id):
+                return {"ok": True, "ignored": f"EC2 event for {instance_id or 'no instance'}: not a cluster node"}
         return checker.probe_loop(trigger=_trigger(event))
     if action == "status":
         return checker.status()
@@ -81,7 +89,18 @@ def dispatch(checker: Checker, event: Any) -> dict[str, Any]:
         if not isinstance(enabled, bool):
             raise BadEvent('maintenance needs "enabled": true or false')
         return checker.set_maintenance(enabled)
-    raise BadEvent(f"unknown action {action!r}; expected status, switchover or maintenance")
+    if action == "confirm_fenced":
+        node = event.get("node")
+        if not isinstance(node, str) or not node:
+            raise BadEvent('confirm_fenced needs "node": "<node name>"')
+        return checker.confirm_fenced(node)
+    raise BadEvent(f"unknown action {action!r}; expected status, switchover, maintenance or confirm_fenced")
+
+
+def _ec2_instance(event: dict[str, Any]) -> str | None:
+    detail = event.get("detail")
+    instance_id = detail.get("instance-id") if isinstance(detail, dict) else None
+    return instance_id if isinstance(instance_id, str) and instance_id else None
 
 
 def _trigger(event: dict[str, Any]) -> str:

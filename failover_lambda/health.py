@@ -1,53 +1,103 @@
-"""Probe verdicts, as pure functions of the table and EC2 views (plus the optional MinIO HTTP probe)."""
+"""Probe verdicts, as pure functions of the table (judged by the lease tracker, on the checker's own clock),
+EC2 when it answered, and the optional MinIO HTTP probe. A node's `heartbeat_at` is never read here."""
 
 from __future__ import annotations
 
 import urllib.error
 import urllib.request
 
-from failover_lambda.model import ClusterState, Instance, NodeReport
+from failover_lambda.lease import LeaseTracker
+from failover_lambda.model import HOLD_STOP_REASON, ClusterState, Instance, NodeReport
 from failover_lambda.settings import Settings
 
 HTTP_TIMEOUT_SECONDS = 1.0
+# A standby seen for the first time in this invocation is not fresh until one renewal has been observed;
+# this problem alone means "wait one renewal period", not "unhealthy".
+NOT_OBSERVED_YET = "no lease renewal observed yet"
+MINIO_PREFIX = "MinIO "
 
 
-def node_problems(settings: Settings, now: float, report: NodeReport | None,
-                  instance: Instance | None) -> list[str]:
-    """Why a node cannot hold the role. Empty = healthy standby: agent alive, EFS writable, instance running.
+def lease_problem(settings: Settings, tracker: LeaseTracker, node: str) -> str | None:
+    """A standby's lease: fresh, or why not."""
+    if tracker.fresh(node):
+        return None
+    age = tracker.renewal_age(node)
+    if age is not None:
+        return f"no lease renewal seen for {age:.1f}s"
+    silent = tracker.silent_for(node)
+    if silent < settings.heartbeat_stale_seconds:
+        return NOT_OBSERVED_YET
+    return f"no lease renewal seen for {silent:.1f}s (since first read)"
 
-    MinIO is not required: it runs only on the active node.
-    """
-    problems: list[str] = []
+
+def _instance_problems(instance: Instance | None, ec2_known: bool) -> list[str]:
     if instance is None:
-        problems.append("no instance")
-    elif not instance.running:
+        return ["no instance" if ec2_known else "instance unknown (EC2 unreadable, no instance in the node item)"]
+    problems = []
+    if ec2_known and not instance.running:
         problems.append(f"instance {instance.instance_id} is {instance.state}")
     elif instance.eni is None:
         problems.append(f"instance {instance.instance_id} has no primary network interface")
-    if report is None:
-        problems.append("no heartbeat")
-        return problems
-    if report.age(now) >= settings.heartbeat_stale_seconds:
-        problems.append(f"heartbeat {report.age(now):.1f}s old")
-    if instance and report.instance_id and report.instance_id != instance.instance_id:
-        problems.append(f"heartbeat comes from {report.instance_id}, not {instance.instance_id}")
-    if not report.efs_ok:
-        problems.append(f"EFS not writable ({report.detail or 'no detail'})")
     return problems
 
 
-def active_problems(settings: Settings, now: float, cluster: ClusterState, report: NodeReport | None,
-                    instance: Instance | None, http_ok: bool | None) -> list[str]:
-    """A failed probe of the active node: any node problem, or MinIO down once the start grace has passed."""
-    problems = node_problems(settings, now, report, instance)
-    if report is None or now - cluster.changed_at < settings.minio_start_grace_seconds:
+def node_problems(settings: Settings, tracker: LeaseTracker, node: str, report: NodeReport | None,
+                  instance: Instance | None, ec2_known: bool = True) -> list[str]:
+    """Why a node cannot take the role. Empty = healthy standby: a fresh lease renewal (checker clock), EFS
+    writable, a watchdog that is ready or armed (WATCHDOG=required), and no EC2 evidence against it. With
+    EC2 unreadable the instance comes from the node item and a fresh renewal proves that it runs.
+
+    MinIO is not required: it runs only on the active node.
+    """
+    problems = _instance_problems(instance, ec2_known)
+    if report is None:
+        problems.append("no node item")
+        return problems
+    lease = lease_problem(settings, tracker, node)
+    if lease:
+        problems.append(lease)
+    if instance and report.instance_id and report.instance_id != instance.instance_id:
+        problems.append(f"node item comes from {report.instance_id}, not {instance.instance_id}")
+    if not report.efs_ok:
+        problems.append(f"EFS not writable ({report.detail or 'no detail'})")
+    if settings.watchdog_required and not report.watchdog_enforces(settings.watchdog_timeout_seconds):
+        timeout = f", timeout {report.watchdog_timeout:g}s" if report.watchdog_timeout is not None else ""
+        problems.append(f"watchdog {report.watchdog}{timeout} (required: ready or armed, timeout <= "
+                        f"{settings.watchdog_timeout_seconds:g}s)")
+    return problems
+
+
+def only_not_observed(problems: list[str]) -> bool:
+    """Healthy as far as anything says, but no renewal observed yet in this invocation."""
+    return problems == [NOT_OBSERVED_YET]
+
+
+def active_problems(settings: Settings, tracker: LeaseTracker, now: float, cluster: ClusterState,
+                    report: NodeReport | None, instance: Instance | None, http_ok: bool | None,
+                    ec2_known: bool = True) -> list[str]:
+    """A failed probe of the active node: no renewal observed for S s (a first sighting counts as an
+    observation), instance not running (EC2, when readable), EFS failing, or MinIO down once the start
+    grace (`now` - changed_at, both the checker's wall clock) has passed."""
+    node = cluster.active or ""
+    problems = _instance_problems(instance, ec2_known)
+    if report is None:
+        problems.append("no node item")
+        return problems
+    silent = tracker.silent_for(node)
+    if silent >= settings.heartbeat_stale_seconds:
+        problems.append(f"no lease renewal seen for {silent:.1f}s")
+    if instance and report.instance_id and report.instance_id != instance.instance_id:
+        problems.append(f"node item comes from {report.instance_id}, not {instance.instance_id}")
+    if not report.efs_ok:
+        problems.append(f"EFS not writable ({report.detail or 'no detail'})")
+    if now - cluster.changed_at < settings.minio_start_grace_seconds:
         return problems
     if not report.serving:
-        problems.append("MinIO not running")
+        problems.append(f"{MINIO_PREFIX}not running (stop reason: {report.stop_reason})")
     elif not report.minio_ok:
-        problems.append("MinIO health check failing")
+        problems.append(f"{MINIO_PREFIX}health check failing")
     if http_ok is False:
-        problems.append("MinIO HTTP probe failed")
+        problems.append(f"{MINIO_PREFIX}HTTP probe failed")
     return problems
 
 
@@ -62,4 +112,13 @@ def http_probe(ip: str, port: int, timeout: float = HTTP_TIMEOUT_SECONDS) -> boo
 
 def service_only(problems: list[str]) -> bool:
     """The node is fine and only MinIO failed on it (it would likely fail the same way again right away)."""
-    return bool(problems) and all(problem.startswith("MinIO ") for problem in problems)
+    return bool(problems) and all(problem.startswith(MINIO_PREFIX) for problem in problems)
+
+
+def holds_back(report: NodeReport | None, problems: list[str]) -> bool:
+    """Whether the node losing the role goes on the no-ping-pong hold. A node that stopped MinIO says why:
+    only `minio_failed` holds it back (`lease_lost`, `efs_failed`, `role_lost`, ... never do). A node that
+    still serves is held back when its probe problems are MinIO-only."""
+    if report is not None and not report.serving:
+        return report.stop_reason == HOLD_STOP_REASON and service_only(problems)
+    return service_only(problems)

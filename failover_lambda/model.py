@@ -125,8 +125,6 @@ class NodeReport:
         return (self.watchdog in WATCHDOG_ENFORCING and self.watchdog_timeout is not None
                 and self.watchdog_timeout <= max_timeout)
 
-    def age(self, now: float) -> float:
-        return max(0.0, now - self.heartbeat_at)
 
 
 @dataclass(frozen=True)
@@ -137,6 +135,8 @@ class CheckerState:
     failing_since: dict[str, float] = field(default_factory=dict)
     alerted_at: dict[str, float] = field(default_factory=dict)
     last_run_at: float = 0.0
+    # node -> when its last failed probe was (checker wall clock): an old count restarts at 1.
+    last_failed_at: dict[str, float] = field(default_factory=dict)
     # node -> when it lost the role because MinIO failed there (the node itself was fine).
     service_failed_at: dict[str, float] = field(default_factory=dict)
 
@@ -156,17 +156,21 @@ class CheckerState:
             alerted_at=number_map("alerted_at"),
             last_run_at=_num(item.get("last_run_at")),
             service_failed_at=number_map("service_failed_at"),
+            last_failed_at=number_map("last_failed_at"),
         )
 
 
 @dataclass(frozen=True)
 class Request:
-    """A queued operator action (`request` item)."""
+    """A queued operator action (`request` item). `requested_at` is the operator's clock: display only.
+    `taken_at` (checker clock) is set by the conditional write that claims it; a claimed request is the
+    checker's and can no longer be withdrawn."""
 
     action: str
     target: str | None
     requested_at: float
     request_id: str
+    taken_at: float | None = None
 
     @classmethod
     def from_item(cls, item: dict[str, Any]) -> Request:
@@ -175,6 +179,7 @@ class Request:
             target=_str(item.get("target")),
             requested_at=_num(item.get("requested_at")),
             request_id=_str(item.get("request_id")) or "",
+            taken_at=_num(item.get("taken_at")) if "taken_at" in item else None,
         )
 
 
@@ -188,8 +193,13 @@ class Snapshot:
     request: Request | None
 
 
+UNKNOWN_STATE = "unknown"
+
+
 @dataclass(frozen=True)
 class Instance:
+    """A node's instance: from EC2, or (EC2 unreadable) from the node's own item with state "unknown"."""
+
     node: str
     instance_id: str
     state: str
@@ -214,11 +224,17 @@ class VipRoute:
 
 @dataclass(frozen=True)
 class Ec2View:
+    """What EC2 said. A part whose Describe call failed is "unknown" (`*_known` False, empty), never "gone":
+    decisions that the state table supports go on without it."""
+
     # node name -> its non-terminated instances, best first (running first, then newest launch)
     instances: dict[str, tuple[Instance, ...]]
     # route table id -> VIP route; a listed table that EC2 does not know is absent
     routes: dict[str, VipRoute]
-    fetched_at: float
+    fetched_at: float  # monotonic
+    instances_known: bool = True
+    routes_known: bool = True
+    errors: tuple[str, ...] = ()
 
     def instance_of(self, node: str | None, bound_id: str | None = None) -> Instance | None:
         """The instance of `node`: the bound one if given (None if it is gone), else the best one."""
@@ -226,6 +242,18 @@ class Ec2View:
         if bound_id is not None:
             return next((i for i in candidates if i.instance_id == bound_id), None)
         return candidates[0] if candidates else None
+
+    def locate(self, node: str | None, report: NodeReport | None, bound_id: str | None = None) -> Instance | None:
+        """The instance of `node` from EC2 when readable; else from the node's own item (instance_id, eni_id,
+        private_ip; state unknown: only a fresh lease renewal says it runs)."""
+        if self.instances_known:
+            return self.instance_of(node, bound_id)
+        if node is None or report is None or report.instance_id is None:
+            return None
+        if bound_id is not None and report.instance_id != bound_id:
+            return None
+        return Instance(node=node, instance_id=report.instance_id, state=UNKNOWN_STATE, launch_time=0.0,
+                        eni=report.eni_id, private_ip=report.private_ip)
 
     def node_of_eni(self, eni: str | None) -> str | None:
         for node, instances in self.instances.items():

@@ -3,6 +3,10 @@
 The tables are written concurrently (one ReplaceRoute/CreateRoute each, boto3 clients are thread-safe): the
 switch takes one call's latency instead of one per table, and a checker that dies mid-move leaves as few
 tables behind as possible. Whatever is left is drift that the next probe cycle repairs.
+
+DescribeRouteTables only refines: the tables are known from ROUTE_TABLE_IDS, so with the describe throttled
+every table gets a ReplaceRoute (CreateRoute where the route turns out missing), and the read-back is best
+effort (`verified` False, not a failure: the next cycles' drift check reads the tables again).
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ MAX_PARALLEL_WRITES = 8
 class RouteResult:
     changed: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
+    verified: bool = False
 
     @property
     def ok(self) -> bool:
@@ -32,7 +37,10 @@ class RouteResult:
 
 
 def drifted_tables(settings: Settings, view: Ec2View, eni: str) -> list[str]:
-    """Listed tables whose VIP route is missing or points anywhere but `eni` (unknown tables included)."""
+    """Listed tables whose VIP route is missing or points anywhere but `eni` (unknown tables included);
+    every listed table when the routes could not be read."""
+    if not view.routes_known:
+        return list(settings.route_table_ids)
     return [table for table in settings.route_table_ids
             if (route := view.routes.get(table)) is None or route.target_eni != eni]
 
@@ -42,8 +50,9 @@ class RouteMover:
         self._client = client
         self._settings = settings
 
-    def point_at(self, eni: str, view: Ec2View) -> RouteResult:
-        """Fix every drifted table (one call each, all at once), then verify all of them with one describe call."""
+    def point_at(self, eni: str, view: Ec2View, *, verify: bool = True) -> RouteResult:
+        """Fix every drifted table (one call each, all at once), then verify all of them with one describe call
+        (best effort; skipped with `verify=False`)."""
         result = RouteResult()
         drifted = drifted_tables(self._settings, view, eni)
         if drifted:
@@ -57,19 +66,25 @@ class RouteMover:
                     result.changed.append(table)
                 else:
                     result.failed[table] = problem
+        if not verify:
+            return result
         try:
-            for table, problem in self.verify(eni).items():
-                result.failed.setdefault(table, problem)
-        except AwsUnavailable as error:
-            result.failed["verify"] = str(error)
+            problems = self.verify(eni)
+        except AwsUnavailable:
+            return result  # unverified: the next probe cycles read the tables again (drift repair)
+        result.verified = True
+        for table, problem in problems.items():
+            result.failed.setdefault(table, problem)
         return result
 
     def _move(self, table: str, eni: str, view: Ec2View) -> str | None:
         """One table's write: None when done, else the AWS error (one bad table must not stop the others;
         the next probe cycle retries it as drift)."""
         route = view.routes.get(table)
+        # Unknown routes (describe throttled): ReplaceRoute first, CreateRoute if the route is missing.
+        exists = (route is not None and route.present) if view.routes_known else True
         try:
-            self._set_route(table, eni, exists=route is not None and route.present)
+            self._set_route(table, eni, exists=exists)
         except AWS_ERRORS as error:
             return f"{error_code(error)}: {error}"
         return None

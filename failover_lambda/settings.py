@@ -13,6 +13,14 @@ _ROUTE_TABLE_RE = re.compile(r"^rtb-[0-9a-f]+$")
 _NODE_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
+WATCHDOG_REQUIRED = "required"
+WATCHDOG_OFF = "off"
+# R in the safety inequality G + W + R <= D: a reset (or SIGKILL) and scheduling margin.
+RESET_MARGIN_SECONDS = 0.5
+# Covers one slow cycle and the hand-over between two invocations (the next starts ~3 s after a loop ends).
+FAILURE_AGE_SLACK_SECONDS = 5.0
+
+
 class SettingsError(ValueError):
     """One environment variable is missing or malformed; the message names it."""
 
@@ -31,12 +39,22 @@ class Settings:
     topic_arn: str | None
     probe_interval_seconds: float = 1.0
     failure_threshold: int = 3
-    heartbeat_stale_seconds: float = 3.0
-    lease_seconds: float = 5.0
+    # S: a node is fresh while a lease renewal was observed (checker clock) within this many seconds.
+    heartbeat_stale_seconds: float = 2.0
+    # P: the agents' renewal period (how often a live node's lease_seq grows).
+    heartbeat_interval_seconds: float = 0.5
+    # G: the node-side lease; only validated here (G + W + R <= D).
+    lease_seconds: float = 1.5
+    # D: no renewal observed for this long (checker clock) = lease expired.
+    lease_deadline_seconds: float = 4.0
+    # "required": lease expiry fences only a node whose watchdog is armed/ready with a timeout <= W;
+    # "off": it never does (the node's stop report or a stopped instance is needed).
+    watchdog: str = "required"
+    watchdog_timeout_seconds: float = 2.0
     fence_timeout_seconds: float = 10.0
     minio_port: int = 9000
     http_probe: bool = True
-    loop_safety_margin_seconds: float = 5.0
+    loop_safety_margin_seconds: float = 54.0
     max_probes: int | None = None
     fence_command_document: str = "AWS-RunShellScript"
     minio_unit: str = "minio.service"
@@ -52,10 +70,19 @@ class Settings:
     def vip_cidr(self) -> str:
         return f"{self.vip}/32"
 
+    @property
+    def watchdog_required(self) -> bool:
+        return self.watchdog == WATCHDOG_REQUIRED
+
+    @property
+    def failure_age_seconds(self) -> float:
+        """A failure count whose last failed probe is older than this restarts at 1."""
+        return 2 * self.probe_interval_seconds + FAILURE_AGE_SLACK_SECONDS
+
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
         reader = _Reader(env)
-        return cls(
+        settings = cls(
             state_table_name=reader.required("STATE_TABLE_NAME"),
             cluster_id=reader.required("CLUSTER_ID"),
             node_names=reader.node_names("NODE_NAMES"),
@@ -64,12 +91,16 @@ class Settings:
             topic_arn=env.get("TOPIC_ARN", "").strip() or None,
             probe_interval_seconds=reader.number("PROBE_INTERVAL_SECONDS", 1.0, float, minimum=0),
             failure_threshold=reader.number("FAILURE_THRESHOLD", 3, int, minimum=1),
-            heartbeat_stale_seconds=reader.number("HEARTBEAT_STALE_SECONDS", 3.0, float, minimum=0.1),
-            lease_seconds=reader.number("LEASE_SECONDS", 5.0, float, minimum=0.1),
+            heartbeat_stale_seconds=reader.number("HEARTBEAT_STALE_SECONDS", 2.0, float, minimum=0.1),
+            heartbeat_interval_seconds=reader.number("HEARTBEAT_INTERVAL_SECONDS", 0.5, float, minimum=0.05),
+            lease_seconds=reader.number("LEASE_SECONDS", 1.5, float, minimum=0.1),
+            lease_deadline_seconds=reader.number("LEASE_DEADLINE_SECONDS", 4.0, float, minimum=0.1),
+            watchdog=reader.choice("WATCHDOG", WATCHDOG_REQUIRED, (WATCHDOG_REQUIRED, WATCHDOG_OFF)),
+            watchdog_timeout_seconds=reader.number("WATCHDOG_TIMEOUT_SECONDS", 2.0, float, minimum=0.1),
             fence_timeout_seconds=reader.number("FENCE_TIMEOUT_SECONDS", 10.0, float, minimum=0),
             minio_port=reader.number("MINIO_PORT", 9000, int, minimum=1),
             http_probe=reader.boolean("HTTP_PROBE", True),
-            loop_safety_margin_seconds=reader.number("LOOP_SAFETY_MARGIN_SECONDS", 5.0, float, minimum=0),
+            loop_safety_margin_seconds=reader.number("LOOP_SAFETY_MARGIN_SECONDS", 54.0, float, minimum=0),
             max_probes=reader.optional_int("MAX_PROBES"),
             fence_command_document=reader.text("FENCE_COMMAND_DOCUMENT", "AWS-RunShellScript"),
             minio_unit=reader.text("MINIO_UNIT", "minio.service"),
@@ -77,6 +108,21 @@ class Settings:
             minio_start_grace_seconds=reader.number("MINIO_START_GRACE_SECONDS", 15.0, float, minimum=0),
             service_failure_hold_seconds=reader.number("SERVICE_FAILURE_HOLD_SECONDS", 600.0, float, minimum=0),
         )
+        settings.validate()
+        return settings
+
+    def validate(self) -> None:
+        """The checker-side half of the safety argument (docs/failover-design.md); one error names the key."""
+        if self.watchdog_required and (self.lease_seconds + self.watchdog_timeout_seconds + RESET_MARGIN_SECONDS
+                                       > self.lease_deadline_seconds):
+            raise SettingsError("LEASE_DEADLINE_SECONDS", (
+                f"must be >= LEASE_SECONDS + WATCHDOG_TIMEOUT_SECONDS + {RESET_MARGIN_SECONDS} "
+                f"({self.lease_seconds} + {self.watchdog_timeout_seconds} + {RESET_MARGIN_SECONDS}), "
+                f"got {self.lease_deadline_seconds}: a frozen node could still serve when its lease counts as "
+                f"expired"))
+        if self.fence_timeout_seconds < self.lease_deadline_seconds:
+            raise SettingsError("FENCE_TIMEOUT_SECONDS", f"must be >= LEASE_DEADLINE_SECONDS "
+                                f"({self.lease_deadline_seconds}), got {self.fence_timeout_seconds}")
 
 
 class _Reader:
@@ -141,6 +187,14 @@ class _Reader:
         if self._raw(name) is None:
             return None
         return self.number(name, 0, int, minimum=1)
+
+    def choice(self, name: str, default: str, allowed: tuple[str, ...]) -> str:
+        raw = self._raw(name)
+        if raw is None:
+            return default
+        if raw.lower() not in allowed:
+            raise SettingsError(name, f"must be one of {', '.join(allowed)}, got {raw!r}")
+        return raw.lower()
 
     def boolean(self, name: str, default: bool) -> bool:
         raw = self._raw(name)

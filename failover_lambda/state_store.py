@@ -122,8 +122,17 @@ class StateStore:
     def save_checker(self, state: CheckerState) -> None:
         item = {"pk": CHECKER_KEY, "failures": dict(state.failures),
                 "failing_since": dict(state.failing_since), "alerted_at": dict(state.alerted_at),
-                "last_run_at": state.last_run_at, "service_failed_at": dict(state.service_failed_at)}
+                "last_run_at": state.last_run_at, "service_failed_at": dict(state.service_failed_at),
+                "last_failed_at": dict(state.last_failed_at)}
         self._call("PutItem", self._client.put_item, TableName=self._table, Item=_to_ddb(item))
+
+    def claim_request(self, request_id: str, now: float) -> bool:
+        """Take a queued request before running it: from here on the CLI can no longer withdraw it
+        (it deletes only with attribute_not_exists(taken_at)). False if it was withdrawn or already taken."""
+        return self._conditional("UpdateItem", self._client.update_item, TableName=self._table,
+                                 Key=_to_ddb({"pk": REQUEST_KEY}), UpdateExpression="SET taken_at = :now",
+                                 ConditionExpression="request_id = :id AND attribute_not_exists(taken_at)",
+                                 ExpressionAttributeValues=_to_ddb({":id": request_id, ":now": now}))
 
     def delete_request(self, request_id: str) -> bool:
         return self._conditional("DeleteItem", self._client.delete_item, TableName=self._table,

@@ -26,6 +26,10 @@ PROBE_UNKNOWN = "ProbeUnknown"
 FENCE_STOPS = "FenceStopInstances"
 NODE_HEALTHY = "NodeHealthy"
 ACTIVE_NODE_POSITION = "ActiveNodePosition"
+# Per node, same dimensions as NodeHealthy: node wall clock (heartbeat_at) minus the checker's wall clock when
+# a renewal was observed. Display only: leases are judged on the checker's clock. Biased towards negative by
+# at most one probe interval (the item was written before the read that observed it).
+CLOCK_SKEW_SECONDS = "ClockSkewSeconds"
 
 
 class Telemetry:
@@ -45,13 +49,16 @@ class Telemetry:
     def gauge(self, name: str, value: float) -> None:
         metrics.add_metric(name=name, unit=MetricUnit.NoUnit, value=value)
 
-    def node_health(self, node: str, healthy: bool) -> None:
-        """Per-node gauge (1 healthy, 0 not) behind the NodeUnhealthy alarms; written at once, one record each."""
+    def node_health(self, node: str, healthy: bool, skew_seconds: float | None = None) -> None:
+        """Per-node gauge (1 healthy, 0 not) behind the NodeUnhealthy alarms, and the node's clock skew when a
+        renewal was observed this cycle; written at once, one record each."""
         # Its own record (the node is a dimension only here); service="" as for `metrics` above.
         record = EphemeralMetrics(namespace=metrics.namespace, service="")
         record.add_dimension(name="ClusterId", value=self._cluster_id)
         record.add_dimension(name="Node", value=node)
         record.add_metric(name=NODE_HEALTHY, unit=MetricUnit.Count, value=1 if healthy else 0)
+        if skew_seconds is not None:
+            record.add_metric(name=CLOCK_SKEW_SECONDS, unit=MetricUnit.Seconds, value=round(skew_seconds, 3))
         record.flush_metrics()
 
     def notify(self, subject: str, payload: dict[str, Any]) -> None:

@@ -44,8 +44,8 @@ NODES = ("node1", "node2")
 CHECKER_ENV = {
     "PROBE_INTERVAL_SECONDS": "1",
     "FAILURE_THRESHOLD": "3",
-    "HEARTBEAT_STALE_SECONDS": "3",
-    "LEASE_SECONDS": "5",
+    "HEARTBEAT_STALE_SECONDS": "2",
+    "LEASE_SECONDS": "1.5",
     "FENCE_TIMEOUT_SECONDS": "10",
     "MINIO_START_GRACE_SECONDS": "5",
     "HTTP_PROBE": "false",
@@ -122,6 +122,7 @@ class FakeLambda:
 class FakeCluster:
     clock: FakeClock = field(default_factory=FakeClock)
     agents: dict[str, Agent] = field(default_factory=dict)
+    lease_seqs: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.ec2 = boto3.client("ec2", region_name=REGION)
@@ -209,9 +210,12 @@ class FakeCluster:
             self.heartbeat(agent, seen_epoch=int(cluster.get("epoch", 0)))
 
     def heartbeat(self, agent: Agent, **overrides: Any) -> None:
+        # Each write is a lease renewal (lease_seq + 1): status judges freshness only from its growth.
+        self.lease_seqs[agent.node] = self.lease_seqs.get(agent.node, 0) + 1
         values = {"pk": f"node#{agent.node}", "heartbeat_at": self.clock.now(), "efs_ok": agent.efs_ok,
                   "minio_ok": agent.serving, "serving": agent.serving, "seen_epoch": 0,
-                  "instance_id": agent.instance_id, "detail": "sim"}
+                  "lease_seq": self.lease_seqs[agent.node], "watchdog": "armed" if agent.serving else "ready",
+                  "watchdog_timeout": 2, "eni_id": agent.eni, "instance_id": agent.instance_id, "detail": "sim"}
         self.put({**values, **overrides})
 
     # ----- table and routes -----

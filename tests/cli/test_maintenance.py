@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 
-from efs_ha_cli.checker_api import REQUEST_TTL_SECONDS
-from failover_lambda import checker
 from tests.cli.conftest import TABLE, FakeCluster
 
 
@@ -67,8 +65,3 @@ def test_bad_argument_is_a_usage_error(cluster: FakeCluster) -> None:
 
     assert result.exit_code == 2
     assert "'maybe' is not one of 'on', 'off'" in result.stderr
-
-
-def test_request_ttl_matches_the_checker() -> None:
-    """The CLI replaces a queued request only once the checker would drop it as expired."""
-    assert REQUEST_TTL_SECONDS == checker.REQUEST_TTL_SECONDS

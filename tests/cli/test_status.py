@@ -34,7 +34,7 @@ def test_table_shows_cluster_nodes_and_routes(cluster: FakeCluster) -> None:
 
 
 def test_json_has_every_field_an_operator_needs(cluster: FakeCluster) -> None:
-    cluster.clock.t += 1.5  # heartbeats are now 1.5 s old
+    cluster.clock.t += 1.5  # the last renewals were 1.5 s ago; status watches until it sees the next ones
 
     result = cluster.cli("--json", "status")
 
@@ -46,7 +46,8 @@ def test_json_has_every_field_an_operator_needs(cluster: FakeCluster) -> None:
     assert report["cluster"]["maintenance"] is False
     node2 = report["nodes"]["node2"]
     assert node2["role"] == "standby"
-    assert node2["heartbeat_age_seconds"] == 1.5
+    assert node2["lease_fresh"] is True and node2["lease_renewal_age_seconds"] is not None
+    assert node2["lease_seq"] >= 2 and node2["clock_skew_seconds"] is not None
     assert (node2["efs_ok"], node2["serving"], node2["healthy"]) == (True, False, True)
     assert node2["instance_id"] == cluster.agents["node2"].instance_id
     assert node2["eni"] == cluster.agents["node2"].eni
@@ -89,10 +90,12 @@ def test_unhealthy_node_shows_the_reason(cluster: FakeCluster) -> None:
 
 
 def test_health_uses_the_deployed_checker_thresholds(cluster: FakeCluster) -> None:
-    """A 10 s old heartbeat is stale with the default (3 s) but not with the function's 20 s."""
-    cluster.clock.t += 10
+    """A standby without a watchdog is unhealthy with the default (WATCHDOG=required) but not with the
+    function's WATCHDOG=off."""
+    node2 = cluster.agents["node2"]
+    cluster.clock.on_sleep.append(lambda: cluster.heartbeat(node2, watchdog="off"))
     boto3.client("lambda", region_name=REGION).update_function_configuration(
-        FunctionName=FUNCTION, Environment={"Variables": {**cluster.checker_env(), "HEARTBEAT_STALE_SECONDS": "20"}})
+        FunctionName=FUNCTION, Environment={"Variables": {**cluster.checker_env(), "WATCHDOG": "off"}})
 
     lenient = json.loads(cluster.cli("status", "--json").stdout)
     boto3.client("lambda", region_name=REGION).update_function_configuration(
@@ -101,7 +104,8 @@ def test_health_uses_the_deployed_checker_thresholds(cluster: FakeCluster) -> No
 
     assert lenient["nodes"]["node2"]["healthy"] is True
     assert strict["nodes"]["node2"]["healthy"] is False
-    assert strict["nodes"]["node2"]["problems"] == ["heartbeat 10.0s old"]
+    assert strict["nodes"]["node2"]["problems"] == [
+        "watchdog off, timeout 2s (required: ready or armed, timeout <= 2s)"]
 
 
 def test_before_the_checker_first_ran(cluster: FakeCluster) -> None:
@@ -116,7 +120,8 @@ def test_before_the_checker_first_ran(cluster: FakeCluster) -> None:
 
 def test_agent_text_is_not_read_as_markup(cluster: FakeCluster) -> None:
     cluster.agents["node2"].efs_ok = False
-    cluster.heartbeat(cluster.agents["node2"], efs_ok=False, detail="write failed [Errno 5] [bold]EIO")
+    cluster.clock.on_sleep.append(lambda: cluster.heartbeat(cluster.agents["node2"], efs_ok=False,
+                                                            detail="write failed [Errno 5] [bold]EIO"))
 
     result = cluster.cli("status")
 

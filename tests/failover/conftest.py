@@ -1,8 +1,13 @@
 """A fake VPC in moto with two simulated node agents, a fake clock, and invariant checks on every test.
 
-The simulated agents use the real node_agent.decision.decide(), so the checker is tested against the same
-rules the nodes follow. Invariants checked during and after every test:
-  S1  at most one node serves at a time (a node whose agent died serves until its lease runs out);
+The simulated agents follow the design's node-side rules (docs/failover-design.md, "Lease, watchdog and one
+clock"): every tick (each sleep of the fake clock) a live agent renews its lease (`lease_seq` + 1) and serves
+only while the table names it active at a stable phase, bound to its instance, with EFS writable. Their
+`heartbeat_at` is their own wall clock (`clock_skew`). Invariants checked during and after every test:
+  S1  at most one node serves at a time, with an honest model of a node that stops renewing:
+      - cut off from the table (`alive=False`): its guard kills MinIO when its lease ends (last renewal + G);
+      - frozen agent (`frozen=True`): nothing on the node runs but MinIO; with a watchdog armed it is reset at
+        last renewal + G + W, without one it serves until its instance is stopped;
   S2  the epoch never decreases;
   S3  a VIP route is only written while the table is stable with an active node that owns the target ENI,
       and no other node may still be serving.
@@ -30,14 +35,17 @@ from failover_lambda.aws import AwsClients
 from failover_lambda.runtime import Runtime
 from failover_lambda.settings import Settings
 from failover_lambda.telemetry import metrics
-from node_agent.decision import Action, ClusterView, Observation, decide
 from tests.support import FakeContext, mocked_aws, vip_route_targets
 
 REGION = "eu-west-1"
 VIP = "172.16.0.1"
 VIP_CIDR = f"{VIP}/32"
 T0 = 1_900_000_000.0
-LEASE = 5.0
+LEASE = 1.5  # G
+WATCHDOG_TIMEOUT = 2.0  # W
+LEASE_DEADLINE = 4.0  # D
+# The fake monotonic clock is far from the wall clock: code that mixes the two fails the tests.
+MONOTONIC_OFFSET = -T0 + 1_000.0
 AMI = "ami-12c6146b"  # one of moto's built-in images (describe_images costs a second per test)
 _SERIALIZER = TypeSerializer()
 _DESERIALIZER = TypeDeserializer()
@@ -48,11 +56,15 @@ BASE_ENV = {
     "VIP": VIP,
     "PROBE_INTERVAL_SECONDS": "1",
     "FAILURE_THRESHOLD": "3",
-    "HEARTBEAT_STALE_SECONDS": "3",
+    "HEARTBEAT_STALE_SECONDS": "2",
+    "HEARTBEAT_INTERVAL_SECONDS": "0.5",
     "LEASE_SECONDS": str(LEASE),
+    "LEASE_DEADLINE_SECONDS": str(LEASE_DEADLINE),
+    "WATCHDOG": "required",
+    "WATCHDOG_TIMEOUT_SECONDS": str(WATCHDOG_TIMEOUT),
     "FENCE_TIMEOUT_SECONDS": "10",
     "HTTP_PROBE": "false",
-    "LOOP_SAFETY_MARGIN_SECONDS": "5",
+    "LOOP_SAFETY_MARGIN_SECONDS": "54",
     "MAX_PROBES": "6",
     "MINIO_START_GRACE_SECONDS": "5",
 }
@@ -97,7 +109,7 @@ def shared_clients() -> _SharedClients:
                 shared.current._on_stopped(**kwargs)
 
         checker = shared.checker
-        for client in (checker.dynamodb, checker.ec2, checker.ssm, checker.sns):
+        for client in (checker.dynamodb, checker.ec2, checker.ssm, checker.sns, checker.ec2_describe):
             client.meta.events.register("provide-client-params", on_call)
         checker.ec2.meta.events.register("after-call.ec2.StopInstances", on_stopped)
         _SHARED.append(shared)
@@ -123,6 +135,9 @@ class FakeClock:
     def now(self) -> float:
         return self.t
 
+    def monotonic(self) -> float:
+        return self.t + MONOTONIC_OFFSET
+
     def sleep(self, seconds: float) -> None:
         with self._lock:
             self.t += max(0.0, seconds)
@@ -132,17 +147,37 @@ class FakeClock:
 
 @dataclass
 class SimAgent:
-    """One instance's node agent. `obeys=False` models a hung agent that keeps serving and heartbeating."""
+    """One instance's node agent. `obeys=False` models a hung agent that keeps serving and renewing;
+    `alive=False` an agent cut off from the table (it self-fences when its lease ends); `frozen=True` an agent
+    whose every thread stalls while MinIO runs on (only the watchdog, if armed, stops it)."""
 
     node: str
     instance_id: str
     eni: str
+    private_ip: str = ""
     alive: bool = True
+    frozen: bool = False
     efs_ok: bool = True
     minio_ok: bool = True
     obeys: bool = True
     serving: bool = False
-    last_beat: float = 0.0
+    last_beat: float = 0.0  # when the last renewal was sent (true time)
+    lease_seq: int = 0
+    clock_skew: float = 0.0  # this node's wall clock minus the true time
+    watchdog: str = "ready"  # "ready" / "off" / "unavailable"; reported "armed" while serving
+    watchdog_timeout: float = WATCHDOG_TIMEOUT
+    stop_reason: str = "none"
+    writes: bool = True  # False: renews nothing (e.g. a deploy's replacement instance waiting its turn)
+
+    def watchdog_state(self) -> str:
+        return "armed" if self.serving and self.watchdog == "ready" else self.watchdog
+
+    def serves_until(self) -> float:
+        """When MinIO on this node stops at the latest, given that its agent no longer runs normally."""
+        if self.frozen:
+            armed = self.watchdog == "ready"
+            return self.last_beat + LEASE + self.watchdog_timeout if armed else float("inf")
+        return self.last_beat + LEASE  # cut off: the guard kills MinIO when the lease ends
 
 
 @dataclass
@@ -206,7 +241,7 @@ class Harness:
             self.monkeypatch.setenv(key, value)
         handler_module.use_runtime(Runtime(Settings.from_env(os.environ), self.aws, self.clock))
 
-    def invoke(self, event: Any = None, *, max_probes: int | None = None, budget: float = 60.0) -> Any:
+    def invoke(self, event: Any = None, *, max_probes: int | None = None, budget: float = 120.0) -> Any:
         if max_probes is not None and str(max_probes) != self.env["MAX_PROBES"]:
             self.configure(MAX_PROBES=str(max_probes))
         result = handler_module.handler(SCHEDULED_EVENT if event is None else event,
@@ -229,7 +264,8 @@ class Harness:
         instance = self.ec2.run_instances(
             ImageId=AMI, MinCount=1, MaxCount=1, SubnetId=subnet or self.subnets[2],
             TagSpecifications=[{"ResourceType": "instance", "Tags": tags}])["Instances"][0]
-        agent = SimAgent(node, instance["InstanceId"], instance["NetworkInterfaces"][0]["NetworkInterfaceId"])
+        agent = SimAgent(node, instance["InstanceId"], instance["NetworkInterfaces"][0]["NetworkInterfaceId"],
+                         instance["NetworkInterfaces"][0].get("PrivateIpAddress", ""))
         self.agents[agent.instance_id] = agent
         self.states[agent.instance_id] = "running"
         return agent
@@ -256,27 +292,43 @@ class Harness:
         return str(reservations[0]["Instances"][0]["State"]["Name"])
 
     def agents_tick(self) -> None:
-        """Every live agent reads the cluster item, reconciles with decide() and writes its heartbeat."""
+        """Every live agent reads the cluster item, reconciles by the design's rule and renews its lease."""
         item = self.cluster()
-        view = ClusterView(active=item.get("active"), epoch=int(item.get("epoch", 0)),
-                           phase=item.get("phase", "stable"), active_instance=item.get("active_instance"))
-        self._record_epoch(view.epoch)
+        epoch, phase = int(item.get("epoch", 0)), item.get("phase", "stable")
+        self._record_epoch(epoch)
+        now = self.clock.now()
         beats: list[dict[str, Any]] = []
         for agent in self.agents.values():
-            if agent.alive and self.states[agent.instance_id] != "running":
-                agent.alive = agent.serving = False  # a stopped instance runs nothing
-            if not agent.alive:
+            if self.states[agent.instance_id] != "running":
+                agent.alive = agent.serving = agent.frozen = False  # a stopped instance runs nothing
+                continue
+            if agent.serving and (agent.frozen or not agent.alive) and now >= agent.serves_until():
+                # The guard killed MinIO at the end of the lease, or the watchdog reset the node.
+                agent.serving = False
+                if agent.frozen:
+                    agent.frozen = agent.alive = False  # reset: the node reboots without its agent here
+            if not agent.alive or agent.frozen:
                 continue
             if agent.obeys:
-                decision = decide(Observation(
-                    me=agent.node, cluster=view, efs_ok=agent.efs_ok, serving=agent.serving,
-                    minio_healthy=agent.minio_ok, lease_age_seconds=0.0, lease_seconds=LEASE,
-                    instance_id=agent.instance_id))
-                if decision.action is Action.START_MINIO:
+                active = (item.get("active") == agent.node and phase == "stable"
+                          and item.get("active_instance") in (None, agent.instance_id))
+                if not active:
+                    reason = "role_lost"
+                elif not agent.efs_ok:
+                    reason = "efs_failed"
+                elif agent.watchdog == "unavailable":
+                    reason = "watchdog_unavailable"
+                else:
+                    reason = "none"
+                if reason == "none":
                     agent.serving = True
-                elif decision.action is Action.STOP_MINIO:
+                elif agent.serving:
                     agent.serving = False
-            beats.append(self._beat(agent, seen_epoch=view.epoch))
+                    agent.stop_reason = reason
+                if agent.serving:
+                    agent.stop_reason = "none"
+            if agent.writes:
+                beats.append(self._beat(agent, seen_epoch=epoch))
         if beats:
             self.ddb.batch_write_item(RequestItems={self.table: [
                 {"PutRequest": {"Item": self._serialize(beat)}} for beat in beats]})
@@ -288,18 +340,26 @@ class Harness:
         self.put_item(self._beat(agent, **overrides))
 
     def _beat(self, agent: SimAgent, **overrides: Any) -> dict[str, Any]:
+        """One lease renewal: lease_seq + 1, the node's own wall clock in heartbeat_at."""
         agent.last_beat = self.clock.now()
-        values: dict[str, Any] = {"pk": f"node#{agent.node}", "heartbeat_at": self.clock.now(),
+        agent.lease_seq += 1
+        values: dict[str, Any] = {"pk": f"node#{agent.node}", "lease_seq": agent.lease_seq,
+                                  "heartbeat_at": self.clock.now() + agent.clock_skew,
                                   "efs_ok": agent.efs_ok, "minio_ok": agent.minio_ok and agent.serving,
-                                  "serving": agent.serving, "seen_epoch": 0, "instance_id": agent.instance_id,
-                                  "detail": "sim"}
+                                  "serving": agent.serving, "seen_epoch": 0,
+                                  "stop_reason": "none" if agent.serving else agent.stop_reason,
+                                  "watchdog": agent.watchdog_state(), "watchdog_timeout": agent.watchdog_timeout,
+                                  "instance_id": agent.instance_id, "eni_id": agent.eni,
+                                  "private_ip": agent.private_ip, "detail": "sim"}
         values.update(overrides)
         return values
 
     def serving_nodes(self) -> list[str]:
+        """Instances where MinIO may run now (see the module docstring for the S1 model)."""
         now = self.clock.now()
         return [a.instance_id for a in self.agents.values()
-                if a.serving and (a.alive or now < a.last_beat + LEASE)]
+                if a.serving and self.states[a.instance_id] == "running"
+                and ((a.alive and not a.frozen) or now < a.serves_until())]
 
     def settle(self, seconds: int = 6) -> None:
         """Let time pass with healthy agents (past MINIO_START_GRACE_SECONDS)."""

@@ -24,7 +24,8 @@ def test_two_concurrent_runs_bump_the_epoch_exactly_once(cluster: Harness) -> No
     # Given node1 failed twice already, so the next failed probe of either run decides a takeover
     cluster.agent("node1").alive = False
     cluster.settle(3)
-    cluster.put_item({"pk": "checker", "failures": {"node1": 2}, "failing_since": {"node1": cluster.clock.now()}})
+    cluster.put_item({"pk": "checker", "failures": {"node1": 2}, "failing_since": {"node1": cluster.clock.now()},
+                      "last_failed_at": {"node1": cluster.clock.now()}})
     a_waiting, b_done = threading.Event(), threading.Event()
     fence_writes: list[str] = []
 

@@ -4,7 +4,28 @@ from __future__ import annotations
 
 from typing import Any
 
+from botocore.exceptions import ClientError
+
 from tests.failover.conftest import Harness
+
+
+def stop_instances_fails(cluster: Harness) -> None:
+    def throttled(_: dict[str, Any]) -> None:
+        raise ClientError({"Error": {"Code": "RequestLimitExceeded", "Message": "slow down"}}, "StopInstances")
+
+    cluster.call_hooks["StopInstances"] = throttled
+
+
+def given_a_fencing_left_unconfirmed(cluster: Harness) -> None:
+    """node1's agent is hung (serves and renews on) and StopInstances fails: the run ends in phase fencing."""
+    node1 = cluster.agent("node1")
+    node1.efs_ok = False
+    node1.obeys = False
+    stop_instances_fails(cluster)
+    cluster.settle(1)
+    result = cluster.invoke(max_probes=3)
+    assert "not confirmed yet" in result["outcomes"][-1]
+    del cluster.call_hooks["StopInstances"]
 
 
 def test_fencing_ends_in_force_stop_when_the_old_node_keeps_serving(cluster: Harness) -> None:
@@ -57,19 +78,15 @@ def test_routes_move_only_after_promotion_in_the_recorded_call_order(cluster: Ha
     assert any(i > max(route_calls) for i in verify)  # the move is read back
 
 
-def test_a_run_that_runs_out_of_time_while_fencing_leaves_the_table_for_the_next_run(cluster: Harness) -> None:
-    # Given a hung old node and a Lambda with too little time left to reach the fence timeout
+def test_a_fencing_not_confirmed_in_one_run_is_left_in_the_table_for_the_next_run(cluster: Harness) -> None:
+    # Given a hung old node whose force stop keeps failing during this run
     node1 = cluster.agent("node1")
-    node1.efs_ok = False
-    node1.obeys = False
-    cluster.settle(1)
-    result = cluster.invoke(max_probes=3, budget=12)
+    given_a_fencing_left_unconfirmed(cluster)
     # Then the run ends with phase=fencing recorded and nothing moved
     item = cluster.cluster()
     assert (item["phase"], item["epoch"], item["fencing_node"], item["candidate"]) == ("fencing", 2, "node1",
                                                                                         "node2")
     assert "active" not in item
-    assert "not confirmed yet" in result["outcomes"][-1]
     assert set(cluster.routes().values()) == {node1.eni}
     # When the next scheduled run starts, it resumes the fencing (force stop) and completes the takeover
     cluster.invoke(max_probes=1)
@@ -84,10 +101,7 @@ def test_resumed_takeover_repicks_when_the_candidate_became_unhealthy(cluster: H
     cluster.configure(NODE_NAMES="node1,node2,node3")
     node3 = cluster.launch("node3", cluster.subnets[3])
     cluster.settle(2)
-    cluster.agent("node1").efs_ok = False
-    cluster.agent("node1").obeys = False
-    cluster.settle(1)
-    cluster.invoke(max_probes=3, budget=12)
+    given_a_fencing_left_unconfirmed(cluster)
     assert cluster.cluster()["candidate"] == "node2"
     # When node2 fails its EFS probe before the next run
     cluster.agent("node2").efs_ok = False
@@ -101,11 +115,8 @@ def test_resumed_takeover_repicks_when_the_candidate_became_unhealthy(cluster: H
 
 def test_fenced_cluster_without_a_healthy_node_waits_without_repeating_the_fencing(cluster: Harness) -> None:
     # Given a takeover left in phase fencing (hung node1), and node2 then loses EFS
-    node1, node2 = cluster.agent("node1"), cluster.agent("node2")
-    node1.efs_ok = False
-    node1.obeys = False
-    cluster.settle(1)
-    cluster.invoke(max_probes=3, budget=12)
+    node2 = cluster.agent("node2")
+    given_a_fencing_left_unconfirmed(cluster)
     node2.efs_ok = False
     cluster.settle(1)
     calls_before = len(cluster.calls)

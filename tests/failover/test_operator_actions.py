@@ -21,12 +21,14 @@ def test_status_reports_cluster_nodes_and_routes_as_json(cluster: Harness) -> No
     assert (first["instance_id"], first["eni"], first["role"]) == (node1.instance_id, node1.eni, "active")
     assert first["private_ip"].startswith("10.0.110.")
     assert (first["efs_ok"], first["minio_ok"], first["serving"], first["healthy"]) == (True, True, True, True)
-    assert 0 <= first["heartbeat_age_seconds"] < 3
+    assert 0 <= first["lease_renewal_age_seconds"] < 2 and first["lease_fresh"] is True
+    assert first["clock_skew_seconds"] is not None and abs(first["clock_skew_seconds"]) < 1
     second = status["nodes"]["node2"]
     assert (second["role"], second["serving"], second["healthy"]) == ("standby", False, True)
     tables = {t["route_table_id"]: t for t in status["route_tables"]}
     assert list(tables) == cluster.route_tables
     assert tables[cluster.route_tables[0]] == {"route_table_id": cluster.route_tables[0], "present": True,
+                                               "known": True,
                                                "target_eni": node1.eni, "target_node": "node1", "drift": False}
     assert (tables[cluster.route_tables[1]]["target_node"], tables[cluster.route_tables[1]]["drift"]) == (
         "node2", True)
@@ -71,7 +73,8 @@ def test_switchover_refused_for_an_unhealthy_target(cluster: Harness) -> None:
     cluster.agent("node2").alive = False
     cluster.settle(4)
     result = cluster.invoke({"action": "switchover", "target": "node2"})
-    assert result == {"ok": False, "reason": "node2 is not healthy: heartbeat 4.0s old"}
+    assert result == {"ok": False,
+                      "reason": "node2 is not healthy: no lease renewal seen for 2.0s (since first read)"}
     assert (cluster.cluster()["active"], cluster.cluster()["epoch"]) == ("node1", 1)
     assert set(cluster.routes().values()) == {cluster.agent("node1").eni}
 
@@ -85,7 +88,7 @@ def test_maintenance_mode_suppresses_failover_and_route_changes(cluster: Harness
     # When the checker probes well past the threshold
     result = cluster.invoke(max_probes=8)
     # Then it records the failures but moves nothing, not even the drifted route
-    assert result["outcomes"][-1] == "maintenance: node1 failing (7 probes)"
+    assert result["outcomes"][-1] == "maintenance: node1 failing (8 probes)"
     assert (cluster.cluster()["active"], cluster.cluster()["epoch"]) == ("node1", 1)
     assert cluster.routes()[cluster.route_tables[0]] == cluster.agent("node2").eni
     assert not {"ReplaceRoute", "CreateRoute", "SendCommand"} & set(cluster.operations())
@@ -108,12 +111,50 @@ def test_a_queued_switchover_request_is_executed_and_removed(cluster: Harness) -
     assert queued[0]["body"]["result"]["ok"] is True
 
 
-def test_an_expired_queued_request_is_dropped_without_acting(cluster: Harness) -> None:
+@pytest.mark.parametrize("operator_clock_offset", [-3600.0, 3600.0])
+def test_the_operators_clock_decides_nothing_about_a_queued_request(cluster: Harness,
+                                                                     operator_clock_offset: float) -> None:
+    # Given a request queued by an operator whose clock is an hour off (either way)
     cluster.put_item({"pk": "request", "action": "switchover", "target": "node2",
-                      "requested_at": cluster.clock.now() - 3600, "request_id": "old"})
+                      "requested_at": cluster.clock.now() + operator_clock_offset, "request_id": "skewed"})
+    # When the checker probes, it claims and runs it like any other: requested_at is display only
+    cluster.invoke(max_probes=1)
+    assert cluster.item("request") == {}
+    assert (cluster.cluster()["active"], cluster.cluster()["epoch"]) == ("node2", 2)
+
+
+def test_the_checker_claims_a_request_with_a_conditional_write_before_running_it(cluster: Harness) -> None:
+    cluster.put_item({"pk": "request", "action": "switchover", "target": "node2",
+                      "requested_at": cluster.clock.now(), "request_id": "r1"})
+    cluster.invoke(max_probes=1)
+    claims = [i for i, (op, p) in enumerate(cluster.calls) if op == "UpdateItem"
+              and p["UpdateExpression"] == "SET taken_at = :now"]
+    fence = next(i for i, (op, p) in enumerate(cluster.calls) if op == "UpdateItem"
+                 and p["UpdateExpression"].startswith("SET phase = :fencing"))
+    assert len(claims) == 1 and claims[0] < fence
+    assert "attribute_not_exists(taken_at)" in cluster.calls[claims[0]][1]["ConditionExpression"]
+
+
+def test_a_request_withdrawn_before_the_claim_is_not_run(cluster: Harness) -> None:
+    cluster.put_item({"pk": "request", "action": "switchover", "target": "node2",
+                      "requested_at": cluster.clock.now(), "request_id": "r1"})
+
+    def withdraw_first(params: dict[str, object]) -> None:
+        if params.get("UpdateExpression") == "SET taken_at = :now":
+            cluster.ddb.delete_item(TableName=cluster.table, Key={"pk": {"S": "request"}})
+
+    cluster.call_hooks["UpdateItem"] = withdraw_first
+    cluster.invoke(max_probes=1)
+    assert (cluster.cluster()["active"], cluster.cluster()["epoch"]) == ("node1", 1)
+
+
+def test_a_request_taken_by_a_run_that_died_is_not_run_twice(cluster: Harness) -> None:
+    cluster.put_item({"pk": "request", "action": "switchover", "target": "node2",
+                      "requested_at": cluster.clock.now(), "request_id": "r1", "taken_at": cluster.clock.now()})
     cluster.invoke(max_probes=1)
     assert cluster.item("request") == {}
     assert (cluster.cluster()["active"], cluster.cluster()["epoch"]) == ("node1", 1)
+    assert any("ended before finishing" in str(m["body"]["result"]) for m in cluster.sns_messages())
 
 
 @pytest.mark.parametrize(("event", "reason"), [

@@ -31,8 +31,10 @@ def test_settings_defaults_match_the_design() -> None:
     assert settings.vip_cidr == "172.16.0.1/32"
     assert settings.topic_arn is None
     assert (settings.probe_interval_seconds, settings.failure_threshold, settings.heartbeat_stale_seconds,
-            settings.lease_seconds, settings.fence_timeout_seconds) == (1.0, 3, 3.0, 5.0, 10.0)
-    assert (settings.minio_port, settings.http_probe, settings.loop_safety_margin_seconds) == (9000, True, 5.0)
+            settings.lease_seconds, settings.fence_timeout_seconds) == (1.0, 3, 2.0, 1.5, 10.0)
+    assert (settings.heartbeat_interval_seconds, settings.lease_deadline_seconds, settings.watchdog,
+            settings.watchdog_timeout_seconds) == (0.5, 4.0, "required", 2.0)
+    assert (settings.minio_port, settings.http_probe, settings.loop_safety_margin_seconds) == (9000, True, 54.0)
     assert (settings.max_probes, settings.fence_command_document, settings.minio_unit) == (
         None, "AWS-RunShellScript", "minio.service")
 
