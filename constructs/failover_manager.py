@@ -24,11 +24,10 @@ from constructs import Construct
 from constructs.cluster_node import CLUSTER_TAG, ClusterNode
 from constructs.cluster_state import ClusterState
 from constructs.network import ClusterNetwork
+from failover_lambda.budget import invocation_timeout_seconds, loop_safety_margin_seconds
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 METRICS_NAMESPACE = "EfsHaCluster"
-# The probe loop fills one invocation; the schedule starts the next one as it ends.
-INVOCATION_TIMEOUT = Duration.seconds(60)
 SCHEDULE = events.Schedule.rate(Duration.minutes(1))
 FENCED_STATES = ["stopping", "stopped", "shutting-down", "terminated"]
 
@@ -91,6 +90,12 @@ class FailoverManager(Construct):
         security_group.connections.allow_to(self._inputs.node_security_group, ec2.Port.tcp(9000),
                                             "MinIO health probe of each node")
         timings = config.timings
+        # The probe loop runs LOOP_SECONDS (57 s), so the schedule starts the next loop as it ends; the timeout
+        # adds room for a takeover begun in the loop's last cycle with every AWS call at its configured worst
+        # case (failover_lambda/budget.py), so a takeover is never cut by the timeout mid-way.
+        sizing = {"watchdog_required": timings.watchdog_required,
+                  "lease_deadline": float(timings.lease_deadline_seconds),
+                  "fence_timeout": float(timings.fence_timeout_seconds)}
         function = lambda_.Function(
             self, "Function",
             description="EFS HA cluster failover checker (probe loop, fencing, VIP route moves)",
@@ -99,7 +104,7 @@ class FailoverManager(Construct):
             handler="failover_lambda.handler.handler",
             code=_package_code(PROJECT_ROOT / "failover_lambda"),
             layers=[self._powertools_layer(config.powertools_layer_version)],
-            timeout=INVOCATION_TIMEOUT,
+            timeout=Duration.seconds(invocation_timeout_seconds(**sizing)),
             memory_size=256,
             # One authority at a time: two overlapping probe loops could race each other's fencing.
             reserved_concurrent_executions=1,
@@ -117,11 +122,15 @@ class FailoverManager(Construct):
                 "TOPIC_ARN": self.topic.topic_arn,
                 "PROBE_INTERVAL_SECONDS": str(timings.probe_interval_seconds),
                 "FAILURE_THRESHOLD": str(timings.failure_threshold),
+                "HEARTBEAT_INTERVAL_SECONDS": str(timings.heartbeat_interval_seconds),
                 "HEARTBEAT_STALE_SECONDS": str(timings.heartbeat_stale_seconds),
                 "LEASE_SECONDS": str(timings.lease_seconds),
+                "LEASE_DEADLINE_SECONDS": str(timings.lease_deadline_seconds),
+                "WATCHDOG": timings.watchdog,
+                "WATCHDOG_TIMEOUT_SECONDS": str(timings.watchdog_timeout_seconds),
                 "FENCE_TIMEOUT_SECONDS": str(timings.fence_timeout_seconds),
-                # The loop ends this close to the timeout, so the next scheduled run starts ~3 s later.
-                "LOOP_SAFETY_MARGIN_SECONDS": "3",
+                # The loop stops starting cycles this long before the timeout (= the takeover reserve).
+                "LOOP_SAFETY_MARGIN_SECONDS": str(loop_safety_margin_seconds(**sizing)),
                 "POWERTOOLS_SERVICE_NAME": "efs-ha-checker",
                 "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
             },
@@ -195,13 +204,16 @@ class FailoverManager(Construct):
         # A missed minute is replaced by the next one; retrying an old probe loop only wastes the single slot.
         schedule.add_target(targets.LambdaFunction(self.function, retry_attempts=0,
                                                    max_event_age=Duration.minutes(1)))
+        # EventBridge cannot filter these events by tag, and instance ids change whenever a node is replaced:
+        # the rule matches every instance of the account and region, and the checker drops an event whose
+        # instance is not one of the nodes' (one Scan of the state table, no EC2 call, no probe loop).
         state_change = events.Rule(
             self, "NodeStateChange",
-            description="Reacts at once when a cluster node is stopping or terminated",
+            description="Starts the failover checker when an instance is stopping or terminated (the checker "
+                        "ignores instances that are not cluster nodes)",
             event_pattern=events.EventPattern(
                 source=["aws.ec2"], detail_type=["EC2 Instance State-change Notification"],
-                detail={"state": FENCED_STATES,
-                        "instance-id": [node.instance_id for node in self._inputs.nodes]}),
+                detail={"state": FENCED_STATES}),
         )
         state_change.add_target(targets.LambdaFunction(self.function, retry_attempts=2,
                                                        max_event_age=Duration.minutes(5)))

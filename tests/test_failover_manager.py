@@ -33,8 +33,19 @@ def test_checker_environment_names_the_cluster_resources_and_shipped_timings(
     assert env["VIP"] == "172.16.0.1"
     assert env["NODE_NAMES"] == "node1,node2"
     assert env["CLUSTER_ID"] == "EfsHaCluster"
-    assert env["FAILURE_THRESHOLD"] == str(config.timings.failure_threshold)
-    assert env["PROBE_INTERVAL_SECONDS"] == str(config.timings.probe_interval_seconds)
+    timings = config.timings
+    assert env["FAILURE_THRESHOLD"] == str(timings.failure_threshold)
+    assert env["PROBE_INTERVAL_SECONDS"] == str(timings.probe_interval_seconds)
+    assert {key: env[key] for key in ("HEARTBEAT_INTERVAL_SECONDS", "HEARTBEAT_STALE_SECONDS", "LEASE_SECONDS",
+                                      "LEASE_DEADLINE_SECONDS", "WATCHDOG", "WATCHDOG_TIMEOUT_SECONDS",
+                                      "FENCE_TIMEOUT_SECONDS")} == {
+        "HEARTBEAT_INTERVAL_SECONDS": str(timings.heartbeat_interval_seconds),
+        "HEARTBEAT_STALE_SECONDS": str(timings.heartbeat_stale_seconds),
+        "LEASE_SECONDS": str(timings.lease_seconds),
+        "LEASE_DEADLINE_SECONDS": str(timings.lease_deadline_seconds),
+        "WATCHDOG": timings.watchdog,
+        "WATCHDOG_TIMEOUT_SECONDS": str(timings.watchdog_timeout_seconds),
+        "FENCE_TIMEOUT_SECONDS": str(timings.fence_timeout_seconds)}
     tables = [part["Ref"] for part in env["ROUTE_TABLE_IDS"]["Fn::Join"][1]]
     assert sorted(tables) == sorted(k for k, r in template_json["Resources"].items()
                                     if r["Type"] == "AWS::EC2::RouteTable")
@@ -49,11 +60,35 @@ def test_schedule_and_ec2_state_change_rules_target_the_checker(template: Templa
     template.has_resource_properties("AWS::Events::Rule", {
         "EventPattern": {
             "source": ["aws.ec2"], "detail-type": ["EC2 Instance State-change Notification"],
-            "detail": {"state": ["stopping", "stopped", "shutting-down", "terminated"],
-                       "instance-id": Match.array_with([{"Ref": Match.string_like_regexp("Node1Instance")}])},
+            "detail": {"state": ["stopping", "stopped", "shutting-down", "terminated"]},
         },
         "Targets": target,
     })
+
+
+def test_the_ec2_state_change_rule_names_no_deploy_time_instance_ids(template_json: dict[str, Any]) -> None:
+    """Instance ids change when a node is replaced, and EventBridge cannot filter by tag: the rule matches
+    broadly and the checker filters (failover_lambda.handler)."""
+    (rule,) = [r["Properties"] for r in template_json["Resources"].values() if r["Type"] == "AWS::Events::Rule"
+               and "EventPattern" in r["Properties"]]
+    assert "instance-id" not in rule["EventPattern"]["detail"]
+    assert "Node1Instance" not in str(rule)
+
+
+def test_a_takeover_begun_in_the_loops_last_cycle_fits_before_the_timeout(template_json: dict[str, Any],
+                                                                         config: Any) -> None:
+    """The loop stops LOOP_SAFETY_MARGIN_SECONDS before the timeout; that margin holds a whole takeover with every
+    AWS call at its configured worst case, so the timeout never cuts one mid-way."""
+    from failover_lambda.budget import CALL_WORST_SECONDS, fence_wait_bound, takeover_seconds
+
+    _, function = _checker(template_json)
+    margin = float(function["Environment"]["Variables"]["LOOP_SAFETY_MARGIN_SECONDS"])
+    timings = config.timings
+    worst = takeover_seconds(fence_wait_bound(watchdog_required=timings.watchdog_required,
+                                              lease_deadline=timings.lease_deadline_seconds,
+                                              fence_timeout=timings.fence_timeout_seconds))
+    assert margin >= worst > 3 * CALL_WORST_SECONDS  # far above the old 3 s margin
+    assert function["Timeout"] - margin >= 55  # the loop still spans about the minute between schedules
 
 
 def test_state_table_is_on_demand_with_point_in_time_recovery_and_retained(template: Template) -> None:
