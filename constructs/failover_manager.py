@@ -93,9 +93,12 @@ class FailoverManager(Construct):
         # The probe loop runs LOOP_SECONDS (57 s), so the schedule starts the next loop as it ends; the timeout
         # adds room for a takeover begun in the loop's last cycle with every AWS call at its configured worst
         # case (failover_lambda/budget.py), so a takeover is never cut by the timeout mid-way.
-        sizing = {"watchdog_required": timings.watchdog_required,
-                  "lease_deadline": float(timings.lease_deadline_seconds),
-                  "fence_timeout": float(timings.fence_timeout_seconds)}
+        timeout = invocation_timeout_seconds(watchdog_required=timings.watchdog_required,
+                                             lease_deadline=float(timings.lease_deadline_seconds),
+                                             fence_timeout=float(timings.fence_timeout_seconds))
+        margin = loop_safety_margin_seconds(watchdog_required=timings.watchdog_required,
+                                            lease_deadline=float(timings.lease_deadline_seconds),
+                                            fence_timeout=float(timings.fence_timeout_seconds))
         function = lambda_.Function(
             self, "Function",
             description="EFS HA cluster failover checker (probe loop, fencing, VIP route moves)",
@@ -104,7 +107,7 @@ class FailoverManager(Construct):
             handler="failover_lambda.handler.handler",
             code=_package_code(PROJECT_ROOT / "failover_lambda"),
             layers=[self._powertools_layer(config.powertools_layer_version)],
-            timeout=Duration.seconds(invocation_timeout_seconds(**sizing)),
+            timeout=Duration.seconds(timeout),
             memory_size=256,
             # One authority at a time: two overlapping probe loops could race each other's fencing.
             reserved_concurrent_executions=1,
@@ -130,7 +133,7 @@ class FailoverManager(Construct):
                 "WATCHDOG_TIMEOUT_SECONDS": str(timings.watchdog_timeout_seconds),
                 "FENCE_TIMEOUT_SECONDS": str(timings.fence_timeout_seconds),
                 # The loop stops starting cycles this long before the timeout (= the takeover reserve).
-                "LOOP_SAFETY_MARGIN_SECONDS": str(loop_safety_margin_seconds(**sizing)),
+                "LOOP_SAFETY_MARGIN_SECONDS": str(margin),
                 "POWERTOOLS_SERVICE_NAME": "efs-ha-checker",
                 "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
             },
