@@ -280,11 +280,12 @@ class Lab:
         healed_at = time.time()
         self.heal()
         self.wait_clean()
+        settled_at = time.time()
         client.send("verify")
         verified = self._verified.wait(120)
         client.stop(timeout=10)
         window = Window(fault_at, recovered_at, epoch, active)
-        result = self._measure(scenario, rep, window, started, recovered, verified, healed_at)
+        result = self._measure(scenario, rep, window, started, recovered, verified, (healed_at, settled_at))
         result["clock_skew_s"] = _round(skew)  # the faulted node's heartbeat_at minus the drill's clock
         return result
 
@@ -302,10 +303,10 @@ class Lab:
         return routes == {cluster.active}
 
     def _measure(self, scenario: Scenario, rep: int, window: Window, started: float, recovered: bool,
-                 verified: bool, healed_at: float) -> dict[str, Any]:
+                 verified: bool, healed: tuple[float, float]) -> dict[str, Any]:
         ops = self.ops_since(started)
         detect, switch = detection_seconds(self.timeline, window)
-        faults = self._fault_checks(scenario, window, healed_at)
+        faults = self._fault_checks(scenario, window, *healed)
         verify = self._verify or {}
         lost = verify.get("lost", []) if verified else ["<verification did not finish>"]
         bad_reads = [op["key"] for op in ops if op.get("bad")]
@@ -323,7 +324,8 @@ class Lab:
             **faults,
         }
 
-    def _fault_checks(self, scenario: Scenario, window: Window, healed_at: float) -> dict[str, Any]:
+    def _fault_checks(self, scenario: Scenario, window: Window, healed_at: float, settled_at: float
+                      ) -> dict[str, Any]:
         """What each fault promises beyond the common measurements: watchdog resets, self-fencing, no move."""
         old = window.old_active
         reset_times = [(name, at) for name, node in self.nodes.items() for at in node.resets
@@ -331,7 +333,7 @@ class Lab:
         resets = [{"node": name, "after_fault_s": _round(at - window.fault_at)} for name, at in reset_times]
         old_reset = min((at for name, at in reset_times if name == old), default=None)
         with self.timeline.lock:
-            events = [(t, text) for t, text in self.timeline.events if window.fault_at <= t <= healed_at]
+            events = [(t, text) for t, text in self.timeline.events if window.fault_at <= t <= settled_at]
             promoted = next((c.t for c in self.timeline.cluster if c.t >= window.fault_at
                              and c.epoch > window.epoch_before and c.phase == "stable" and c.active
                              and c.active != old), None)
@@ -339,7 +341,7 @@ class Lab:
                         if c.t <= healed_at)
             reasons = [(round(t - window.fault_at, 2), r) for t, r in self.timeline.stop_reasons.get(old, [])
                        if window.fault_at <= t]
-        self_fence = next((t for t, text in events if text.startswith(f"{old}: agent:")), None)
+        self_fence = next((t for t, text in events if text.startswith(f"{old}: agent:") and t <= healed_at), None)
         last_answer = self._last_answer(old, window)
         problems = list(self._problems)
         if scenario.expect_reset and old_reset is None:

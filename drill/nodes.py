@@ -104,6 +104,7 @@ class Node:
         self.sampler: Child | None = None
         self.watchdog: Child | None = None
         self.slow_efs: Child | None = None
+        self._slow_backing: Path | None = None
         self._watchdog_ready = threading.Event()
         self._starts = 0
         self.device = view.parent / "watchdog"
@@ -257,10 +258,11 @@ class Node:
         with self._lock:
             if self.slow_efs is not None:
                 return
+            self._slow_backing = backing
             env = {**base_env(), "PYTHONPATH": f"{base_env()['PYTHONPATH']}{os.pathsep}{PYLIB}"}
             self.slow_efs = Child(f"slowfs-{self.name}", [
                 sys.executable, "-m", "drill.slowfs", str(backing), str(self.view), "--delay", f"{delay:g}",
-                "--monitor-delay", f"{monitor_delay:g}"], env, self._log_dir)
+                "--monitor-delay", f"{monitor_delay:g}"], env, self._log_dir, on_line=self._slow_efs_line)
             deadline = time.monotonic() + timeout
             while not self._slow_efs_mounted():
                 if time.monotonic() > deadline or not self.slow_efs.alive():
@@ -268,17 +270,27 @@ class Node:
                     raise RuntimeError(f"the slow EFS of {self.name} did not mount (see slowfs-{self.name}.log)")
                 time.sleep(0.1)
 
+    def _slow_efs_line(self, line: str) -> None:
+        if line.startswith("{"):
+            record = json.loads(line)
+            self._on_event(self.name, time.time(), f"slow EFS: {record['monitor']} monitor-file writes and "
+                                                   f"{record['other']} other writes were delayed")
+
     def _slow_efs_mounted(self) -> bool:
         return mount_fstype(self.view) == "fuse.slowfs"
 
     def stop_slow_efs(self) -> None:
+        """Stop the FUSE daemon first: it unmounts its own mount (the top one). An umount of the path by us before
+        that would make the daemon's own unmount remove the node's bind mount below it."""
         with self._lock:
             if self.slow_efs is None:
                 return
-            if self._slow_efs_mounted():  # the top mount only: the bind mount below stays
-                subprocess.run(["umount", "-l", str(self.view)], check=False, capture_output=True, timeout=15)
             self.slow_efs.stop(timeout=5)
             self.slow_efs = None
+            if self._slow_efs_mounted():  # the daemon died without unmounting: remove the top mount only
+                subprocess.run(["umount", "-l", str(self.view)], check=False, capture_output=True, timeout=15)
+            if mount_fstype(self.view) is None and self._slow_backing is not None:
+                mount("--bind", str(self._slow_backing), str(self.view))  # never leave the node without its EFS
 
     def crash_s3(self) -> None:
         for pid in self.s3_pids():

@@ -125,7 +125,10 @@ def describe_throttled(lab: Lab, active: str, _standby: str) -> float:
 
 def slow_efs(lab: Lab, active: str, _standby: str) -> None:
     """The active node's EFS turns slow but stays healthy: each write on its view waits before it is done."""
-    lab.nodes[active].start_slow_efs(lab.storage.root, SLOW_OTHER_WRITE_SECONDS, SLOW_MONITOR_WRITE_SECONDS)
+    try:
+        lab.nodes[active].start_slow_efs(lab.storage.root, SLOW_OTHER_WRITE_SECONDS, SLOW_MONITOR_WRITE_SECONDS)
+    except RuntimeError as error:
+        lab.problem(f"the fault was not injected: {error}")
 
 
 def _fuse_unavailable() -> str | None:

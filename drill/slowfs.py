@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import errno
+import json
 import os
 import shutil
 import subprocess
@@ -65,7 +66,7 @@ def make_operations(root: str, delay: float, monitor_delay: float) -> Any:
         def __init__(self) -> None:
             self.root = os.path.realpath(root)
             self._monitor: dict[int, bool] = {}
-            self.writes = 0
+            self.writes = {True: 0, False: 0}  # delayed writes: monitor file or not
 
         def _full(self, path: str) -> str:
             return os.path.join(self.root, path.lstrip("/"))
@@ -165,9 +166,13 @@ def make_operations(root: str, delay: float, monitor_delay: float) -> Any:
 
         def write(self, path: str, data: bytes, offset: int, fh: int) -> int:
             # The slowness: the request waits before it reaches the storage; other requests go on meanwhile.
-            time.sleep(monitor_delay if self._monitor.get(fh) else delay)
-            self.writes += 1
+            monitor = self._monitor.get(fh, False)
+            time.sleep(monitor_delay if monitor else delay)
+            self.writes[monitor] += 1
             return os.pwrite(fh, data, offset)
+
+        def destroy(self, path: str) -> None:
+            print(json.dumps({"k": "writes", "monitor": self.writes[True], "other": self.writes[False]}), flush=True)
 
     return SlowPassthrough()
 
@@ -187,8 +192,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"slowfs: {args.backing} -> {args.mountpoint}, write delay {args.delay:g}s "
           f"(monitor file {monitor_delay:g}s)", flush=True)
     # foreground, multithreaded (a delayed write does not hold up reads); root mounts directly (no fusermount).
+    # nonempty: it is mounted over the node's view, which holds the shared data (the same files it passes to).
     FUSE(operations, args.mountpoint, foreground=True, nothreads=False, allow_other=True, big_writes=True,
-         fsname="drill-slow-efs", subtype="slowfs")
+         nonempty=True, fsname="drill-slow-efs", subtype="slowfs")
     return 0
 
 
