@@ -56,6 +56,7 @@ def checker_env(fleet: Fleet, timings: Timings) -> dict[str, str]:
         "ROUTE_TABLE_IDS": ",".join(fleet.route_table_ids), "VIP": VIP, "TOPIC_ARN": fleet.topic_arn,
         "PROBE_INTERVAL_SECONDS": str(timings.probe_interval_seconds),
         "FAILURE_THRESHOLD": str(timings.failure_threshold),
+        "HEARTBEAT_INTERVAL_SECONDS": str(timings.heartbeat_interval_seconds),
         "HEARTBEAT_STALE_SECONDS": str(timings.heartbeat_stale_seconds),
         "LEASE_SECONDS": str(timings.lease_seconds), "FENCE_TIMEOUT_SECONDS": str(timings.fence_timeout_seconds),
         "LEASE_DEADLINE_SECONDS": str(timings.lease_deadline_seconds), "WATCHDOG": timings.watchdog,
