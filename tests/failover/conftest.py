@@ -168,6 +168,7 @@ class SimAgent:
     watchdog_timeout: float = WATCHDOG_TIMEOUT
     stop_reason: str = "none"
     writes: bool = True  # False: renews nothing (e.g. a deploy's replacement instance waiting its turn)
+    stopped_for: str | None = None  # MinIO does not run here, for this stop reason (e.g. "minio_failed")
 
     def watchdog_state(self) -> str:
         return "armed" if self.serving and self.watchdog == "ready" else self.watchdog
@@ -312,7 +313,9 @@ class Harness:
             if agent.obeys:
                 active = (item.get("active") == agent.node and phase == "stable"
                           and item.get("active_instance") in (None, agent.instance_id))
-                if not active:
+                if agent.stopped_for:
+                    reason = agent.stopped_for
+                elif not active:
                     reason = "role_lost"
                 elif not agent.efs_ok:
                     reason = "efs_failed"

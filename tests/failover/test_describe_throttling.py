@@ -1,0 +1,58 @@
+"""Issue 9, hole 5: EC2 Describe* refine, never block. With them throttled for good, a node the state table
+shows dead is still failed over: fenced by lease expiry behind its watchdog, routes moved by ReplaceRoute."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from tests.failover.conftest import Harness
+
+
+def throttle(cluster: Harness, *operations: str) -> None:
+    def raise_error(_: dict[str, Any]) -> None:
+        raise ClientError({"Error": {"Code": "RequestLimitExceeded", "Message": "Request limit exceeded."}},
+                          "Describe")
+
+    for operation in operations:
+        cluster.call_hooks[operation] = raise_error
+
+
+def test_sustained_describe_throttling_while_the_active_node_dies_still_fails_over(cluster: Harness) -> None:
+    # Given DescribeInstances and DescribeRouteTables are throttled account-wide, and node1's agent freezes
+    throttle(cluster, "DescribeInstances", "DescribeRouteTables")
+    cluster.agent("node1").frozen = True
+    # When the checker probes
+    result = cluster.invoke(max_probes=12)
+    # Then the failover completes from the state table alone: no StopInstances, routes rewritten blindly
+    assert "failover node1 -> node2" in result["outcomes"]
+    item = cluster.cluster()
+    assert (item["active"], item["epoch"], item["phase"]) == ("node2", 2, "stable")
+    assert item["active_instance"] == cluster.agent("node2").instance_id  # from node2's own node item
+    assert set(cluster.routes().values()) == {cluster.agent("node2").eni}
+    assert "lease expired on the checker's clock" in item["reason"]
+    assert "StopInstances" not in cluster.operations()
+    # And the throttled API is not hammered: about one attempt per EC2_CACHE_SECONDS, not one per probe
+    assert cluster.operations().count("DescribeInstances") <= 6
+    assert cluster.agent("node2").serving
+
+
+def test_with_describe_instances_throttled_a_node_reporting_efs_failure_is_failed_over(cluster: Harness) -> None:
+    throttle(cluster, "DescribeInstances")
+    cluster.agent("node1").efs_ok = False
+    result = cluster.invoke(max_probes=6)
+    assert "failover node1 -> node2" in result["outcomes"]
+    assert set(cluster.routes().values()) == {cluster.agent("node2").eni}
+    assert "serving=false at epoch 2" in cluster.cluster()["reason"]
+
+
+def test_with_describes_throttled_drift_is_left_alone_until_it_can_be_seen(cluster: Harness) -> None:
+    cluster.set_route(cluster.route_tables[0], cluster.agent("node2").eni)
+    throttle(cluster, "DescribeRouteTables")
+    result = cluster.invoke(max_probes=3)
+    assert set(result["outcomes"]) == {"ok"}
+    assert not {"ReplaceRoute", "CreateRoute"} & set(cluster.operations())
+    del cluster.call_hooks["DescribeRouteTables"]
+    cluster.invoke(max_probes=1)
+    assert set(cluster.routes().values()) == {cluster.agent("node1").eni}
