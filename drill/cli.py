@@ -36,7 +36,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
                         help="run only this scenario (repeatable); default: all")
     parser.add_argument("--repeat", type=int, default=3, help="repetitions of each scenario (medians reported)")
     parser.add_argument("--output", type=Path, default=REPO_ROOT / "drill-results.json")
-    parser.add_argument("--max-minutes", type=float, default=30, help="hard bound for the whole drill")
+    parser.add_argument("--max-minutes", type=float, default=60, help="hard bound for the whole drill")
     parser.add_argument("--inner", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--prefix", help=argparse.SUPPRESS)
     return parser.parse_args(argv)
