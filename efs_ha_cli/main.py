@@ -14,6 +14,8 @@ import click
 
 from efs_ha_cli.checker_api import CheckerFunction, Throttled, set_maintenance_flag
 from efs_ha_cli.cluster import read_status, state_store
+from efs_ha_cli.confirm import DEFAULT_TIMEOUT_SECONDS as CONFIRM_TIMEOUT_SECONDS
+from efs_ha_cli.confirm import FenceConfirmer
 from efs_ha_cli.context import App, Hooks
 from efs_ha_cli.errors import CliError, one_line_errors
 from efs_ha_cli.render import (
@@ -131,6 +133,32 @@ def maintenance(app: App, state: str) -> None:
     else:
         effect = "automatic failover suspended" if enabled else "automatic failover resumed"
         stdout_console().print(f"maintenance {state}: {effect} (set via the {via})")
+
+
+@cli.command("confirm-fenced", context_settings=CONTEXT_SETTINGS)
+@click.argument("node", metavar="NODE")
+@click.option("--yes", is_flag=True, help="Confirm that NODE is down (required: this overrides fencing).")
+@click.option("--timeout", type=click.FloatRange(min=1), default=CONFIRM_TIMEOUT_SECONDS, show_default=True,
+              help="Seconds to wait for a queued request to be run.")
+@json_option
+@click.pass_obj
+def confirm_fenced(app: App, node: str, yes: bool, timeout: float) -> None:
+    """Operator override: NODE, whose fencing cannot be confirmed (e.g. StopInstances keeps failing), is down.
+
+    Power the node off (or cut it from EFS) by other means first. The checker refuses when the evidence says
+    otherwise: a lease renewal of NODE seen while it watches for the lease deadline, or EC2 showing NODE's
+    instance pending/running. Otherwise it completes the takeover and records your confirmation.
+    """
+    if not yes:
+        raise CliError(f"confirm-fenced states that {node} no longer serves MinIO; if that is wrong, two nodes "
+                       f"serve one EFS directory. Re-run with --yes once you are sure")
+    with progress_view(timeout) as view:
+        result = FenceConfirmer(app, on_progress=view.update).run(node, timeout)
+    if app.json_output:
+        print_json(result)
+    else:
+        how = " (queued request)" if result["queued"] else ""
+        stdout_console().print(f"{node} confirmed fenced; {result['active']} is active at epoch {result['epoch']}{how}")
 
 
 @cli.command(context_settings=CONTEXT_SETTINGS)
