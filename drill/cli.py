@@ -169,7 +169,8 @@ def inner_main(args: argparse.Namespace) -> int:
     kill = next((row for row in rows if row["scenario"] == "kill-active"), None)
     if kill is not None:
         print(f"\nmedian RTO of kill -9 of the active node: {kill['rto_s']} s over {kill['runs']} run(s) "
-              f"(max {kill['rto_s_max']} s)")
+              f"(max {kill['rto_s_max']} s); of it: detection {kill['detection_s']} s, promoted at "
+              f"{kill['promoted_s']} s, new node's S3 server first answering at {kill['new_serving_s']} s")
     for row in rows:
         if row["watchdog_resets"] or row["self_fence_s"] is not None:
             print(f"{row['scenario']}: watchdog resets {row['watchdog_resets']} (median {row['reset_s']} s after "
@@ -184,7 +185,8 @@ def inner_main(args: argparse.Namespace) -> int:
 
 def _brief(run: dict[str, Any]) -> str:
     keys = ("detection_s", "switch_s", "rto_s", "acknowledged", "lost", "dual_active", "vip_violations",
-            "handover_gap_s", "fault_phase_s", "reset_s", "self_fence_s", "old_stopped_s", "promoted_s", "problems")
+            "handover_gap_s", "fault_phase_s", "reset_s", "self_fence_s", "old_stopped_s", "promoted_s",
+            "new_serving_s", "problems")
     return " ".join(f"{k}={run[k]}" for k in keys)
 
 

@@ -344,6 +344,10 @@ class Lab:
                        if window.fault_at <= t]
         self_fence = next((t for t, text in events if text.startswith(f"{old}: agent:") and t <= healed_at), None)
         last_answer = self._last_answer(old, window)
+        with self.timeline.lock:
+            first_new = min((t for name, series in self.timeline.samples.items() if name != old
+                             for t, up in series if up and window.fault_at <= t <= window.recovered_at),
+                            default=None)
         problems = list(self._problems)
         if scenario.expect_reset and old_reset is None:
             problems.append(f"the watchdog of {old} did not reset it")
@@ -362,6 +366,7 @@ class Lab:
             "self_fence_s": _round(self_fence - window.fault_at) if self_fence is not None else None,
             "old_stop_reasons": reasons[:10],
             "old_stopped_s": _round(last_answer - window.fault_at) if last_answer is not None else None,
+            "new_serving_s": _round(first_new - window.fault_at) if first_new is not None else None,
             "throttled_calls": dict(self.proxy.throttled_calls) if scenario.name == "describe-throttled" else {},
             "events": [f"{t - window.fault_at:+.2f}s {text}" for t, text in events][:40],
             "problems": problems,

@@ -28,6 +28,8 @@ def summarize(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
             "recovered": all(r["recovered"] for r in mine),
             "watchdog_resets": sum(len(r.get("watchdog_resets", [])) for r in mine),
             "reset_s": median([r.get("reset_s") for r in mine]),
+            "promoted_s": median([r.get("promoted_s") for r in mine]),
+            "new_serving_s": median([r.get("new_serving_s") for r in mine]),
             "self_fence_s": median([r.get("self_fence_s") for r in mine]),
             "problems": [f"#{r['rep']}: {p}" for r in mine for p in r.get("problems", [])],
         })
