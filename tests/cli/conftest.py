@@ -89,6 +89,25 @@ class Agent:
     serving: bool = False
 
 
+_CLIENTS: dict[str, Any] = {}
+
+
+def aws_client(service: str) -> Any:
+    """A boto3 client for REGION, built once per process: building one costs more than most moto calls, and
+    it works under every test's own mock_aws (moto hooks all botocore clients, whenever they were built)."""
+    if service not in _CLIENTS:
+        _CLIENTS[service] = boto3.Session(region_name=REGION).client(service)
+    return _CLIENTS[service]
+
+
+def checker_clients() -> AwsClients:
+    """The in-process checker's clients (with the Lambda's client config), built once per process."""
+    if "checker" not in _CLIENTS:
+        _CLIENTS["checker"] = AwsClients.create(boto3.Session(region_name=REGION))
+    clients: AwsClients = _CLIENTS["checker"]
+    return clients
+
+
 def throttled_error() -> ClientError:
     return ClientError({"Error": {"Code": "TooManyRequestsException", "Message": "Rate Exceeded."},
                         "Reason": "ReservedFunctionConcurrentInvocationLimitExceeded"}, "Invoke")
@@ -100,7 +119,7 @@ class FakeLambda:
 
     def __init__(self, cluster: FakeCluster) -> None:
         self._cluster = cluster
-        self._moto = boto3.client("lambda", region_name=REGION)
+        self._moto = aws_client("lambda")
         self.mode = "inprocess"
         self.answer: dict[str, Any] = {}
         self.events: list[dict[str, Any]] = []
@@ -125,8 +144,8 @@ class FakeCluster:
     lease_seqs: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        self.ec2 = boto3.client("ec2", region_name=REGION)
-        self.ddb = boto3.client("dynamodb", region_name=REGION)
+        self.ec2 = aws_client("ec2")
+        self.ddb = aws_client("dynamodb")
         vpc = self.ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
         subnets = [self.ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.0.{n}.0/24")["Subnet"]["SubnetId"]
                    for n in (110, 120)]
@@ -146,8 +165,8 @@ class FakeCluster:
         self.ddb.create_table(TableName=TABLE, KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
                               AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
                               BillingMode="PAY_PER_REQUEST")
-        self.topic_arn = boto3.client("sns", region_name=REGION).create_topic(Name="alarms")["TopicArn"]
-        self.secret_arn = boto3.client("secretsmanager", region_name=REGION).create_secret(
+        self.topic_arn = aws_client("sns").create_topic(Name="alarms")["TopicArn"]
+        self.secret_arn = aws_client("secretsmanager").create_secret(
             Name="minio-root", SecretString=json.dumps({"username": "minio-admin", "password": "pw"}))["ARN"]
         self._create_function()
         self.outputs = {
@@ -166,12 +185,12 @@ class FakeCluster:
 
     # ----- deployment -----
     def _create_function(self) -> None:
-        role = boto3.client("iam", region_name=REGION).create_role(
+        role = aws_client("iam").create_role(
             RoleName="checker", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
         code = io.BytesIO()
         with zipfile.ZipFile(code, "w") as archive:
             archive.writestr("index.py", "def handler(event, context):\n    return {}\n")
-        boto3.client("lambda", region_name=REGION).create_function(
+        aws_client("lambda").create_function(
             FunctionName=FUNCTION, Runtime="python3.12", Role=role, Handler="index.handler",
             Code={"ZipFile": code.getvalue()}, Environment={"Variables": self.checker_env()})
 
@@ -183,13 +202,12 @@ class FakeCluster:
     def create_stack(name: str, outputs: dict[str, str]) -> None:
         template = {"Resources": {"Marker": {"Type": "AWS::SNS::Topic"}},
                     "Outputs": {key: {"Value": value} for key, value in outputs.items()}}
-        boto3.client("cloudformation", region_name=REGION).create_stack(StackName=name,
-                                                                        TemplateBody=json.dumps(template))
+        aws_client("cloudformation").create_stack(StackName=name, TemplateBody=json.dumps(template))
 
     # ----- the checker, in process -----
     def run_checker(self, event: dict[str, Any]) -> dict[str, Any]:
         settings = Settings.from_env(self.checker_env())
-        handler_module.use_runtime(Runtime(settings=settings, aws=AwsClients.create(), clock=self.clock))
+        handler_module.use_runtime(Runtime(settings=settings, aws=checker_clients(), clock=self.clock))
         # The Lambda's logs and metrics (stdout) never reach the CLI.
         with contextlib.redirect_stdout(io.StringIO()):
             result: dict[str, Any] = handler_module.handler(event, FakeContext(self.clock))

@@ -350,7 +350,8 @@ class BashRunner:
 def loopback_s3(tmp_path: Any) -> Iterator[tuple[int, type[StubS3], dict[str, str]]]:
     store = type("Store", (StubS3,), {"objects": {}, "buckets": set(), "tamper": False})
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), store)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    # A short poll interval: shutdown() waits for the next poll (0.5 s by default) in every teardown.
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
