@@ -172,9 +172,12 @@ def inner_main(args: argparse.Namespace) -> int:
               f"(max {kill['rto_s_max']} s); of it: detection {kill['detection_s']} s, promoted at "
               f"{kill['promoted_s']} s, new node's S3 server first answering at {kill['new_serving_s']} s")
     for row in rows:
-        if row["watchdog_resets"] or row["self_fence_s"] is not None:
-            print(f"{row['scenario']}: watchdog resets {row['watchdog_resets']} (median {row['reset_s']} s after "
-                  f"the fault), self-fence median {row['self_fence_s']} s after the fault")
+        if row["watchdog_resets"]:
+            print(f"{row['scenario']}: {row['watchdog_resets']} watchdog reset(s), median {row['reset_s']} s after "
+                  f"the fault; another node active at {row['promoted_s']} s")
+        if row["self_fence_s"] is not None:
+            print(f"{row['scenario']}: self-fence (lease_lost) median {row['self_fence_s']} s after the fault, "
+                  f"{row['watchdog_resets']} watchdog reset(s)")
     for name, reason in skipped.items():
         print(f"SKIPPED {name}: cannot be simulated here: {reason}")
     print(f"\nresults: {args.output}; logs: {work / 'logs'}")

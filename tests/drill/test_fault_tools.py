@@ -58,3 +58,10 @@ def test_the_clock_skew_shifts_only_the_wall_clock(offset: float) -> None:
     _, seconds, realtime = (float(x) for x in result.stdout.split())
     assert before + offset - 1 <= seconds <= after + offset + 1
     assert before + offset - 1 <= realtime <= after + offset + 1
+
+
+def test_every_scenario_is_documented_in_the_drill_readme() -> None:
+    from drill.scenarios import SCENARIOS
+
+    readme = (REPO_ROOT / "drill" / "README.md").read_text()
+    assert [name for name in SCENARIOS if f"| `{name}` |" not in readme] == []
