@@ -42,7 +42,7 @@ DEFAULTS: dict[str, Any] = {
     "lease_seconds": 1.5,
     "lease_deadline_seconds": 4,
     "watchdog": "required",
-    "watchdog_timeout_seconds": 2,
+    "watchdog_timeout_seconds": 1,
     "fence_timeout_seconds": 10,
     "alarm_email": "",
     "powertools_layer_version": 27,
@@ -351,6 +351,16 @@ def _timings(raw: _Raw) -> FailoverTimings:
     return timings
 
 
+def silent_node_dead_after(lease_seconds: float, watchdog_timeout_seconds: float) -> float:
+    """How long after its last renewal was sent a silent active node's MinIO is surely dead.
+
+    The lease ends at G; a guard that checked the lease just before G and was then frozen can still feed the
+    watchdog up to W later (check and feed are not atomic), and the kernel pings once more when the agent dies with
+    the device open, so the last ping is < G + W and the reset comes < G + 2W; plus the reset margin.
+    """
+    return lease_seconds + 2 * watchdog_timeout_seconds + WATCHDOG_RESET_MARGIN_SECONDS
+
+
 def _below(value: float, bound: float) -> bool:
     """value < bound, ignoring binary rounding (3 x 0.2 is 0.6000000000000001)."""
     return value < bound - 1e-9
@@ -367,10 +377,10 @@ def _check_timing_inequalities(t: FailoverTimings) -> None:
         raise ConfigError("heartbeat_stale_seconds", f"must be at least probe_interval_seconds + 2 x "
                           f"heartbeat_interval_seconds = {stale_minimum:g}, or a healthy node's probe could fail "
                           "between two renewals")
-    dead_by = t.lease_seconds + t.watchdog_timeout_seconds + WATCHDOG_RESET_MARGIN_SECONDS
+    dead_by = silent_node_dead_after(t.lease_seconds, t.watchdog_timeout_seconds)
     if _below(t.lease_deadline_seconds, dead_by):
-        raise ConfigError("lease_deadline_seconds", f"must be at least lease_seconds + watchdog_timeout_seconds + "
-                          f"{WATCHDOG_RESET_MARGIN_SECONDS:g} = {dead_by:g}: a silent node's MinIO is only known to "
+        raise ConfigError("lease_deadline_seconds", f"must be at least lease_seconds + 2 x watchdog_timeout_seconds "
+                          f"+ {WATCHDOG_RESET_MARGIN_SECONDS:g} = {dead_by:g}: a silent node's MinIO is only known to "
                           "be dead (stopped by its agent or reset by its watchdog) that long after its last renewal")
     if _below(t.fence_timeout_seconds, t.lease_deadline_seconds):
         raise ConfigError("fence_timeout_seconds", f"must be at least lease_deadline_seconds "

@@ -84,7 +84,7 @@ class Timings:
     fence_timeout_seconds: float
     lease_deadline_seconds: float = 4.0
     watchdog: str = "required"
-    watchdog_timeout_seconds: int = 2
+    watchdog_timeout_seconds: int = 1
 
     @classmethod
     def shipped(cls, cdk_json: Path = REPO_ROOT / "cdk.json") -> Timings:

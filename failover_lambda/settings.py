@@ -50,7 +50,7 @@ class Settings:
     # "required": lease expiry fences only a node whose watchdog is armed/ready with a timeout <= W;
     # "off": it never does (the node's stop report or a stopped instance is needed).
     watchdog: str = "required"
-    watchdog_timeout_seconds: float = 2.0
+    watchdog_timeout_seconds: float = 1.0
     fence_timeout_seconds: float = 10.0
     minio_port: int = 9000
     http_probe: bool = True
@@ -96,7 +96,7 @@ class Settings:
             lease_seconds=reader.number("LEASE_SECONDS", 1.5, float, minimum=0.1),
             lease_deadline_seconds=reader.number("LEASE_DEADLINE_SECONDS", 4.0, float, minimum=0.1),
             watchdog=reader.choice("WATCHDOG", WATCHDOG_REQUIRED, (WATCHDOG_REQUIRED, WATCHDOG_OFF)),
-            watchdog_timeout_seconds=reader.number("WATCHDOG_TIMEOUT_SECONDS", 2.0, float, minimum=0.1),
+            watchdog_timeout_seconds=reader.number("WATCHDOG_TIMEOUT_SECONDS", 1.0, float, minimum=0.1),
             fence_timeout_seconds=reader.number("FENCE_TIMEOUT_SECONDS", 10.0, float, minimum=0),
             minio_port=reader.number("MINIO_PORT", 9000, int, minimum=1),
             http_probe=reader.boolean("HTTP_PROBE", True),
@@ -113,11 +113,11 @@ class Settings:
 
     def validate(self) -> None:
         """The checker-side half of the safety argument (docs/failover-design.md); one error names the key."""
-        if self.watchdog_required and (self.lease_seconds + self.watchdog_timeout_seconds + RESET_MARGIN_SECONDS
-                                       > self.lease_deadline_seconds):
+        if self.watchdog_required and (self.lease_seconds + 2 * self.watchdog_timeout_seconds + RESET_MARGIN_SECONDS
+                                       > self.lease_deadline_seconds + 1e-9):
             raise SettingsError("LEASE_DEADLINE_SECONDS", (
-                f"must be >= LEASE_SECONDS + WATCHDOG_TIMEOUT_SECONDS + {RESET_MARGIN_SECONDS} "
-                f"({self.lease_seconds} + {self.watchdog_timeout_seconds} + {RESET_MARGIN_SECONDS}), "
+                f"must be >= LEASE_SECONDS + 2 x WATCHDOG_TIMEOUT_SECONDS + {RESET_MARGIN_SECONDS} "
+                f"({self.lease_seconds} + 2 x {self.watchdog_timeout_seconds} + {RESET_MARGIN_SECONDS}), "
                 f"got {self.lease_deadline_seconds}: a frozen node could still serve when its lease counts as "
                 f"expired"))
         if self.fence_timeout_seconds < self.lease_deadline_seconds:

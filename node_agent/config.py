@@ -37,7 +37,7 @@ class AgentConfig:
     # watchdog: "required" (refuse the active role without it) or "off"; device path and timeout W.
     watchdog: str = "required"
     watchdog_device: str = DEFAULT_WATCHDOG_DEVICE
-    watchdog_timeout_seconds: int = 2
+    watchdog_timeout_seconds: int = 1
     efs_require_mount: bool = True
     # A plain child process instead of a systemd unit (the local drill): the server's argv, and its log file.
     minio_command: tuple[str, ...] | None = None
@@ -114,7 +114,7 @@ class AgentConfig:
         watchdog = (raw("WATCHDOG") or "required").lower()
         if watchdog not in WATCHDOG_MODES:
             raise ConfigError("WATCHDOG", f"must be required or off, got {watchdog!r}")
-        watchdog_timeout = whole("WATCHDOG_TIMEOUT_SECONDS", 2, 1, 60)
+        watchdog_timeout = whole("WATCHDOG_TIMEOUT_SECONDS", 1, 1, 60)
         watchdog_device = raw("WATCHDOG_DEVICE")
         require_mount = (raw("EFS_REQUIRE_MOUNT") or "true").lower()
         if require_mount not in ("true", "false"):

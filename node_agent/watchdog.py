@@ -10,7 +10,7 @@
 The device is opened O_WRONLY | O_NONBLOCK | O_CLOEXEC: a simulator FIFO without a reader then fails at once
 (ENXIO) instead of blocking the agent, and a restarted MinIO never inherits the descriptor.
 
-False-reset risk (what the shipped W = 2 s costs): an active node whose agent cannot run its guard thread for W
+False-reset risk (what the shipped W = 1 s costs): an active node whose agent cannot run its guard thread for W
 seconds (a GIL stall, memory thrash, a paused VM, a blocked write in the guard) is reset by the kernel, MinIO with
 it. A slow or unreachable state table never resets a node: the guard kills MinIO when the lease ends and keeps
 feeding once MinIO is confirmed stopped. A standby is never armed, so it never resets.

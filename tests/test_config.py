@@ -67,7 +67,7 @@ def test_cli_style_string_values_are_parsed() -> None:
     ({"lease_seconds": "nan"}, "lease_seconds", "finite"),
     ({"heartbeat_stale_seconds": 1.5}, "heartbeat_stale_seconds", "probe_interval_seconds + 2 x"),
     ({"heartbeat_interval_seconds": 1}, "lease_seconds", "3 x heartbeat_interval_seconds"),
-    ({"watchdog_timeout_seconds": 3}, "lease_deadline_seconds", "lease_seconds + watchdog_timeout_seconds"),
+    ({"watchdog_timeout_seconds": 2}, "lease_deadline_seconds", "lease_seconds + 2 x watchdog_timeout_seconds"),
     ({"lease_deadline_seconds": 3.5}, "lease_deadline_seconds", "reset by its watchdog"),
     ({"fence_timeout_seconds": 3}, "fence_timeout_seconds", "at least lease_deadline_seconds"),
     ({"watchdog": "maybe"}, "watchdog", "one of required, off"),
@@ -98,7 +98,7 @@ def test_shipped_timings_keep_the_safety_inequality() -> None:
     """A silent node is dead (agent's kill or watchdog reset) before the checker's deadline ends."""
     timings = load_config(context_getter()).timings
     assert timings.watchdog_required
-    assert timings.lease_seconds + timings.watchdog_timeout_seconds + WATCHDOG_RESET_MARGIN_SECONDS \
+    assert timings.lease_seconds + 2 * timings.watchdog_timeout_seconds + WATCHDOG_RESET_MARGIN_SECONDS \
         <= timings.lease_deadline_seconds
     assert timings.systemd_watchdog_seconds < timings.lease_deadline_seconds
 
@@ -115,9 +115,9 @@ def test_every_accepted_timing_keeps_the_safety_inequality(lease: float, watchdo
         timings = load_config(context_getter(**overrides)).timings
     except ConfigError as error:
         assert error.key == "lease_deadline_seconds"
-        assert lease + watchdog_timeout + WATCHDOG_RESET_MARGIN_SECONDS > deadline
+        assert lease + 2 * watchdog_timeout + WATCHDOG_RESET_MARGIN_SECONDS > deadline
     else:
-        assert lease + watchdog_timeout + WATCHDOG_RESET_MARGIN_SECONDS <= timings.lease_deadline_seconds
+        assert lease + 2 * watchdog_timeout + WATCHDOG_RESET_MARGIN_SECONDS <= timings.lease_deadline_seconds
 
 
 def test_local_minio_binary_is_checked_against_its_sha256(tmp_path: Path) -> None:

@@ -27,7 +27,7 @@ def test_config_defaults() -> None:
     config = AgentConfig.from_env(ENV)
     assert (config.heartbeat_interval_seconds, config.lease_seconds) == (0.5, 1.5)
     assert (config.watchdog, config.watchdog_device, config.watchdog_timeout_seconds) == (
-        "required", "/dev/watchdog", 2)
+        "required", "/dev/watchdog", 1)
     assert (config.eni_id, config.private_ip) == (None, None)
     assert (config.minio_unit, config.minio_health_url) == ("minio.service",
                                                             "http://127.0.0.1:9000/minio/health/live")

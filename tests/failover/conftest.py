@@ -42,7 +42,7 @@ VIP = "172.16.0.1"
 VIP_CIDR = f"{VIP}/32"
 T0 = 1_900_000_000.0
 LEASE = 1.5  # G
-WATCHDOG_TIMEOUT = 2.0  # W
+WATCHDOG_TIMEOUT = 1.0  # W
 LEASE_DEADLINE = 4.0  # D
 # The fake monotonic clock is far from the wall clock: code that mixes the two fails the tests.
 MONOTONIC_OFFSET = -T0 + 1_000.0
@@ -177,7 +177,7 @@ class SimAgent:
         """When MinIO on this node stops at the latest, given that its agent no longer runs normally."""
         if self.frozen:
             armed = self.watchdog == "ready"
-            return self.last_beat + LEASE + self.watchdog_timeout if armed else float("inf")
+            return self.last_beat + LEASE + 2 * self.watchdog_timeout if armed else float("inf")
         return self.last_beat + LEASE  # cut off: the guard kills MinIO when the lease ends
 
 

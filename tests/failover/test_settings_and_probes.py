@@ -33,7 +33,7 @@ def test_settings_defaults_match_the_design() -> None:
     assert (settings.probe_interval_seconds, settings.failure_threshold, settings.heartbeat_stale_seconds,
             settings.lease_seconds, settings.fence_timeout_seconds) == (1.0, 3, 2.0, 1.5, 10.0)
     assert (settings.heartbeat_interval_seconds, settings.lease_deadline_seconds, settings.watchdog,
-            settings.watchdog_timeout_seconds) == (0.5, 4.0, "required", 2.0)
+            settings.watchdog_timeout_seconds) == (0.5, 4.0, "required", 1.0)
     assert (settings.minio_port, settings.http_probe, settings.loop_safety_margin_seconds) == (9000, True, 54.0)
     assert (settings.max_probes, settings.fence_command_document, settings.minio_unit) == (
         None, "AWS-RunShellScript", "minio.service")
