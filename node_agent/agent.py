@@ -336,9 +336,13 @@ class Agent:
         return decision
 
     def _start(self, decision: Decision, epoch: int) -> Decision:
+        """Arm, THEN check the lease, then start: a freeze anywhere in here is bounded by the armed device.
+
+        Checking first and arming after would let a freeze between the two start MinIO at any time after the lease
+        ended, on a freshly armed (fed) device. `may_run` is set before the lease check, so from that check on the
+        guard feeds only with a valid lease (a guard that still feeds for a stopped MinIO would not be bounded).
+        """
         with self._service_lock:
-            if not self.lease_valid():
-                return Decision(Action.NOTHING, "lease ended before the start", STOP_LEASE_LOST)
             if self.watchdog.required and not self.watchdog.arm():
                 with self._status_lock:
                     self._status.stop_reason = STOP_WATCHDOG_UNAVAILABLE
@@ -347,9 +351,21 @@ class Agent:
                 return Decision(Action.NOTHING, "watchdog cannot be armed: refusing the active role",
                                 STOP_WATCHDOG_UNAVAILABLE)
             with self._status_lock:
-                if not self._status.may_run:
-                    self._status.started_at = self._monotonic()  # health checks after this judge this start
+                was_running = self._status.may_run
                 self._status.may_run = True
+            if not self.lease_valid():
+                # Not started: MinIO stays as confirmed stopped as it was. An armed device stays armed and is fed
+                # by the guard (MinIO confirmed stopped), so this never resets the node.
+                reason = "lease ended before the start"
+                with self._status_lock:
+                    self._status.may_run = was_running
+                    if not was_running:
+                        self._status.stop_reason = STOP_LEASE_LOST
+                    self._status.detail = reason
+                return Decision(Action.NOTHING, reason, STOP_LEASE_LOST)
+            with self._status_lock:
+                if not was_running:
+                    self._status.started_at = self._monotonic()  # health checks after this judge this start
                 self._status.stop_reason = STOP_NONE
                 self._status.acted_epoch = max(self._status.acted_epoch, epoch)
                 self._status.detail = decision.reason

@@ -17,7 +17,7 @@ import pytest
 
 from node_agent.decision import Action, ClusterView, Observation, decide
 from node_agent.watchdog import Watchdog
-from tests.agent.conftest import AgentWorld, FifoWatchdogDevice, wait_for
+from tests.agent.conftest import INSTANCE, AgentWorld, FifoWatchdogDevice, wait_for
 
 # ----- the Watchdog class -----
 
@@ -244,3 +244,57 @@ def test_a_planned_stop_keeps_feeding_the_watchdog_until_minio_has_stopped(
     assert world.service.events[-2:] == ["stopped", "disarmed"]
     assert not watchdog_device.fired()
     assert world.heartbeat()["stop_reason"] == "agent_stopped"
+
+
+# ----- review 1: arm, THEN check the lease, then start -----
+
+def test_a_freeze_before_the_watchdog_is_armed_never_starts_minio_after_the_lease_ended(
+        aws_env: None, tmp_path: Path, watchdog_device: FifoWatchdogDevice) -> None:
+    """A freeze (SIGSTOP, a paused VM, memory thrash) between the start's lease check and arm() used to start
+    MinIO at an unbounded time after the lease ended, on a freshly armed device (failed before the fix: MinIO
+    was started 30 s after its lease ended)."""
+    world = AgentWorld(tmp_path, watchdog="required", watchdog_path=watchdog_device.path)
+    world.set_cluster("node1", epoch=1, active_instance=INSTANCE)
+    world.agent.probe_efs_once()
+    assert world.agent.renew_once()
+    world.clocks.advance(1.4)  # the lease (1.5 s) is still valid when the reconcile loop decides to start
+    real_arm = world.watchdog.arm
+
+    def frozen_arm() -> bool:
+        world.clocks.advance(30.0)  # the process is frozen right before the device is opened
+        return real_arm()
+
+    world.watchdog.arm = frozen_arm  # type: ignore[method-assign]
+    decision = world.agent.reconcile_once()
+    assert world.service.actions == []
+    assert (decision.action, decision.stop_reason) == (Action.NOTHING, "lease_lost")
+    status = world.agent.status()
+    assert (status.may_run, status.stop_reason) == (False, "lease_lost")
+    # The device stays armed (the node is still named active) and is fed: MinIO is confirmed stopped
+    assert world.watchdog.armed
+    for _ in range(3):
+        world.agent.guard_once()
+    assert wait_for(lambda: watchdog_device.data().endswith(b"1111"))
+    assert not watchdog_device.fired()
+
+
+def test_the_start_checks_the_lease_after_arming_and_marks_may_run_before_that_check(
+        aws_env: None, tmp_path: Path, watchdog_device: FifoWatchdogDevice) -> None:
+    """From the lease check on, the guard must already treat MinIO as "may run" (it then feeds only with a valid
+    lease): otherwise a guard that keeps feeding a stopped MinIO could feed after the lease ended, just before
+    the start."""
+    world = AgentWorld(tmp_path, watchdog="required", watchdog_path=watchdog_device.path)
+    world.set_cluster("node1", epoch=1, active_instance=INSTANCE)
+    world.agent.probe_efs_once()
+    assert world.agent.renew_once()
+    seen: list[tuple[str, bool, bool]] = []
+    real_valid = world.agent.lease_valid
+
+    def spy_valid(now: float | None = None) -> bool:
+        seen.append(("lease check", world.watchdog.armed, world.agent.status().may_run))
+        return real_valid(now)
+
+    world.agent.lease_valid = spy_valid  # type: ignore[method-assign]
+    world.agent.reconcile_once()
+    assert world.service.events == ["armed", "start"]
+    assert seen[-1] == ("lease check", True, True)
