@@ -417,7 +417,12 @@ class Agent:
         if (self.watchdog.required and self.watchdog.state == WATCHDOG_UNAVAILABLE
                 and now - self._watchdog_tested_at >= WATCHDOG_RETEST_SECONDS):
             self._watchdog_tested_at = now
-            self.watchdog.test()
+            with self._status_lock:
+                may_run = self._status.may_run
+            if may_run:
+                self.watchdog.arm()  # never test() (its magic close disarms) while MinIO may run
+            else:
+                self.watchdog.test()
 
     def _after_reconcile(self, decision: Decision) -> None:
         with self._status_lock:
@@ -470,15 +475,36 @@ class Agent:
             self._threads.append(thread)
 
     def prepare(self) -> None:
-        """Before any thread runs: MinIO is not running without this agent, and the watchdog works (or not)."""
+        """Before any thread runs: MinIO is not running without this agent, and the watchdog works (or not).
+
+        The device is tested (open + magic close = disarmed) only when MinIO is confirmed stopped. A MinIO that may
+        still run (a stop that could not be confirmed: a process in D state on a hung EFS mount, a failed unit with
+        tasks left) keeps the device ARMED, as the previous agent left it on purpose: the guard then feeds it only
+        while this node holds a lease or once MinIO is confirmed stopped, and nothing magic-closes it before that.
+        """
         if self._service.is_running():
             log.warning("MinIO runs without an agent decision: stopping it")
             with contextlib.suppress(Exception):
                 self._service.stop()
+            if self._service.is_running():
+                with contextlib.suppress(Exception):
+                    self._service.kill()
+        running = self._service.is_running()
         with self._status_lock:
-            self._status.may_run = self._service.is_running()
+            self._status.may_run = running
+            if running:
+                self._status.detail = "MinIO may still run: its stop at agent start could not be confirmed"
         self._watchdog_tested_at = self._monotonic()
-        if self.watchdog.required and self.watchdog.test():
+        if not self.watchdog.required:
+            return
+        if running:
+            if self.watchdog.arm():
+                log.error("MinIO may still run (its stop could not be confirmed): watchdog %s armed (timeout %ds); "
+                          "it is fed only while this node holds a lease or once MinIO is confirmed stopped",
+                          self.watchdog.path, self.watchdog.timeout_seconds)
+            else:
+                log.error("MinIO may still run (its stop could not be confirmed) and the watchdog cannot be armed")
+        elif self.watchdog.test():
             log.info("watchdog %s ready (timeout %ds)", self.watchdog.path, self.watchdog.timeout_seconds)
 
     def run(self) -> None:

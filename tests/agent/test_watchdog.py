@@ -298,3 +298,70 @@ def test_the_start_checks_the_lease_after_arming_and_marks_may_run_before_that_c
     world.agent.reconcile_once()
     assert world.service.events == ["armed", "start"]
     assert seen[-1] == ("lease check", True, True)
+
+
+# ----- review 2: an agent that starts while MinIO may still run never disarms the device -----
+
+def test_an_agent_started_beside_a_minio_it_cannot_stop_arms_the_watchdog_instead_of_disarming_it(
+        aws_env: None, tmp_path: Path, watchdog_device: FifoWatchdogDevice) -> None:
+    """MinIO stuck in D state on a hung EFS mount (or a failed unit with tasks left): the previous agent left the
+    device armed on purpose. prepare() used to test() it (open + magic close = DISARM) and then report
+    serving=true, watchdog=ready, which the checker counts as an enforcing watchdog (failed before the fix)."""
+    world = AgentWorld(tmp_path, watchdog="required", watchdog_path=watchdog_device.path, prepare=False)
+    world.service.running = True
+    world.service.fail_stop = True
+    world.agent.prepare()
+    assert world.watchdog.armed and world.watchdog.state == "armed"
+    assert world.agent.status().may_run
+    # No lease yet and MinIO cannot be killed: the guard does not feed, so the kernel resets the node
+    world.agent.guard_once()
+    assert "kill" in world.service.actions
+    assert wait_for(watchdog_device.fired)
+    assert b"V" not in watchdog_device.data()
+    world.set_cluster("node2", epoch=2)
+    world.agent.renew_once()
+    beat = world.heartbeat()
+    assert (beat["serving"], beat["watchdog"]) == (True, "armed")
+
+
+def test_the_device_armed_at_start_is_disarmed_once_minio_is_confirmed_stopped(
+        aws_env: None, tmp_path: Path, watchdog_device: FifoWatchdogDevice) -> None:
+    world = AgentWorld(tmp_path, watchdog="required", watchdog_path=watchdog_device.path, prepare=False)
+    world.service.running = True
+    world.service.fail_stop = True
+    world.agent.prepare()
+    world.set_cluster("node2", epoch=2)
+    world.cycle()  # the stop still fails: armed, never magic-closed
+    assert world.watchdog.armed and b"V" not in watchdog_device.data()
+    world.service.fail_stop = False
+    world.cycle()  # stopped, and this node is a standby: disarmed
+    assert not world.watchdog.armed and world.watchdog.state == "ready"
+    assert world.service.events[-2:] == ["stopped", "disarmed"]
+    assert wait_for(lambda: watchdog_device.data().endswith(b"V"))
+    assert not watchdog_device.fired()
+
+
+def test_an_agent_started_after_minio_stopped_tests_and_disarms_the_device(
+        aws_env: None, tmp_path: Path, watchdog_device: FifoWatchdogDevice) -> None:
+    world = AgentWorld(tmp_path, watchdog="required", watchdog_path=watchdog_device.path, prepare=False)
+    world.service.running = True
+    world.agent.prepare()  # MinIO stops: confirmed
+    assert not world.watchdog.armed and world.watchdog.state == "ready"
+    assert wait_for(lambda: watchdog_device.data() == b"V")
+
+
+def test_a_device_that_comes_back_while_minio_may_run_is_armed_not_tested(aws_env: None, tmp_path: Path) -> None:
+    device = FifoWatchdogDevice(tmp_path, timeout=1.0)  # no reader yet: the open fails (ENXIO)
+    world = AgentWorld(tmp_path, watchdog="required", watchdog_path=device.path, prepare=False)
+    world.service.running = True
+    world.service.fail_stop = True
+    world.agent.prepare()
+    assert world.watchdog.state == "unavailable"
+    device.start()
+    try:
+        world.clocks.advance(31)  # the agent retries an unavailable device every 30 s
+        world.agent.reconcile_once()
+        assert world.watchdog.armed and world.watchdog.state == "armed"
+        assert wait_for(lambda: device.data() == b"1")  # opened and fed, never magic-closed
+    finally:
+        device.stop()
