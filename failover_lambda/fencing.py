@@ -5,7 +5,8 @@ Confirmation never trusts an SSM command status: "Success" only means the shell 
 clock"):
   - the node's own report: serving=false with seen_epoch >= the fencing epoch;
   - its lease expired on the checker's own clock (no renewal observed for LEASE_DEADLINE_SECONDS) AND its last
-    report shows a watchdog `armed`/`ready` with a timeout <= WATCHDOG_TIMEOUT_SECONDS (WATCHDOG=required):
+    report shows a watchdog `armed` (or `ready` with serving=false) with a timeout <= WATCHDOG_TIMEOUT_SECONDS
+    (WATCHDOG=required):
     the watchdog has reset the node by then even if its agent froze. Needs no EC2 call at all;
   - its instance is stopped/terminated (DescribeInstances; StopInstances(Force) after FENCE_TIMEOUT_SECONDS).
 While waiting, each poll is one Scan (the lease tracker keeps observing every node, the candidate included)

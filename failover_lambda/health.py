@@ -44,8 +44,8 @@ def _instance_problems(instance: Instance | None, ec2_known: bool) -> list[str]:
 def node_problems(settings: Settings, tracker: LeaseTracker, node: str, report: NodeReport | None,
                   instance: Instance | None, ec2_known: bool = True) -> list[str]:
     """Why a node cannot take the role. Empty = healthy standby: a fresh lease renewal (checker clock), EFS
-    writable, a watchdog that is ready or armed (WATCHDOG=required), and no EC2 evidence against it. With
-    EC2 unreadable the instance comes from the node item and a fresh renewal proves that it runs.
+    writable, a watchdog that is armed, or ready while not serving (WATCHDOG=required), and no EC2 evidence
+    against it. With EC2 unreadable the instance comes from the node item and a fresh renewal proves that it runs.
 
     MinIO is not required: it runs only on the active node.
     """
@@ -62,8 +62,9 @@ def node_problems(settings: Settings, tracker: LeaseTracker, node: str, report: 
         problems.append(f"EFS not writable ({report.detail or 'no detail'})")
     if settings.watchdog_required and not report.watchdog_enforces(settings.watchdog_timeout_seconds):
         timeout = f", timeout {report.watchdog_timeout:g}s" if report.watchdog_timeout is not None else ""
-        problems.append(f"watchdog {report.watchdog}{timeout} (required: ready or armed, timeout <= "
-                        f"{settings.watchdog_timeout_seconds:g}s)")
+        serving = " while serving" if report.serving and report.watchdog == "ready" else ""
+        problems.append(f"watchdog {report.watchdog}{timeout}{serving} (required: armed, or ready while not "
+                        f"serving; timeout <= {settings.watchdog_timeout_seconds:g}s)")
     return problems
 
 

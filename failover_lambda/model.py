@@ -63,8 +63,8 @@ STOP_REASONS = ("none", "role_lost", "lease_lost", "efs_failed", "minio_failed",
 # Only this stop reason puts a node on the no-ping-pong hold (the node was fine, MinIO itself failed there).
 HOLD_STOP_REASON = "minio_failed"
 WATCHDOG_STATES = ("armed", "ready", "unavailable", "off")
-# A watchdog in one of these states resets the node if its agent freezes while MinIO may run.
-WATCHDOG_ENFORCING = frozenset({"armed", "ready"})
+WATCHDOG_ARMED = "armed"
+WATCHDOG_READY = "ready"
 UNKNOWN = "unknown"
 
 
@@ -121,9 +121,14 @@ class NodeReport:
         )
 
     def watchdog_enforces(self, max_timeout: float) -> bool:
-        """The node's last report promises a watchdog that resets it within `max_timeout` s of a frozen agent."""
-        return (self.watchdog in WATCHDOG_ENFORCING and self.watchdog_timeout is not None
-                and self.watchdog_timeout <= max_timeout)
+        """The node's last report promises a watchdog that resets it within `max_timeout` s of a frozen agent.
+
+        `armed` always qualifies. `ready` (tested, disarmed) only when the same report says serving=false: such
+        a node arms before it can start MinIO. A serving node reporting `ready` may have a MinIO that an agent
+        restart left running after its device test disarmed the watchdog: nothing would reset that node."""
+        if self.watchdog_timeout is None or self.watchdog_timeout > max_timeout:
+            return False
+        return self.watchdog == WATCHDOG_ARMED or (self.watchdog == WATCHDOG_READY and not self.serving)
 
 
 

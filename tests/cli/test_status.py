@@ -105,7 +105,7 @@ def test_health_uses_the_deployed_checker_thresholds(cluster: FakeCluster) -> No
     assert lenient["nodes"]["node2"]["healthy"] is True
     assert strict["nodes"]["node2"]["healthy"] is False
     assert strict["nodes"]["node2"]["problems"] == [
-        "watchdog off, timeout 1s (required: ready or armed, timeout <= 1s)"]
+        "watchdog off, timeout 1s (required: armed, or ready while not serving; timeout <= 1s)"]
 
 
 def test_before_the_checker_first_ran(cluster: FakeCluster) -> None:

@@ -169,14 +169,19 @@ class SimAgent:
     stop_reason: str = "none"
     writes: bool = True  # False: renews nothing (e.g. a deploy's replacement instance waiting its turn)
     stopped_for: str | None = None  # MinIO does not run here, for this stop reason (e.g. "minio_failed")
+    # A restarted agent tested (= disarmed) the device while MinIO may still run: it reports `ready` while
+    # serving, and nothing would reset the node if this agent froze.
+    disarmed: bool = False
 
     def watchdog_state(self) -> str:
+        if self.disarmed and self.watchdog == "ready":
+            return "ready"
         return "armed" if self.serving and self.watchdog == "ready" else self.watchdog
 
     def serves_until(self) -> float:
         """When MinIO on this node stops at the latest, given that its agent no longer runs normally."""
         if self.frozen:
-            armed = self.watchdog == "ready"
+            armed = self.watchdog == "ready" and not self.disarmed
             return self.last_beat + LEASE + 2 * self.watchdog_timeout if armed else float("inf")
         return self.last_beat + LEASE  # cut off: the guard kills MinIO when the lease ends
 

@@ -41,3 +41,18 @@ def test_unknown_or_malformed_values_are_not_trusted() -> None:
     assert report.serving is True
     armed_without_timeout = NodeReport.from_item("node1", {"watchdog": "armed"})
     assert not armed_without_timeout.watchdog_enforces(2)
+
+
+def test_ready_counts_only_for_a_node_that_reports_it_is_not_serving() -> None:
+    # A restarted agent disarms the device (open + magic close) before it knows whether MinIO is gone: a
+    # report of serving=true with watchdog `ready` promises no reset. `armed` always does; `ready` only when
+    # the same report says serving=false (such a node arms before it can start MinIO).
+    def report(serving: bool, watchdog: str) -> NodeReport:
+        return NodeReport.from_item("node1", {"serving": serving, "watchdog": watchdog,
+                                              "watchdog_timeout": Decimal(1)})
+
+    assert report(serving=True, watchdog="armed").watchdog_enforces(1)
+    assert report(serving=False, watchdog="armed").watchdog_enforces(1)
+    assert report(serving=False, watchdog="ready").watchdog_enforces(1)
+    assert not report(serving=True, watchdog="ready").watchdog_enforces(1)
+    assert not NodeReport.from_item("node1", {"watchdog": "ready", "watchdog_timeout": Decimal(1)}).watchdog_enforces(1)

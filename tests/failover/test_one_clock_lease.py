@@ -204,3 +204,26 @@ def test_lease_tracker_rules() -> None:
     clock.sleep(0.5)
     tracker.observe([_report(None, instance="i-2")])
     assert not tracker.renewal_seen("node1")
+
+
+def test_a_serving_node_that_reports_its_watchdog_only_ready_is_not_fenced_by_lease_expiry(
+        cluster: Harness) -> None:
+    # Given node1's agent was restarted and disarmed the device (it reports `ready`) while MinIO still runs,
+    # and then the agent freezes: nothing will reset node1
+    node1 = cluster.agent("node1")
+    node1.disarmed = True
+    cluster.settle(1)
+    assert cluster.item("node#node1")["watchdog"] == "ready" and cluster.item("node#node1")["serving"] is True
+    node1.frozen = True
+    ssm_unreachable(cluster)
+    routes_moved = record_route_writes(cluster)
+    stops: list[float] = []
+    cluster.call_hooks["StopInstances"] = lambda _: stops.append(cluster.clock.now())
+    # When the checker probes well past the lease deadline
+    cluster.invoke(max_probes=12)
+    # Then the expired lease fenced nothing (S3 would catch a VIP moved while node1 serves): node1 was
+    # force-stopped first
+    item = cluster.cluster()
+    assert (item["active"], item["phase"]) == ("node2", "stable")
+    assert stops and routes_moved and stops[0] < routes_moved[0]
+    assert "lease expired" not in item["reason"]
