@@ -4,6 +4,11 @@ Serve only while: the table names this node active (and this instance, when the 
 stable, EFS is writable, the lease is valid and the watchdog (when required) can be armed. Anything else stops
 MinIO (self-fencing) and names a structured stop reason (the node item's `stop_reason`).
 
+START only when the cluster item binds the role to THIS instance (`active_instance` == own instance id): with the
+role unbound, both instances of the active node (a deploy replacing it) would start. A MinIO that already serves
+while the role is unbound keeps serving (an upgrade from an item written before the binding never stops it); the
+checker always binds the role.
+
 The lease is valid while `lease_age < lease_seconds`, where lease_age counts on the agent's monotonic clock from
 the SEND time of the cluster GetItem of the last renewal (GetItem + conditional PutItem that both succeeded within
 one heartbeat interval). The checker judges the lease on its own clock from when it saw `lease_seq` advance, which
@@ -38,6 +43,9 @@ WATCHDOG_READY = "ready"
 WATCHDOG_UNAVAILABLE = "unavailable"
 WATCHDOG_OFF = "off"
 WATCHDOG_STATES = (WATCHDOG_ARMED, WATCHDOG_READY, WATCHDOG_UNAVAILABLE, WATCHDOG_OFF)
+
+
+UNBOUND_ROLE = "the role is not bound to an instance yet"
 
 
 class Action(enum.Enum):
@@ -99,6 +107,10 @@ def decide(obs: Observation) -> Decision:
         return Decision(stop_or_stay, "watchdog required but unavailable: refusing the active role",
                         STOP_WATCHDOG_UNAVAILABLE)
     if not obs.serving:
+        if not obs.cluster.active_instance or obs.cluster.active_instance != obs.instance_id:
+            # Unbound: every instance of this node (the old and the new one during a deploy replacement) would
+            # read itself as active. Start only once the checker has bound the role to this instance.
+            return Decision(Action.NOTHING, UNBOUND_ROLE, STOP_ROLE_LOST)
         return Decision(Action.START_MINIO, f"active for epoch {obs.cluster.epoch}")
     if not obs.minio_healthy:
         return Decision(Action.NOTHING, "serving, MinIO unhealthy: reported, the checker decides")

@@ -230,7 +230,11 @@ class AgentWorld:
         return True
 
     def set_cluster(self, active: str | None, epoch: int, phase: str = "stable",
-                    active_instance: str | None = None) -> None:
+                    active_instance: str | None = None, *, unbound: bool = False) -> None:
+        """The cluster item. The role of this world's node is bound to its instance unless another instance is
+        named or `unbound` (an item without `active_instance`: the agent then never starts MinIO)."""
+        if active == self.config.node_name and active_instance is None and not unbound:
+            active_instance = INSTANCE
         item: dict[str, Any] = {"pk": {"S": "cluster"}, "epoch": {"N": str(epoch)}, "phase": {"S": phase}}
         if active:
             item["active"] = {"S": active}

@@ -213,3 +213,28 @@ def test_a_minio_running_without_the_agents_decision_is_stopped_at_start(world: 
     world.agent.prepare()  # run() calls it before any thread starts
     assert world.service.actions == ["stop"]
     assert world.agent.status().may_run is False
+
+
+def test_an_unbound_role_is_never_started(world: AgentWorld) -> None:
+    """Review 3: an item without `active_instance` let every instance of the active node start MinIO (failed
+    before the fix: MinIO started)."""
+    world.set_cluster("node1", epoch=2, unbound=True)
+    for _ in range(3):
+        assert world.cycle() == "nothing"
+    assert world.service.actions == []
+    beat = world.heartbeat()
+    assert (beat["serving"], beat["stop_reason"]) == (False, "role_lost")
+    assert "not bound to an instance yet" in beat["detail"]
+    # Once the checker binds the role to this instance, it starts
+    world.set_cluster("node1", epoch=2, active_instance=INSTANCE)
+    assert world.cycle() == "start_minio"
+
+
+def test_a_minio_serving_when_the_role_becomes_unbound_keeps_serving(world: AgentWorld) -> None:
+    world.set_cluster("node1", epoch=2)
+    world.cycle()
+    world.set_cluster("node1", epoch=2, unbound=True)
+    for _ in range(3):
+        assert world.cycle() == "nothing"
+    assert world.service.actions == ["start"]
+    assert world.heartbeat()["serving"] is True

@@ -103,9 +103,24 @@ def test_role_bound_to_another_instance_of_the_same_node_does_not_serve() -> Non
     assert decide(replace(twin, serving=True)).action is Action.STOP_MINIO
 
 
-def test_unbound_role_is_served_by_the_named_node() -> None:
-    unbound = replace(HEALTHY, cluster=replace(ACTIVE, active_instance=None), serving=False, instance_id=None)
-    assert decide(unbound).action is Action.START_MINIO
+def test_an_unbound_role_never_starts_minio() -> None:
+    """Review 3: with `active_instance` absent, both instances of the active node (a deploy replacing it) started
+    MinIO on one EFS directory (failed before the fix: START_MINIO)."""
+    for own in ("i-1", "i-new", None):
+        unbound = replace(HEALTHY, cluster=replace(ACTIVE, active_instance=None), serving=False, instance_id=own)
+        decision = decide(unbound)
+        assert (decision.action, decision.stop_reason) == (Action.NOTHING, "role_lost")
+        assert decision.reason == "the role is not bound to an instance yet"
+
+
+def test_a_minio_that_serves_while_the_role_is_unbound_keeps_serving() -> None:
+    # An upgrade from a cluster item written before the binding existed never stops the service
+    unbound = replace(HEALTHY, cluster=replace(ACTIVE, active_instance=None))
+    assert decide(unbound).action is Action.NOTHING
+    assert decide(replace(unbound, minio_healthy=False)).action is Action.NOTHING
+    # ...but every other rule still stops it
+    assert decide(replace(unbound, efs_ok=False)).action is Action.STOP_MINIO
+    assert decide(replace(unbound, lease_age_seconds=2.0)).action is Action.STOP_MINIO
 
 
 def test_unhealthy_minio_is_reported_not_restarted() -> None:
