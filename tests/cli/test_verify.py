@@ -187,7 +187,9 @@ def test_write_follows_the_route_table_of_the_clients_subnet(cluster: FakeCluste
 def test_a_standby_holding_the_vip_is_not_used_as_the_client(cluster: FakeCluster) -> None:
     """A standby that reports MinIO serving has the VIP on its own lo: its request would never reach the
     route tables, so nothing is sent and nothing is switched."""
-    cluster.clock.on_sleep.append(lambda: cluster.heartbeat(cluster.agents["node2"], serving=True, seen_epoch=1))
+    # (a serving node reports its watchdog armed: `ready` while serving is no standby the checker counts on)
+    cluster.clock.on_sleep.append(lambda: cluster.heartbeat(cluster.agents["node2"], serving=True, seen_epoch=1,
+                                                            watchdog="armed"))
     nodes = FakeNodes(cluster)
 
     result = cluster.cli("verify", hooks=cluster.hooks(command_runner=nodes))
