@@ -139,7 +139,8 @@ class Checker:
         plus the fence wait the checker can time: the lease deadline for a node whose watchdog enforces it,
         else the fence timeout and a StopInstances."""
         enforced = bool(self._s.watchdog_required and old is not None
-                        and old.watchdog_enforces(self._s.watchdog_timeout_seconds))
+                        and old.lease_expiry_fences(self._s.watchdog_timeout_seconds,
+                                                    self._s.lease_deadline_seconds))
         return takeover_seconds(fence_wait_bound(watchdog_required=enforced,
                                                  lease_deadline=self._s.lease_deadline_seconds,
                                                  fence_timeout=self._s.fence_timeout_seconds))

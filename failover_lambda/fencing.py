@@ -6,7 +6,7 @@ clock"):
   - the node's own report: serving=false with seen_epoch >= the fencing epoch;
   - its lease expired on the checker's own clock (no renewal observed for LEASE_DEADLINE_SECONDS) AND its last
     report shows a watchdog `armed` (or `ready` with serving=false) with a timeout <= WATCHDOG_TIMEOUT_SECONDS
-    (WATCHDOG=required):
+    (WATCHDOG=required) AND its own lease_seconds + 2 x watchdog_timeout + 0.5 <= LEASE_DEADLINE_SECONDS:
     the watchdog has reset the node by then even if its agent froze. Needs no EC2 call at all;
   - its instance is stopped/terminated (DescribeInstances; StopInstances(Force) after FENCE_TIMEOUT_SECONDS).
 While waiting, each poll is one Scan (the lease tracker keeps observing every node, the candidate included)
@@ -109,15 +109,20 @@ class Fencer:
         if not self._tracker.expired(node):
             return None
         silent = self._tracker.silent_for(node)
-        if self._settings.watchdog_required and report.watchdog_enforces(self._settings.watchdog_timeout_seconds):
+        if self._settings.watchdog_required and report.lease_expiry_fences(
+                self._settings.watchdog_timeout_seconds, self._settings.lease_deadline_seconds):
             return (f"lease expired on the checker's clock (no renewal seen for {silent:.1f}s >= "
                     f"{self._settings.lease_deadline_seconds:g}s) behind its watchdog ({report.watchdog}, "
-                    f"{report.watchdog_timeout:g}s)")
+                    f"{report.watchdog_timeout:g}s; node lease {report.lease_seconds:g}s)")
         if progress is not None and not progress.noted_unenforced:
             progress.noted_unenforced = True
-            logger.warning("lease expired but no enforcing watchdog: waiting for the node's stop report or a "
-                           "stopped instance", extra={"node": node, "watchdog": report.watchdog,
-                                                      "watchdog_required": self._settings.watchdog_required})
+            logger.warning("lease expired but the node's report does not prove it stopped (no enforcing watchdog, "
+                           "or its own lease + 2 x watchdog + margin exceeds the deadline): waiting for the "
+                           "node's stop report or a stopped instance",
+                           extra={"node": node, "watchdog": report.watchdog,
+                                  "watchdog_timeout": report.watchdog_timeout,
+                                  "lease_seconds": report.lease_seconds,
+                                  "watchdog_required": self._settings.watchdog_required})
         return None
 
     def _confirmation(self, cluster: ClusterState, node: str, view: Ec2View,

@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
+from failover_lambda.settings import RESET_MARGIN_SECONDS
+
 STABLE = "stable"
 FENCING = "fencing"
 
@@ -68,6 +70,13 @@ WATCHDOG_READY = "ready"
 UNKNOWN = "unknown"
 
 
+def _positive(value: Any) -> float | None:
+    """A positive number, else None (unknown)."""
+    if isinstance(value, int | float | Decimal) and not isinstance(value, bool) and value > 0:
+        return float(value)
+    return None
+
+
 def _int_or_none(value: Any) -> int | None:
     return int(value) if isinstance(value, int | float | Decimal) and not isinstance(value, bool) else None
 
@@ -95,12 +104,13 @@ class NodeReport:
     eni_id: str | None
     private_ip: str | None
     detail: str
+    # G as the node's own config has it (None: not reported, so an expired lease proves nothing about it).
+    lease_seconds: float | None = None
 
     @classmethod
     def from_item(cls, name: str, item: dict[str, Any]) -> NodeReport:
         stop_reason = _str(item.get("stop_reason"))
         watchdog = _str(item.get("watchdog"))
-        timeout = item.get("watchdog_timeout")
         return cls(
             name=name,
             lease_seq=_int_or_none(item.get("lease_seq")),
@@ -112,12 +122,12 @@ class NodeReport:
             efs_ok=item.get("efs_ok") is True,
             minio_ok=item.get("minio_ok") is True,
             watchdog=watchdog if watchdog in WATCHDOG_STATES else UNKNOWN,
-            watchdog_timeout=float(timeout) if isinstance(timeout, int | float | Decimal)
-            and not isinstance(timeout, bool) and timeout > 0 else None,
+            watchdog_timeout=_positive(item.get("watchdog_timeout")),
             instance_id=_str(item.get("instance_id")),
             eni_id=_str(item.get("eni_id")),
             private_ip=_str(item.get("private_ip")),
             detail=_str(item.get("detail")) or "",
+            lease_seconds=_positive(item.get("lease_seconds")),
         )
 
     def watchdog_enforces(self, max_timeout: float) -> bool:
@@ -129,6 +139,17 @@ class NodeReport:
         if self.watchdog_timeout is None or self.watchdog_timeout > max_timeout:
             return False
         return self.watchdog == WATCHDOG_ARMED or (self.watchdog == WATCHDOG_READY and not self.serving)
+
+    def lease_expiry_fences(self, max_watchdog_timeout: float, deadline: float) -> bool:
+        """Whether a lease of this node that expired on the checker's clock (no renewal observed for
+        `deadline` s) proves that it no longer serves: its watchdog enforces (above) and the node's OWN
+        lease_seconds + 2 x watchdog_timeout + R fits in `deadline`. A node running an older config during a
+        rolling change (or one that does not report its lease) is not trusted beyond what it enforces."""
+        if not self.watchdog_enforces(max_watchdog_timeout):
+            return False
+        if self.lease_seconds is None or self.watchdog_timeout is None:
+            return False
+        return self.lease_seconds + 2 * self.watchdog_timeout + RESET_MARGIN_SECONDS <= deadline + 1e-9
 
 
 

@@ -15,7 +15,7 @@ _NODE_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 WATCHDOG_REQUIRED = "required"
 WATCHDOG_OFF = "off"
-# R in the safety inequality G + W + R <= D: a reset (or SIGKILL) and scheduling margin.
+# R in the safety inequality G + 2W + R <= D: a reset (or SIGKILL) and scheduling margin.
 RESET_MARGIN_SECONDS = 0.5
 # Covers one slow cycle and the hand-over between two invocations (the next starts ~3 s after a loop ends).
 FAILURE_AGE_SLACK_SECONDS = 5.0
@@ -43,7 +43,7 @@ class Settings:
     heartbeat_stale_seconds: float = 2.0
     # P: the agents' renewal period (how often a live node's lease_seq grows).
     heartbeat_interval_seconds: float = 0.5
-    # G: the node-side lease; only validated here (G + W + R <= D).
+    # G: the node-side lease; only validated here (G + 2W + R <= D); each node also reports its own.
     lease_seconds: float = 1.5
     # D: no renewal observed for this long (checker clock) = lease expired.
     lease_deadline_seconds: float = 4.0

@@ -66,6 +66,7 @@ def status_report(settings: Settings, tracker: LeaseTracker, now: float, snap: S
             "stop_reason": report.stop_reason if report else None,
             "watchdog": report.watchdog if report else None,
             "watchdog_timeout": report.watchdog_timeout if report else None,
+            "lease_seconds": report.lease_seconds if report else None,  # the node's own G (None: not reported)
             "detail": report.detail if report else None,
             "healthy": not problems,
             "problems": problems,

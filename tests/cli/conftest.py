@@ -233,7 +233,8 @@ class FakeCluster:
         values = {"pk": f"node#{agent.node}", "heartbeat_at": self.clock.now(), "efs_ok": agent.efs_ok,
                   "minio_ok": agent.serving, "serving": agent.serving, "seen_epoch": 0,
                   "lease_seq": self.lease_seqs[agent.node], "watchdog": "armed" if agent.serving else "ready",
-                  "watchdog_timeout": 1, "eni_id": agent.eni, "instance_id": agent.instance_id, "detail": "sim"}
+                  "watchdog_timeout": 1, "lease_seconds": 1.5, "eni_id": agent.eni, "instance_id": agent.instance_id,
+                  "detail": "sim"}
         self.put({**values, **overrides})
 
     # ----- table and routes -----

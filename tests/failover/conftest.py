@@ -166,6 +166,7 @@ class SimAgent:
     clock_skew: float = 0.0  # this node's wall clock minus the true time
     watchdog: str = "ready"  # "ready" / "off" / "unavailable"; reported "armed" while serving
     watchdog_timeout: float = WATCHDOG_TIMEOUT
+    lease_seconds: float | None = LEASE  # G as this node's config has it (None: an agent that does not report it)
     stop_reason: str = "none"
     writes: bool = True  # False: renews nothing (e.g. a deploy's replacement instance waiting its turn)
     stopped_for: str | None = None  # MinIO does not run here, for this stop reason (e.g. "minio_failed")
@@ -182,8 +183,13 @@ class SimAgent:
         """When MinIO on this node stops at the latest, given that its agent no longer runs normally."""
         if self.frozen:
             armed = self.watchdog == "ready" and not self.disarmed
-            return self.last_beat + LEASE + 2 * self.watchdog_timeout if armed else float("inf")
-        return self.last_beat + LEASE  # cut off: the guard kills MinIO when the lease ends
+            return self.last_beat + self.lease + 2 * self.watchdog_timeout if armed else float("inf")
+        return self.last_beat + self.lease  # cut off: the guard kills MinIO when the lease ends
+
+    @property
+    def lease(self) -> float:
+        """G as the node enforces it (an agent that does not report it uses the stack's)."""
+        return LEASE if self.lease_seconds is None else self.lease_seconds
 
 
 @dataclass
@@ -359,6 +365,8 @@ class Harness:
                                   "watchdog": agent.watchdog_state(), "watchdog_timeout": agent.watchdog_timeout,
                                   "instance_id": agent.instance_id, "eni_id": agent.eni,
                                   "private_ip": agent.private_ip, "detail": "sim"}
+        if agent.lease_seconds is not None:
+            values["lease_seconds"] = agent.lease_seconds
         values.update(overrides)
         return values
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+import pytest
+
 from failover_lambda.model import NodeReport
 
 
@@ -56,3 +58,25 @@ def test_ready_counts_only_for_a_node_that_reports_it_is_not_serving() -> None:
     assert report(serving=False, watchdog="ready").watchdog_enforces(1)
     assert not report(serving=True, watchdog="ready").watchdog_enforces(1)
     assert not NodeReport.from_item("node1", {"watchdog": "ready", "watchdog_timeout": Decimal(1)}).watchdog_enforces(1)
+
+
+def test_lease_seconds_is_parsed_and_a_missing_one_is_unknown() -> None:
+    assert NodeReport.from_item("node1", {"lease_seconds": Decimal("1.5")}).lease_seconds == 1.5
+    for item in ({}, {"lease_seconds": "1.5"}, {"lease_seconds": True}, {"lease_seconds": Decimal(0)}):
+        assert NodeReport.from_item("node1", item).lease_seconds is None
+
+
+@pytest.mark.parametrize(("lease", "watchdog_timeout", "fences"), [
+    (Decimal("1.5"), Decimal(1), True),  # 1.5 + 2 + 0.5 = 4 <= D
+    (Decimal(3), Decimal(1), False),  # an older config: 3 + 2 + 0.5 > D
+    (None, Decimal(1), False),  # not reported: unknown, not trusted
+    (Decimal(1), Decimal(2), False),  # W beyond the checker's
+])
+def test_lease_expiry_fences_only_within_the_nodes_own_inequality(lease: Decimal | None,
+                                                                   watchdog_timeout: Decimal,
+                                                                   fences: bool) -> None:
+    item = {"serving": True, "watchdog": "armed", "watchdog_timeout": watchdog_timeout}
+    if lease is not None:
+        item["lease_seconds"] = lease
+    report = NodeReport.from_item("node1", item)
+    assert report.lease_expiry_fences(max_watchdog_timeout=1.0, deadline=4.0) is fences

@@ -45,7 +45,8 @@ def test_a_frozen_agent_that_ssm_cannot_reach_is_fenced_only_at_its_lease_deadli
     item = cluster.cluster()
     assert (item["active"], item["epoch"], item["phase"]) == ("node2", 2, "stable")
     assert routes_moved and routes_moved[0] >= node1.last_beat + LEASE_DEADLINE
-    assert "lease expired on the checker's clock" in item["reason"] and "watchdog (armed, 1s)" in item["reason"]
+    assert "lease expired on the checker's clock" in item["reason"]
+    assert "watchdog (armed, 1s; node lease 1.5s)" in item["reason"]
     assert "StopInstances" not in cluster.operations()
     assert not node1.serving  # the simulated watchdog reset it
 
@@ -223,6 +224,31 @@ def test_a_serving_node_that_reports_its_watchdog_only_ready_is_not_fenced_by_le
     cluster.invoke(max_probes=12)
     # Then the expired lease fenced nothing (S3 would catch a VIP moved while node1 serves): node1 was
     # force-stopped first
+    item = cluster.cluster()
+    assert (item["active"], item["phase"]) == ("node2", "stable")
+    assert stops and routes_moved and stops[0] < routes_moved[0]
+    assert "lease expired" not in item["reason"]
+
+
+@pytest.mark.parametrize("lease_seconds", [3.0, None], ids=["older config G=3", "G not reported"])
+def test_a_node_whose_own_lease_is_too_long_is_not_fenced_by_lease_expiry(cluster: Harness,
+                                                                          lease_seconds: float | None) -> None:
+    # Given node1 runs an older config during a rolling change (G = 3 s: 3 + 2 x 1 + 0.5 > D = 4), or an agent
+    # that does not report its lease at all; its watchdog is armed with W = 1 s; then its agent freezes
+    node1 = cluster.agent("node1")
+    node1.lease_seconds = lease_seconds
+    cluster.settle(1)
+    node1.frozen = True
+    if lease_seconds is not None:
+        # The S1 model: MinIO on node1 can run until last renewal + 3 + 2 x 1 > last renewal + D
+        assert node1.serves_until() > node1.last_beat + LEASE_DEADLINE
+    ssm_unreachable(cluster)
+    routes_moved = record_route_writes(cluster)
+    stops: list[float] = []
+    cluster.call_hooks["StopInstances"] = lambda _: stops.append(cluster.clock.now())
+    # When the checker probes well past the lease deadline
+    cluster.invoke(max_probes=12)
+    # Then the expired lease fenced nothing: node1 was force-stopped before the VIP moved
     item = cluster.cluster()
     assert (item["active"], item["phase"]) == ("node2", "stable")
     assert stops and routes_moved and stops[0] < routes_moved[0]
