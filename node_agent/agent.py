@@ -7,7 +7,10 @@
   errors are published and logged by the reconcile loop).
 - guard thread, every 0.1 s: lease not valid while MinIO may run -> SIGKILL MinIO, confirm it is gone, THEN log
   (stop_reason lease_lost). It feeds the watchdog while (lease valid) or (MinIO confirmed stopped), and sends
-  systemd's WATCHDOG=1 while the lease thread and the reconcile loop are alive.
+  systemd's WATCHDOG=1 while the lease thread and the reconcile loop are alive. Exception: a kill for a lost lease
+  while EFS was failing or hung (last probe failed, or a probe write stuck) stops the feeding for good (and any
+  disarm or new start): the killed MinIO's dirty NFS pages could still reach EFS once the network returns, after
+  the standby took over; only the reset (the kernel discards the page cache) ends them.
 - EFS thread (write probe, mount check included, bounded by a timeout) and health thread (MinIO process and
   /minio/health/live) only publish results.
 - reconcile loop (the main thread), every P: decide() on the latest snapshot; arms the watchdog before every
@@ -102,6 +105,9 @@ class _Status:
     detail: str = "starting"
     lease_loop_at: float = 0.0
     reconcile_loop_at: float = 0.0
+    # Set (for good) by a kill for a lost lease while EFS was not healthy: the watchdog is no longer fed, the node
+    # resets. The text goes into every report's detail.
+    reset_reason: str = ""
 
 
 class Agent:
@@ -223,6 +229,8 @@ class Agent:
 
     def _report(self, status: _Status, seq: int, *, stop_reason: str | None = None) -> NodeItem:
         detail = status.detail if status.efs_ok else f"{status.detail}; EFS: {status.efs_detail}"
+        if status.reset_reason:
+            detail = f"{status.reset_reason}; {detail}"
         return NodeItem(
             node=self.config.node_name, lease_seq=seq, heartbeat_at=self._wall(), serving=status.may_run,
             seen_epoch=status.acted_epoch, stop_reason=stop_reason or status.stop_reason, efs_ok=status.efs_ok,
@@ -245,26 +253,40 @@ class Agent:
             may_run = self._status.may_run
         if may_run and not self.lease_valid():
             may_run = self._kill_for_lost_lease()
-        if self.watchdog.armed and (not may_run or self.lease_valid()):
+        if self.watchdog.armed and not self._reset_chosen() and (not may_run or self.lease_valid()):
             self.watchdog.feed()
         if self._threads_alive():
             self._notify("WATCHDOG=1")
 
     def _kill_for_lost_lease(self) -> bool:
-        """SIGKILL MinIO, confirm it is gone, then (and only then) log. Returns whether MinIO may still run."""
+        """SIGKILL MinIO, confirm it is gone, then (and only then) log. Returns whether MinIO may still run.
+
+        EFS not healthy at the kill (the last probe failed, or a probe write is stuck right now): the killed MinIO's
+        dirty NFS pages could reach EFS after the network returns, so the watchdog is no longer fed (nor disarmed)
+        and the node resets. With EFS healthy the node is not reset: the guard keeps feeding once MinIO is gone.
+        """
         age = self.lease_age()
         error = ""
+        reset = ""
         with self._service_lock:
             with self._status_lock:
                 if not self._status.may_run:
                     return False
+                efs_ok, efs_detail = self._status.efs_ok, self._status.efs_detail
+            efs_hung = self._efs.hung()
             try:
                 self._service.kill()
             except Exception as caught:  # confirmed (or not) by is_running() below
                 error = f" ({caught})"
+            if (not efs_ok or efs_hung) and self.watchdog.armed:
+                why = "an EFS write is hung" if efs_hung else efs_detail
+                reset = (f"lease lost while EFS was not healthy ({why}): MinIO killed, the watchdog is no longer "
+                         f"fed and the node resets, so that MinIO's unwritten EFS pages are discarded")
             running = self._service.is_running()
-            if not running:
-                with self._status_lock:
+            with self._status_lock:
+                if reset and not self._status.reset_reason:
+                    self._status.reset_reason = reset
+                if not running:
                     self._status.may_run = False
                     self._status.stop_reason = STOP_LEASE_LOST
                     self._status.detail = f"lease lost ({age:.1f}s since the last renewal was sent): MinIO killed"
@@ -273,7 +295,16 @@ class Agent:
                       error)
         else:
             log.warning("lease lost (%.1fs since the last renewal was sent): MinIO killed", age)
+        if reset:
+            log.error("%s", reset)
+        elif not efs_ok or efs_hung:
+            log.error("lease lost while EFS was not healthy, but no watchdog is armed: MinIO's unwritten EFS pages "
+                      "may still reach EFS")
         return running
+
+    def _reset_chosen(self) -> bool:
+        with self._status_lock:
+            return bool(self._status.reset_reason)
 
     def _threads_alive(self) -> bool:
         now = self._monotonic()
@@ -343,6 +374,8 @@ class Agent:
         guard feeds only with a valid lease (a guard that still feeds for a stopped MinIO would not be bounded).
         """
         with self._service_lock:
+            if self._reset_chosen():
+                return Decision(Action.NOTHING, "waiting for the watchdog reset: no start", STOP_LEASE_LOST)
             if self.watchdog.required and not self.watchdog.arm():
                 with self._status_lock:
                     self._status.stop_reason = STOP_WATCHDOG_UNAVAILABLE
@@ -403,7 +436,7 @@ class Agent:
         return status.health_at > status.started_at and not status.minio_healthy
 
     def _maybe_disarm(self) -> None:
-        if not self.watchdog.armed:
+        if not self.watchdog.armed or self._reset_chosen():
             return
         with self._status_lock:
             may_run, view = self._status.may_run, self._status.view
@@ -550,8 +583,9 @@ class Agent:
         self._threads_stop.set()
         for thread in self._threads:
             thread.join(timeout=2 * self.config.heartbeat_interval_seconds + 1)
-        if not running:
-            # Left armed (closed without the magic 'V') if MinIO may still run: the kernel then resets the node.
+        if not running and not self._reset_chosen():
+            # Left armed (closed without the magic 'V') if MinIO may still run, or a reset was chosen: the kernel
+            # then resets the node.
             self.watchdog.disarm()
         self._final_report()
 

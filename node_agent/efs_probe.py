@@ -3,15 +3,23 @@
 The I/O runs in a worker thread bounded by a timeout, because a hung NFS mount blocks a syscall forever; that
 includes the mount check (os.path.ismount stats the mount point, which blocks on a hung NFS mount too).
 While an earlier probe is still stuck, no new thread is started and the probe keeps failing.
+
+`hung()` tells the guard, at a kill for a lost lease, whether EFS I/O is stuck right now (an earlier write that
+timed out and has not returned, or the current one in flight for longer than HUNG_AFTER_SECONDS) even when the last
+published result still says "ok".
 """
 
 from __future__ import annotations
 
 import os
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+
+# A probe write (one byte, fsync, read back) in flight for longer than this counts as hung for the guard.
+HUNG_AFTER_SECONDS = 0.5
 
 
 @dataclass(frozen=True)
@@ -48,7 +56,18 @@ class EfsProbe:
         self._writer = writer
         self._ismount = ismount if ismount is not None else _ismount
         self._stuck: threading.Thread | None = None
+        self._current: tuple[threading.Thread, float] | None = None  # the attempt in flight, with its start
         self._counter = 0
+
+    def hung(self, now: float | None = None) -> bool:
+        """EFS I/O is stuck right now: a timed-out write has not returned, or the current one is overdue."""
+        stuck, current = self._stuck, self._current
+        if stuck is not None and stuck.is_alive():
+            return True
+        if current is None:
+            return False
+        worker, started = current
+        return worker.is_alive() and (time.monotonic() if now is None else now) - started > HUNG_AFTER_SECONDS
 
     def run(self) -> EfsResult:
         if self._stuck is not None and self._stuck.is_alive():
@@ -58,6 +77,7 @@ class EfsProbe:
         outcome: list[EfsResult] = []
         worker = threading.Thread(target=self._attempt, args=(payload, outcome), name="efs-probe",
                                   daemon=True)
+        self._current = (worker, time.monotonic())
         worker.start()
         worker.join(self._timeout)
         if worker.is_alive():

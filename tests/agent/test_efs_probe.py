@@ -61,3 +61,20 @@ def test_a_hung_write_times_out_and_blocks_new_probes_until_it_returns(tmp_path:
             break
         threading.Event().wait(0.01)
     assert len(calls) >= 2
+
+
+def test_hung_reports_a_write_stuck_right_now_even_before_the_probe_times_out(tmp_path: Path) -> None:
+    release = threading.Event()
+    probe = EfsProbe(str(tmp_path), "node1", 30.0, require_mount=False,
+                     writer=lambda _path, _payload: release.wait(30))
+    assert not probe.hung()
+    caller = threading.Thread(target=probe.run, daemon=True)
+    caller.start()
+    try:
+        assert not probe.hung(now=0.0)  # just started: a healthy write takes milliseconds
+        threading.Event().wait(0.6)
+        assert probe.hung()  # in flight for longer than HUNG_AFTER_SECONDS, the last result still "ok"
+    finally:
+        release.set()
+        caller.join(5)
+    assert not probe.hung()

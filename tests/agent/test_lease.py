@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -307,3 +309,114 @@ def test_serving_false_at_the_new_epoch_is_written_only_after_minio_stopped(worl
     assert written[:4] == [(True, 3, True)] * 4
     assert written[-1] == (False, 4, False)
     assert all(running is False for serving, epoch, running in written if not serving and epoch >= 4)
+
+
+# ----- review 4: a lease lost while EFS is failing resets the node (dirty NFS pages) -----
+
+def _lose_the_lease_and_keep_guarding(world: AgentWorld, seconds: float,
+                                      until: Callable[[], bool] | None = None) -> None:
+    """The table is unreachable; the lease and guard threads go on for `seconds` of real time (the reconcile loop
+    is stuck in MinIO's graceful stop on the hung mount)."""
+    world.fail("GetItem")
+    world.fail("PutItem")
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and not (until is not None and until()):
+        world.agent.renew_once()
+        world.agent.guard_once()
+        world.clocks.advance(0.1)
+        time.sleep(0.05)
+
+
+def _break_efs(world: AgentWorld) -> None:
+    monitor = world.mount / ".efs-ha" / "monitor-node1.txt"
+    monitor.unlink()
+    monitor.mkdir()
+    world.agent.probe_efs_once()
+    assert not world.agent.status().efs_ok
+
+
+def test_a_lease_lost_while_efs_fails_kills_minio_and_lets_the_watchdog_reset_the_node(
+        aws_env: None, tmp_path: Path, watchdog_device: FifoWatchdogDevice) -> None:
+    """A killed MinIO's dirty NFS pages could reach EFS once the network returns, after the checker promoted the
+    standby: only a reset (the kernel discards the page cache) ends them. Failed before the fix: the guard kept
+    feeding after the kill, the device never fired."""
+    world = AgentWorld(tmp_path, watchdog="required", watchdog_path=watchdog_device.path)
+    world.set_cluster("node1", epoch=1)
+    world.cycle()
+    assert world.service.running and world.watchdog.armed
+    _break_efs(world)  # the EFS probe fails (the reconcile loop's graceful stop hangs on the mount)
+    records = _LogRecords()
+    logger = logging.getLogger("node_agent")
+    logger.addHandler(records)
+    try:
+        _lose_the_lease_and_keep_guarding(world, 10, until=watchdog_device.fired)
+    finally:
+        logger.removeHandler(records)
+    assert not world.service.running and "kill" in world.service.actions
+    assert watchdog_device.fired()
+    assert world.watchdog.armed and not watchdog_device.data().endswith(b"V")  # never disarmed either
+    reason = world.agent.status().reset_reason
+    assert "resets" in reason and "EFS" in reason
+    assert any("resets" in message for message in records.messages)
+
+
+def test_a_lease_lost_while_an_efs_write_hangs_lets_the_watchdog_reset_the_node(
+        aws_env: None, tmp_path: Path, watchdog_device: FifoWatchdogDevice) -> None:
+    world = AgentWorld(tmp_path, watchdog="required", watchdog_path=watchdog_device.path, efs_timeout_seconds=30.0)
+    world.set_cluster("node1", epoch=1)
+    world.cycle()
+    assert world.service.running and world.agent.status().efs_ok
+    release = threading.Event()
+    world.efs._writer = lambda _path, _payload: release.wait(30)  # a write stuck on the hung mount
+    prober = threading.Thread(target=world.agent.probe_efs_once, daemon=True)
+    prober.start()
+    try:
+        time.sleep(0.7)  # the probe has not timed out yet: the last published result still says EFS is fine
+        assert world.agent.status().efs_ok
+        _lose_the_lease_and_keep_guarding(world, 10, until=watchdog_device.fired)
+        assert "kill" in world.service.actions
+        assert watchdog_device.fired()
+    finally:
+        release.set()
+        prober.join(5)
+
+
+def test_a_lease_lost_while_efs_is_healthy_kills_minio_and_keeps_feeding(
+        aws_env: None, tmp_path: Path, watchdog_device: FifoWatchdogDevice) -> None:
+    world = AgentWorld(tmp_path, watchdog="required", watchdog_path=watchdog_device.path)
+    world.set_cluster("node1", epoch=1)
+    world.cycle()
+    _lose_the_lease_and_keep_guarding(world, 3 * watchdog_device.timeout)
+    assert world.service.actions == ["start", "kill"]
+    assert not watchdog_device.fired()
+    assert world.agent.status().reset_reason == ""
+
+
+def test_after_a_reset_was_chosen_minio_is_not_started_again_even_if_the_lease_returns(
+        aws_env: None, tmp_path: Path, watchdog_device: FifoWatchdogDevice) -> None:
+    world = AgentWorld(tmp_path, watchdog="required", watchdog_path=watchdog_device.path)
+    world.set_cluster("node1", epoch=1)
+    world.cycle()
+    _break_efs(world)
+    undo = [world.fail("GetItem"), world.fail("PutItem")]
+    world.clocks.advance(2.0)
+    world.agent.guard_once()
+    assert "kill" in world.service.actions
+    # The table and EFS come back before the kernel resets the node: no new start, and the item says why
+    for undo_failure in undo:
+        undo_failure()
+    world.mount.joinpath(".efs-ha", "monitor-node1.txt").rmdir()
+    for _ in range(3):
+        world.cycle()
+    assert world.service.actions.count("start") == 1
+    assert "the node resets" in world.heartbeat()["detail"]
+    assert world.watchdog.state != "ready"  # never disarmed
+
+
+class _LogRecords(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
