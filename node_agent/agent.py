@@ -236,7 +236,8 @@ class Agent:
             seen_epoch=status.acted_epoch, stop_reason=stop_reason or status.stop_reason, efs_ok=status.efs_ok,
             minio_ok=status.may_run and status.minio_healthy, watchdog=self.watchdog.state,
             watchdog_timeout=self.config.watchdog_timeout_seconds if self.watchdog.required else 0,
-            instance_id=self._instance_id, eni_id=self._eni_id, private_ip=self._private_ip, detail=detail)
+            instance_id=self._instance_id, eni_id=self._eni_id, private_ip=self._private_ip, detail=detail,
+            lease_seconds=self.config.lease_seconds)
 
     def _publish_table_error(self, message: str) -> None:
         with self._status_lock:

@@ -58,6 +58,9 @@ class NodeItem:
     eni_id: str | None = None
     private_ip: str | None = None
     detail: str = ""
+    # G as this node enforces it: the checker counts an expired lease as fencing only when the node's own
+    # G + 2W + R fits in its deadline (a node running an older config during a rolling change is not trusted).
+    lease_seconds: float = 0.0
 
     def to_item(self) -> dict[str, Any]:
         item: dict[str, Any] = {
@@ -72,6 +75,7 @@ class NodeItem:
             "watchdog": {"S": self.watchdog},
             "watchdog_timeout": {"N": str(int(self.watchdog_timeout))},
             "detail": {"S": self.detail[:500] or "-"},
+            "lease_seconds": {"N": str(Decimal(str(round(self.lease_seconds, 3))))},
         }
         for name in ("instance_id", "eni_id", "private_ip"):
             value = getattr(self, name)

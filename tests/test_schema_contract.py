@@ -50,7 +50,7 @@ def test_every_field_round_trips(client: Any, stop_reason: str, watchdog: str) -
     written = NodeItem(node="node2", lease_seq=1234567, heartbeat_at=1_900_000_123.456, serving=stop_reason == "none",
                        seen_epoch=42, stop_reason=stop_reason, efs_ok=True, minio_ok=False, watchdog=watchdog,
                        watchdog_timeout=2, instance_id=INSTANCE, eni_id=ENI, private_ip=PRIVATE_IP,
-                       detail="standby (active: node1)")
+                       detail="standby (active: node1)", lease_seconds=1.5)
     StateTable(client, TABLE).write_node(written)
     store = StateStore(client, TABLE)
     report = store.read().nodes["node2"]
@@ -59,7 +59,7 @@ def test_every_field_round_trips(client: Any, stop_reason: str, watchdog: str) -
         name="node2", lease_seq=1234567, heartbeat_at=1_900_000_123.456, serving=stop_reason == "none",
         seen_epoch=42, stop_reason=stop_reason, efs_ok=True, minio_ok=False, watchdog=watchdog,
         watchdog_timeout=2.0, instance_id=INSTANCE, eni_id=ENI, private_ip=PRIVATE_IP,
-        detail="standby (active: node1)")
+        detail="standby (active: node1)", lease_seconds=1.5)
     # `ready` promises a reset only from a node that says it is not serving (checker rule, ddf4a2d)
     assert report.watchdog_enforces(2) is (watchdog == "armed" or (watchdog == "ready" and not report.serving))
 
@@ -107,6 +107,8 @@ def test_what_a_running_agent_writes_is_what_the_checker_reads(tmp_path: Path) -
         assert (report.watchdog, report.instance_id, report.eni_id, report.private_ip) == (
             "off", INSTANCE, ENI, PRIVATE_IP)
         assert report.heartbeat_at == pytest.approx(world.clocks.wall - 0.5)
+        # The node's own G, so the checker trusts an expired lease only within the node's own inequality
+        assert report.lease_seconds == world.config.lease_seconds == 1.5
         # The role moves: the checker reads the agent's own stop report at the new epoch
         world.set_cluster("node2", epoch=8)
         world.cycle()

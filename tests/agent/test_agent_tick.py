@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from tests.agent.conftest import ENI, INSTANCE, PRIVATE_IP, TABLE, AgentWorld
 
 
@@ -238,3 +240,12 @@ def test_a_minio_serving_when_the_role_becomes_unbound_keeps_serving(world: Agen
         assert world.cycle() == "nothing"
     assert world.service.actions == ["start"]
     assert world.heartbeat()["serving"] is True
+
+
+def test_the_node_reports_its_own_lease_seconds(aws_env: None, tmp_path: Path) -> None:
+    """Review 5: the checker must know the node's own G (a rolling config change can leave a node with a longer
+    lease than the checker's deadline allows); failed before the fix: no lease_seconds in the item."""
+    world = AgentWorld(tmp_path, lease_seconds=2.25)
+    world.set_cluster("node2", epoch=1)
+    world.cycle()
+    assert world.heartbeat()["lease_seconds"] == "2.25"
