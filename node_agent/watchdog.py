@@ -15,13 +15,16 @@ seconds (a GIL stall, memory thrash, a paused VM, a blocked write in the guard) 
 it. A slow or unreachable state table never resets a node: the guard kills MinIO when the lease ends and keeps
 feeding once MinIO is confirmed stopped. A standby is never armed, so it never resets.
 
-A path that is not a character device (the drill's simulator and the tests use a FIFO with a reader that kills
-the node's processes when no byte arrives in time) skips the two ioctls: the simulator is told its timeout by
-whoever starts it. Every other step (open, feed byte, magic close) is the same code path.
+Only two kinds of path are accepted: a character device (the real one; the ioctls set and verify its timeout) or
+a FIFO (the drill's simulator and the tests: a reader that kills the node's processes when no byte arrives in
+time; it skips the two ioctls, the simulator is told its timeout by whoever starts it). Anything else (a regular
+file, a directory, a socket) is `unavailable`: a file would report `armed` with nothing behind it. Every other
+step (open, feed byte, magic close) is the same code path.
 """
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import logging
 import os
@@ -143,7 +146,17 @@ class Watchdog:
         except OSError as error:
             raise WatchdogError(error.errno, f"cannot open watchdog device {self.path}: {error.strerror}") from None
         try:
-            if stat.S_ISCHR(os.fstat(fd).st_mode):
+            mode = os.fstat(fd).st_mode
+        except OSError as error:
+            os.close(fd)
+            raise WatchdogError(error.errno, f"cannot inspect watchdog device {self.path}: {error.strerror}") \
+                from None
+        if not (stat.S_ISCHR(mode) or stat.S_ISFIFO(mode)):
+            os.close(fd)  # nothing written: it is not a device
+            raise WatchdogError(errno.ENODEV, f"{self.path} is not a watchdog device (neither a character device "
+                                              f"nor the drill's FIFO simulator)")
+        try:
+            if stat.S_ISCHR(mode):
                 self._set_timeout(fd)
         except OSError:
             self._close_magic(fd)

@@ -66,6 +66,26 @@ def test_a_missing_device_is_unavailable(tmp_path: Path) -> None:
     assert dog.arm() is False
 
 
+def test_a_regular_file_is_not_a_watchdog(tmp_path: Path) -> None:
+    """Review 6: anything that is not a character device was taken for the drill's simulator, so a regular file
+    (a typo'd WATCHDOG_DEVICE, a device node replaced by a file) reported `armed` with nothing behind it (failed
+    before the fix: test() and arm() succeeded)."""
+    path = tmp_path / "watchdog"
+    path.write_bytes(b"")
+    dog = Watchdog(str(path), 2)
+    assert dog.test() is False
+    assert dog.state == "unavailable"
+    assert "not a watchdog device" in dog.last_error and str(path) in dog.last_error
+    assert dog.arm() is False and not dog.armed and dog.state == "unavailable"
+    assert path.read_bytes() == b""  # nothing written to it
+
+
+def test_a_directory_is_not_a_watchdog(tmp_path: Path) -> None:
+    dog = Watchdog(str(tmp_path), 2)
+    assert dog.test() is False and dog.state == "unavailable"
+    assert dog.arm() is False
+
+
 def test_watchdog_off_reports_off_and_never_opens_anything(tmp_path: Path) -> None:
     dog = Watchdog(str(tmp_path / "missing"), 2, required=False)
     assert dog.test() and dog.arm()
