@@ -184,6 +184,8 @@ class Agent:
             except Exception as error:  # any failure means "not yet": the next period retries
                 self._publish_table_error(f"reading the node item failed: {error}")
                 return False
+        # Taken BEFORE the cluster GetItem (serialising, signing, connecting come after it), so the lease never
+        # starts later than the real send, which is the earliest the checker can see this renewal.
         sent = self._monotonic()
         try:
             view = self._table.read_cluster()

@@ -420,3 +420,38 @@ class _LogRecords(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         self.messages.append(record.getMessage())
+
+
+# ----- review 7: the lease counts from a time no later than the cluster GetItem's send -----
+
+def test_the_lease_counts_from_a_time_taken_before_the_cluster_getitem_is_sent(aws_env: None,
+                                                                               tmp_path: Path) -> None:
+    """The checker sees lease_seq advance no earlier than the GetItem's real send, so the agent's lease must start
+    no later than that send: the timestamp is taken before the call (serialising, signing and connecting all come
+    after it), never after the answer. A regression test: it passed on the reviewed code."""
+    world = AgentWorld(tmp_path)
+    world.set_cluster("node2", epoch=1)
+    sends: list[tuple[float, bool]] = []  # (monotonic time on the wire, a read of the cluster item)
+
+    def on_send(request: Any, **_: Any) -> None:
+        world.clocks.advance(0.1)  # time between the agent's timestamp and the request on the wire
+        sends.append((world.clocks.mono, b'"cluster"' in (request.body or b"")))
+
+    def on_answer(**_: Any) -> None:
+        world.clocks.advance(0.1)  # the answer takes time too
+
+    world.client.meta.events.register("before-send.dynamodb.GetItem", on_send)
+    world.client.meta.events.register("after-call.dynamodb.GetItem", on_answer)
+    for _ in range(3):  # the first renewal also reads the stored lease_seq: that read comes before the timestamp
+        before = world.clocks.mono
+        assert world.agent.renew_once()
+        cluster_send = [at for at, cluster in sends if cluster][-1]
+        sent_at = world.agent.status().lease_sent_at
+        assert sent_at is not None and before <= sent_at < cluster_send
+        world.clocks.advance(0.1)
+    # A write-conflict or a failed renewal never moves the recorded time (no later send is ever recorded)
+    recorded = world.agent.status().lease_sent_at
+    undo = world.fail("PutItem")
+    assert world.agent.renew_once() is False
+    undo()
+    assert world.agent.status().lease_sent_at == recorded
