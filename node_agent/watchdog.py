@@ -1,8 +1,9 @@
 """The Linux watchdog device (softdog on a node; a simulator in tests and the drill), as Patroni uses it.
 
-- `test()` at agent start: open the device, set the timeout (ioctl WDIOC_SETTIMEOUT, verified with
-  WDIOC_GETTIMEOUT), then magic-close it ('V', then close: the kernel stops the timer). Success -> `ready`,
-  failure -> `unavailable`: with `watchdog: required` the node then refuses the active role.
+- `test()` at agent start, only once MinIO is confirmed stopped: open the device, set the timeout (ioctl
+  WDIOC_SETTIMEOUT, verified with WDIOC_GETTIMEOUT), then magic-close it ('V', then close: the kernel stops the
+  timer). Success -> `ready`, failure -> `unavailable`: with `watchdog: required` the node then refuses the active
+  role. An agent that starts while MinIO may still run (its stop could not be confirmed) arms instead.
 - `arm()` before every MinIO start: open and keep the device open, set the timeout, feed once -> `armed`.
   From then on the kernel resets the node unless `feed()` writes to the device every `timeout` seconds.
 - `disarm()` only once MinIO is confirmed stopped (and the node is not active): 'V', then close -> `ready`.
@@ -13,7 +14,9 @@ The device is opened O_WRONLY | O_NONBLOCK | O_CLOEXEC: a simulator FIFO without
 False-reset risk (what the shipped W = 1 s costs): an active node whose agent cannot run its guard thread for W
 seconds (a GIL stall, memory thrash, a paused VM, a blocked write in the guard) is reset by the kernel, MinIO with
 it. A slow or unreachable state table never resets a node: the guard kills MinIO when the lease ends and keeps
-feeding once MinIO is confirmed stopped. A standby is never armed, so it never resets.
+feeding once MinIO is confirmed stopped, unless EFS was failing or hung at that kill (then the node is left to
+reset: a killed MinIO's dirty NFS pages must not reach EFS later). A standby is armed only while a MinIO it could
+not stop may still run.
 
 Only two kinds of path are accepted: a character device (the real one; the ioctls set and verify its timeout) or
 a FIFO (the drill's simulator and the tests: a reader that kills the node's processes when no byte arrives in
