@@ -195,6 +195,9 @@ class Checker:
         return self._probe_active(snap, cluster, view)
 
     def _probe_active(self, snap: Snapshot, cluster: ClusterState, view: Ec2View) -> str:
+        # Bind first, whatever the probe says: an unbound node's MinIO refuses to start, which must not look like
+        # a failure that keeps the role from ever being bound.
+        cluster = self._bind_active_instance(snap, cluster, view)
         active = cluster.active or ""
         report = snap.nodes.get(active)
         instance = view.locate(active, report, cluster.active_instance)
@@ -212,8 +215,6 @@ class Checker:
                                extra={"node": active, "problems": problems})
                 return f"maintenance: {active} failing ({failures} probes)"
             return self._takeover(snap, cluster, problems, checker)
-        if not problems:
-            self._bind_active_instance(snap, cluster, view)
         drift = self._repair_drift(cluster, view, report)
         if problems:
             return f"{active} failing {failures}/{self._s.failure_threshold}: {'; '.join(problems)}"
@@ -338,11 +339,7 @@ class Checker:
         instance = view.locate(node, snap.nodes[node], cluster.active_instance)
         if view.instances_known and (instance is None or not instance.running):
             return snap  # EC2 already says it failed: no need to wait for its lease
-        while (not self.tracker.renewal_seen(node)
-               and self.tracker.silent_for(node) < self._s.heartbeat_stale_seconds):
-            self._clock.sleep(self._s.heartbeat_interval_seconds / 2)
-            snap = self._read()
-        return snap
+        return self._watch_renewal(node) or snap
 
     def _fencing_view(self, cluster: ClusterState, candidate: str, now: float, kind: str) -> ClusterState:
         """The cluster item as begin_fencing has just written it (saves a read)."""
@@ -453,15 +450,45 @@ class Checker:
                                                           "previous": before, "failed": result.failed})
         return f"drift repaired in {len(result.changed)} table(s)"
 
-    def _bind_active_instance(self, snap: Snapshot, cluster: ClusterState, view: Ec2View) -> None:
-        """Bind the role to one instance when an item lacks it, but only when there is no doubt which one
-        serves: the node has exactly one instance and that instance writes the node item."""
-        if cluster.active_instance or not cluster.active or not view.instances_known:
-            return
-        instances = view.instances.get(cluster.active, ())
-        report = snap.nodes.get(cluster.active)
-        if len(instances) == 1 and report and report.instance_id == instances[0].instance_id:
-            self._store.bind_active_instance(cluster, instances[0].instance_id)
+    def _binding(self, node: str, snap: Snapshot | None, view: Ec2View) -> str | None:
+        """The instance to bind `node`'s role to: EC2's only instance of the node; else the instance of the
+        node's own fresh node item (a renewal observed on the checker's clock), which must be one of the node's
+        instances in EC2 when EC2 is readable. None when neither says."""
+        instances = view.instances.get(node, ()) if view.instances_known else ()
+        if len(instances) == 1:
+            return instances[0].instance_id
+        report = snap.nodes.get(node) if snap is not None else None
+        if report is None or report.instance_id is None or not self.tracker.fresh(node):
+            return None
+        if view.instances_known and report.instance_id not in {i.instance_id for i in instances}:
+            return None
+        return report.instance_id
+
+    def _bind_active_instance(self, snap: Snapshot, cluster: ClusterState, view: Ec2View) -> ClusterState:
+        """Bind the role to one instance when the cluster item lacks it. Agents start MinIO only on the instance
+        the role is bound to (two instances of the node during a deploy replacement must never both serve), so
+        the checker always binds: from EC2 when it shows exactly one instance of the node, else from the node's
+        own fresh node item (EC2 throttled, or several instances). Done whatever the probe says, and the start
+        grace begins again (`changed_at`): the node could not start MinIO before. Returns the cluster as now
+        bound (unchanged when nothing could be bound, or another writer changed the item first)."""
+        if cluster.active_instance or not cluster.active or cluster.phase != STABLE:
+            return cluster
+        instance_id = self._binding(cluster.active, snap, view)
+        if instance_id is None:
+            logger.warning("the role is not bound to an instance and nothing says which one yet",
+                           extra={"node": cluster.active, "ec2_readable": view.instances_known})
+            return cluster
+        now = self._clock.now()
+        try:
+            bound = self._store.bind_active_instance(cluster, instance_id, now)
+        except AwsUnavailable as error:
+            logger.warning("could not bind the role; the next cycle retries", extra={"error": str(error)})
+            return cluster
+        if not bound:
+            return cluster
+        logger.warning("role bound to an instance", extra={"node": cluster.active, "instance": instance_id,
+                                                           "epoch": cluster.epoch})
+        return replace(cluster, active_instance=instance_id, changed_at=now)
 
     # ----- table -----
     def _read(self) -> Snapshot:
@@ -486,12 +513,26 @@ class Checker:
         return snap.cluster
 
     def _bootstrap(self) -> None:
+        """Create the cluster item: the first node active, bound to its instance (from EC2 when it shows exactly
+        one, else from the node's own node item once a renewal of it is observed, waited for up to
+        HEARTBEAT_STALE_SECONDS). Left unbound only when neither says; the probe cycles bind it then."""
         first = self._s.node_names[0]
         view = self._ec2.view()
-        instances = view.instances.get(first, ()) if view.instances_known else ()
-        bound = instances[0].instance_id if len(instances) == 1 else None
+        bound = self._binding(first, self._latest, view)
+        if bound is None and self._latest is not None and first in self._latest.nodes:
+            bound = self._binding(first, self._watch_renewal(first), view)
         if self._store.bootstrap(first, bound, self._clock.now()):
             logger.info("cluster item created", extra={"active": first, "instance": bound})
+
+    def _watch_renewal(self, node: str) -> Snapshot | None:
+        """Re-read the table every half renewal period until a renewal of `node` is observed or
+        HEARTBEAT_STALE_SECONDS have passed since it was first sighted."""
+        snap = self._latest
+        while (not self.tracker.renewal_seen(node)
+               and self.tracker.silent_for(node) < self._s.heartbeat_stale_seconds):
+            self._clock.sleep(self._s.heartbeat_interval_seconds / 2)
+            snap = self._read()
+        return snap
 
     def _save_checker(self, state: CheckerState) -> None:
         self._store.save_checker(state)

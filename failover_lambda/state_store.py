@@ -106,11 +106,12 @@ class StateStore:
         return self._update(expression + " REMOVE fencing_node, fencing_instance, candidate",
                             "epoch = :seen AND phase = :fencing", values)
 
-    def bind_active_instance(self, seen: ClusterState, instance_id: str) -> bool:
-        """Record which instance holds the role when an older item lacks it (agents then ignore twins)."""
-        return self._update("SET active_instance = :instance",
+    def bind_active_instance(self, seen: ClusterState, instance_id: str, now: float) -> bool:
+        """Record which instance holds the role when the item lacks it: agents start MinIO only on that one.
+        `changed_at` restarts the MinIO start grace (the node could not start it while unbound)."""
+        return self._update("SET active_instance = :instance, changed_at = :now",
                             "epoch = :seen AND phase = :stable AND attribute_not_exists(active_instance)",
-                            {":instance": instance_id, ":seen": seen.epoch, ":stable": STABLE})
+                            {":instance": instance_id, ":seen": seen.epoch, ":stable": STABLE, ":now": now})
 
     def set_maintenance(self, enabled: bool, now: float) -> None:
         self._call("UpdateItem", self._client.update_item, TableName=self._table,

@@ -2,7 +2,8 @@
 
 The simulated agents follow the design's node-side rules (docs/failover-design.md, "Lease, watchdog and one
 clock"): every tick (each sleep of the fake clock) a live agent renews its lease (`lease_seq` + 1) and serves
-only while the table names it active at a stable phase, bound to its instance, with EFS writable. Their
+only while the table names it active at a stable phase, with EFS writable; it starts only when the role is bound
+to its instance (`active_instance`), a MinIO already serving while the role is unbound keeps serving. Their
 `heartbeat_at` is their own wall clock (`clock_skew`). Invariants checked during and after every test:
   S1  at most one node serves at a time, with an honest model of a node that stops renewing:
       - cut off from the table (`alive=False`): its guard kills MinIO when its lease ends (last renewal + G);
@@ -322,8 +323,11 @@ class Harness:
             if not agent.alive or agent.frozen:
                 continue
             if agent.obeys:
+                # node_agent/decision.py: START only when the role is bound to this instance; a MinIO already
+                # serving while the role is unbound keeps serving.
+                bound = item.get("active_instance")
                 active = (item.get("active") == agent.node and phase == "stable"
-                          and item.get("active_instance") in (None, agent.instance_id))
+                          and (bound == agent.instance_id or (bound is None and agent.serving)))
                 if agent.stopped_for:
                     reason = agent.stopped_for
                 elif not active:
