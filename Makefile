@@ -15,15 +15,46 @@ export CDK_DISABLE_CLI_TELEMETRY := true
 export PYTHONDONTWRITEBYTECODE := 1
 
 PYTHON_SOURCES := app.py stacks constructs cluster_config userdata failover_lambda node_agent efs_ha_cli drill tests
+# pytest-xdist: as many workers as CI's cores; tests/conftest.py keeps every in-process CDK test on one worker
+# (one synthesis per configuration per run) and the slow gates together on another.
+PYTEST_WORKERS ?= 2
+PYTEST_PARALLEL := -n $(PYTEST_WORKERS) --dist loadgroup --durations=10
+# The slow gates (listed in tests/conftest.py SLOW_GATES) that `make test-fast` leaves out.
+SLOW_GATES := cfn-lint and cdk-nag on the app.py synth, the drill smoke (one real failover)
 
-.PHONY: synth test lint drill deploy destroy clean
+# $(call timed,NAME,COMMAND): runs COMMAND, then prints NAME's wall time as the last line, pass or fail.
+define timed
+@start=$$(date +%s%N); status=0; $(2) || status=$$?; \
+	ms=$$(( ($$(date +%s%N) - start) / 1000000 )); \
+	printf '%s: %s, %d.%d s wall\n' '$(1)' "$$([ $$status -eq 0 ] && echo passed || echo FAILED)" \
+		$$((ms / 1000)) $$((ms % 1000 / 100)); \
+	exit $$status
+endef
+
+.PHONY: synth test test-fast test-steps test-fast-steps lint drill deploy destroy clean
 
 synth: $(VENV)/.installed $(TOOLS)/.installed
 	cdk synth --quiet --no-notices
 	@echo "Templates written to cdk.out/: $$(cd cdk.out && ls *.template.json | tr '\n' ' ')"
 
-test: $(VENV)/.installed $(TOOLS)/.installed lint
-	$(PY) -m pytest
+# CI's command: ruff + mypy + every test, installing first; its wall time is the last line it prints.
+test:
+	$(call timed,make test,$(MAKE) --no-print-directory test-steps)
+
+# The edit-run loop: the same minus the slow gates, and it says so.
+test-fast:
+	@echo "make test-fast: skips the slow gates ($(SLOW_GATES)); make test runs them"
+	$(call timed,make test-fast,$(MAKE) --no-print-directory test-fast-steps)
+
+# ruff + mypy run alongside pytest (mypy on a cold cache takes about a minute; warm, a second); their output
+# follows pytest's, and either failing fails the target.
+test-steps test-fast-steps: $(VENV)/.installed $(TOOLS)/.installed
+	@lint_log=$$(mktemp); status=0; \
+	$(MAKE) --no-print-directory lint > "$$lint_log" 2>&1 & lint_pid=$$!; \
+	$(PY) -m pytest $(PYTEST_PARALLEL) $(if $(filter test-fast-steps,$@),-m "not slow_gate") || status=$$?; \
+	wait $$lint_pid || status=$$?; \
+	echo "--- lint (ran alongside pytest) ---"; cat "$$lint_log"; rm -f "$$lint_log"; \
+	exit $$status
 
 lint: $(VENV)/.installed
 	$(PY) -m ruff check $(PYTHON_SOURCES)

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-import aws_cdk as cdk
 from aws_cdk.assertions import Match, Template
 
-from app import build_app
-from tests.conftest import cdk_json_context
+from tests.conftest import VARIANT_CONTEXT
 
 EXPECTED_ALARMS = {"FailoverHappened", "RouteDrift", "NoHealthyStandby", "CheckerErrors", "CheckerFailing",
                    "CheckerNotRunning", "NodeUnhealthyNode1", "NodeUnhealthyNode2", "EfsIoLimit"}
@@ -54,9 +52,9 @@ def test_dashboard_shows_health_active_node_failovers_timings_and_errors(templat
         assert f'"{metric}"' in body, metric
 
 
-def test_alarm_email_from_config_subscribes_to_the_topic() -> None:
-    app = build_app(cdk.App(context={**cdk_json_context(), "alarm_email": "oncall@example.com"}))
-    template = Template.from_json(app.synth().get_stack_by_name("EfsHaCluster").template)
+def test_alarm_email_from_config_subscribes_to_the_topic(variant_template_json: dict[str, Any]) -> None:
+    assert VARIANT_CONTEXT["alarm_email"] == "oncall@example.com"
+    template = Template.from_json(variant_template_json)
     template.has_resource_properties("AWS::SNS::Subscription", {"Protocol": "email",
                                                                 "Endpoint": "oncall@example.com"})
 

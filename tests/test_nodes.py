@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
-import aws_cdk as cdk
 from aws_cdk.assertions import Match, Template
 
-from app import build_app
-from tests.conftest import cdk_json_context
+from tests.conftest import VARIANT_CONTEXT
 
 
 def _instances(template_json: dict[str, Any]) -> list[dict[str, Any]]:
@@ -94,13 +93,17 @@ def test_first_boot_waits_for_efs_mount_targets_and_outbound_routes(template_jso
             assert needed <= set(resource["DependsOn"]), logical_id
 
 
-def test_a_user_data_change_replaces_the_node_instead_of_being_ignored(template_json: dict[str, Any]) -> None:
+def test_a_user_data_change_replaces_the_node_instead_of_being_ignored(
+        template_json: dict[str, Any], variant_template_json: dict[str, Any]) -> None:
     # cloud-init runs user-data once; with replacement on change the logical ID carries a user-data hash.
-    other = build_app(cdk.App(context={**cdk_json_context(), "lease_seconds": 6})).synth()
-    other_ids = {k for k, r in other.get_stack_by_name("EfsHaCluster").template["Resources"].items()
-                 if r["Type"] == "AWS::EC2::Instance"}
-    ids = {k for k, r in template_json["Resources"].items() if r["Type"] == "AWS::EC2::Instance"}
-    assert len(ids) == 2 and not ids & other_ids
+    def user_data(template: dict[str, Any]) -> dict[str, str]:
+        return {k: json.dumps(r["Properties"]["UserData"], sort_keys=True)
+                for k, r in template["Resources"].items() if r["Type"] == "AWS::EC2::Instance"}
+
+    ids, other = user_data(template_json), user_data(variant_template_json)
+    mount_point = VARIANT_CONTEXT["mount_point"]  # how the variant changes user-data
+    assert all(mount_point not in text for text in ids.values()) and all(mount_point in t for t in other.values())
+    assert len(ids) == 2 and len(other) == 2 and not ids.keys() & other.keys()
 
 
 def test_a_deploy_waits_until_each_node_reports_itself_ready(template_json: dict[str, Any]) -> None:

@@ -8,11 +8,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import aws_cdk as cdk
 import pytest
 
-from app import build_app
-from tests.conftest import PROJECT_ROOT, cdk_json_context
+from tests.conftest import PROJECT_ROOT, VARIANT_CONTEXT
 from userdata.render import INSTALLED_FILES, NodeUserDataInputs, render_file, render_node_user_data
 from userdata.systemd_names import mount_unit_name
 
@@ -89,10 +87,9 @@ def test_secrets_never_appear_in_user_data(template_json: dict[str, Any]) -> Non
     assert "resolve:secretsmanager" not in text and "SecretString\":" not in text
 
 
-def test_custom_mount_point_renders_escaped_unit_name() -> None:
-    app = build_app(cdk.App(context={**cdk_json_context(), "mount_point": "/srv/efs-data"}))
-    template = app.synth().get_stack_by_name("EfsHaCluster").template
-    text = _user_data_text(template, "node1")
+def test_custom_mount_point_renders_escaped_unit_name(variant_template_json: dict[str, Any]) -> None:
+    assert VARIANT_CONTEXT["mount_point"] == "/srv/efs-data"
+    text = _user_data_text(variant_template_json, "node1")
     assert "Requires=srv-efs\\x2ddata.mount" in text
     assert "After=network-online.target remote-fs.target srv-efs\\x2ddata.mount" in text
     assert "mnt-efs" not in text

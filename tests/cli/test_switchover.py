@@ -203,9 +203,16 @@ def test_started_but_unfinished_switchover_is_waited_for(cluster: FakeCluster) -
         answer = {"ok": False, "reason": "fencing of node1 not confirmed yet (epoch 2)", "epoch": 2}
         return {"StatusCode": 200, "Payload": io.BytesIO(json.dumps(answer).encode())}
 
+    running: list[bool] = []
+
     def next_checker_run() -> None:
-        if cluster.item("cluster")["phase"] == "fencing":
-            cluster.probe()
+        # One checker run at a time (reserved concurrency 1): the run's own sleeps start no second run.
+        if not running and cluster.item("cluster")["phase"] == "fencing":
+            running.append(True)
+            try:
+                cluster.probe()
+            finally:
+                running.clear()
 
     cluster.lambda_client.invoke = checker_out_of_time  # type: ignore[method-assign]
     cluster.clock.on_sleep.append(next_checker_run)
