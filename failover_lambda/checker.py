@@ -17,8 +17,10 @@ API budget (steady state, one probe cycle per PROBE_INTERVAL_SECONDS = 1 s):
   HEARTBEAT_STALE_SECONDS of extra Scans, one per HEARTBEAT_INTERVAL_SECONDS / 2.
 A takeover adds: 1 UpdateItem (fence), 1 SSM SendCommand, per 0.5 s of waiting 1 Scan (+1 DescribeInstances
 while not yet confirmed by the table), at most 1 StopInstances per 2 s after FENCE_TIMEOUT_SECONDS, 2 describes,
-1 UpdateItem (promote), 1 ReplaceRoute per route table (+1 CreateRoute where missing), 1 DescribeRouteTables,
-1 SNS Publish. It starts only if the invocation has time for its worst case (failover_lambda/budget.py):
+1 UpdateItem (promote; a failed condition adds 1 Scan to recognise a promotion whose response was lost),
+1 ReplaceRoute per route table (+1 CreateRoute where missing), 1 DescribeRouteTables, 1 UpdateItem (routes_epoch),
+1 SNS Publish. While routes_epoch < epoch and the routes cannot be described, each cycle adds 1 Scan and
+1 ReplaceRoute per table (+ the routes_epoch UpdateItem once they all succeeded). It starts only if the invocation has time for its worst case (failover_lambda/budget.py):
 every call at its configured worst (2 attempts x (1 s connect + 2 s read) + 1 s backoff = 7 s; describes 3 s)
 plus the fence wait the checker can time; otherwise it is deferred to the next cycle or invocation.
 EC2 state-change events: 1 Scan; an instance that is not one of the nodes' returns at once.
@@ -32,6 +34,7 @@ from typing import Any
 
 from failover_lambda.aws import AwsUnavailable
 from failover_lambda.budget import (
+    CALL_WORST_SECONDS,
     DESCRIBE_WORST_SECONDS,
     FINISH_MARGIN_SECONDS,
     after_fencing_seconds,
@@ -215,7 +218,7 @@ class Checker:
                                extra={"node": active, "problems": problems})
                 return f"maintenance: {active} failing ({failures} probes)"
             return self._takeover(snap, cluster, problems, checker)
-        drift = self._repair_drift(cluster, view, report)
+        drift = self._converge_routes(cluster, view, report)
         if problems:
             return f"{active} failing {failures}/{self._s.failure_threshold}: {'; '.join(problems)}"
         return drift or "ok"
@@ -384,11 +387,22 @@ class Checker:
         now = self._clock.now()
         reason = f"{current.reason}; fenced: {how}"
         if not self._store.promote(current, target, instance.instance_id, reason[:500], now):
-            return Outcome(False, "another checker completed the takeover")
+            # The SDK's retry re-sends an UpdateItem whose response was lost; the resend fails its condition
+            # although the first attempt was applied. The table says whether this run's promotion is in place.
+            applied = self._promotion_applied(current, target, instance.instance_id)
+            if applied is None:
+                return Outcome(False, "promote condition failed; no time left to re-read: the next cycle moves "
+                                      "the routes if the promotion is in place")
+            if not applied:
+                return Outcome(False, "another checker completed the takeover")
+            logger.warning("promote response lost: the table shows this run's promotion; moving the routes",
+                           extra={"node": target, "instance": instance.instance_id, "epoch": current.epoch})
         # Only now, with the old node confirmed down and the new one active in the table, does the VIP move.
         result = self._routes.point_at(instance.eni, view,
                                        verify=self.remaining() > DESCRIBE_WORST_SECONDS + FINISH_MARGIN_SECONDS)
         self._ec2.invalidate()
+        if result.ok and self.remaining() > CALL_WORST_SECONDS + FINISH_MARGIN_SECONDS:
+            self._record_routes(current.epoch)
         switch_seconds = self._clock.now() - current.changed_at
         kind = SWITCHOVERS if current.reason.startswith(SWITCHOVER_PREFIX) else FAILOVERS
         self.telemetry.count(kind)
@@ -406,6 +420,24 @@ class Checker:
         self.telemetry.flush()
         return Outcome(True, f"{kind[:-1].lower()} {current.fencing_node} -> {target}", target, result.ok)
 
+    def _promotion_applied(self, seen: ClusterState, target: str, instance_id: str) -> bool | None:
+        """After a failed promote condition: whether the table shows exactly this promotion (same epoch, stable,
+        `target` active, bound to `instance_id`). None when there is no time left to re-read and move routes."""
+        if self.remaining() < CALL_WORST_SECONDS + 2 * CALL_WORST_SECONDS + FINISH_MARGIN_SECONDS:
+            return None
+        current = self._read().cluster
+        return bool(current is not None and current.epoch == seen.epoch and current.phase == STABLE
+                    and current.active == target and current.active_instance == instance_id)
+
+    def _record_routes(self, epoch: int) -> None:
+        """Every VIP route was written for `epoch`: later cycles stop writing them blindly (best effort: if this
+        write fails, the next cycle writes the routes again and retries it)."""
+        try:
+            if self._store.record_routes(epoch):
+                logger.info("routes recorded for epoch", extra={"epoch": epoch})
+        except AwsUnavailable as error:
+            logger.warning("could not record routes_epoch; the next cycle retries", extra={"error": str(error)})
+
     def _no_standby(self, checker: CheckerState, detail: str) -> None:
         """Metric every time; SNS at most every ALERT_REPEAT_SECONDS (the state survives invocations)."""
         logger.error("no healthy standby: nothing moves", extra={"detail": detail})
@@ -419,28 +451,72 @@ class Checker:
         self._save_checker(replace(checker, alerted_at={**checker.alerted_at, NO_STANDBY_ALERT: now}))
 
     # ----- steady state -----
-    def _repair_drift(self, cluster: ClusterState, view: Ec2View, report: NodeReport | None) -> str | None:
-        """Every VIP route must point at the active node's ENI: the table, not the template, decides.
-        Unknown routes (DescribeRouteTables failing) show no drift: nothing to repair that can be seen."""
+    def _converge_routes(self, cluster: ClusterState, view: Ec2View, report: NodeReport | None) -> str | None:
+        """Every VIP route must point at the active node's ENI. While the routes of this epoch are not recorded
+        as written (`routes_epoch` < `epoch`: a promote whose response was lost, a run that died between the
+        promote and the routes, a failed table write, a new item) and the routes cannot be described, every
+        table is written blindly; with the routes readable, drift repair does it. Once every route is known to
+        point at the ENI (a describe shows it, or every write succeeded), `routes_epoch` = `epoch` is recorded."""
+        if cluster.routes_pending and not view.routes_known:
+            return self._write_routes_blindly(cluster, view, report)
+        outcome, converged = self._repair_drift(cluster, view, report)
+        if cluster.routes_pending and converged:
+            self._record_routes(cluster.epoch)
+        return outcome
+
+    def _write_routes_blindly(self, cluster: ClusterState, view: Ec2View, report: NodeReport | None) -> str | None:
+        """The routes of this epoch with DescribeRouteTables failing: ReplaceRoute in every table (CreateRoute
+        where the route is missing), then record `routes_epoch` if every write succeeded."""
         instance = view.locate(cluster.active, report, cluster.active_instance)
-        if (instance is None or instance.eni is None or not view.routes_known
-                or not drifted_tables(self._s, view, instance.eni)):
+        if instance is None or instance.eni is None:
+            logger.warning("routes of this epoch not written yet: the active node's ENI is unknown",
+                           extra={"node": cluster.active, "epoch": cluster.epoch})
             return None
+        if cluster.maintenance:
+            logger.warning("routes of this epoch not written (maintenance mode)", extra={"epoch": cluster.epoch})
+            return f"maintenance: routes of epoch {cluster.epoch} not written"
+        current = self._read().cluster
+        if current is None or (current.epoch, current.phase, current.active, current.active_instance) != (
+                cluster.epoch, cluster.phase, cluster.active, cluster.active_instance):
+            return "cluster changed; route writes deferred"
+        result = self._routes.point_at(instance.eni, view, verify=False)
+        self._ec2.invalidate()
+        extra = {"active": cluster.active, "eni": instance.eni, "epoch": cluster.epoch,
+                 "changed": result.changed, "failed": result.failed}
+        if result.failed:
+            self.telemetry.count(CHECKER_ERRORS)
+            logger.error("routes of this epoch written blindly, some failed; the next cycle writes them again",
+                         extra=extra)
+            return f"routes of epoch {cluster.epoch}: {len(result.failed)} table(s) failed, retried next cycle"
+        logger.warning("routes of this epoch written blindly (routes not readable)", extra=extra)
+        self._record_routes(cluster.epoch)
+        return f"routes written for epoch {cluster.epoch} in {len(result.changed)} table(s)"
+
+    def _repair_drift(self, cluster: ClusterState, view: Ec2View,
+                      report: NodeReport | None) -> tuple[str | None, bool]:
+        """Every VIP route that a describe shows off the active node's ENI is replaced: the table, not the
+        template, decides. Unknown routes (DescribeRouteTables failing) show no drift: nothing to repair that
+        can be seen. Returns the outcome and whether every route is now known to point at the ENI."""
+        instance = view.locate(cluster.active, report, cluster.active_instance)
+        if instance is None or instance.eni is None or not view.routes_known:
+            return None, False
+        if not drifted_tables(self._s, view, instance.eni):
+            return None, True
         view = self._ec2.view(fresh=True)
         if not view.routes_known:
-            return None
+            return None, False
         drifted = drifted_tables(self._s, view, instance.eni)
         if not drifted:
-            return None
+            return None, True
         before = {t: (r.target_eni or r.target_instance) if (r := view.routes.get(t)) else None
                   for t in drifted}
         if cluster.maintenance:
             logger.warning("VIP route drift (maintenance mode: not repaired)", extra={"routes": before})
-            return f"maintenance: drift in {len(drifted)} table(s) not repaired"
+            return f"maintenance: drift in {len(drifted)} table(s) not repaired", False
         current = self._read().cluster
         if current is None or (current.epoch, current.phase, current.active) != (
                 cluster.epoch, cluster.phase, cluster.active):
-            return "cluster changed; drift repair deferred"
+            return "cluster changed; drift repair deferred", False
         result = self._routes.point_at(instance.eni, view)
         self._ec2.invalidate()
         self.telemetry.count(ROUTE_DRIFT_REPAIRED, len(result.changed))
@@ -448,7 +524,7 @@ class Checker:
             self.telemetry.count(CHECKER_ERRORS)
         logger.warning("VIP route drift repaired", extra={"active": cluster.active, "eni": instance.eni,
                                                           "previous": before, "failed": result.failed})
-        return f"drift repaired in {len(result.changed)} table(s)"
+        return f"drift repaired in {len(result.changed)} table(s)", not result.failed
 
     def _binding(self, node: str, snap: Snapshot | None, view: Ec2View) -> str | None:
         """The instance to bind `node`'s role to: EC2's only instance of the node; else the instance of the

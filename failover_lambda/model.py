@@ -34,6 +34,13 @@ class ClusterState:
     maintenance: bool = False
     changed_at: float = 0.0
     reason: str = ""
+    # The epoch whose VIP routes were all written (0: none recorded). While it is behind `epoch` at a stable
+    # phase, every cycle writes the VIP route in every table (blindly when the routes cannot be described).
+    routes_epoch: int = 0
+
+    @property
+    def routes_pending(self) -> bool:
+        return self.phase == STABLE and self.active is not None and self.routes_epoch < self.epoch
 
     @classmethod
     def from_item(cls, item: dict[str, Any]) -> ClusterState:
@@ -48,11 +55,13 @@ class ClusterState:
             maintenance=item.get("maintenance") is True,
             changed_at=_num(item.get("changed_at")),
             reason=_str(item.get("reason")) or "",
+            routes_epoch=int(_num(item.get("routes_epoch"), 0)),
         )
 
     def to_json(self) -> dict[str, Any]:
         return {
             "active": self.active, "epoch": self.epoch, "phase": self.phase, "maintenance": self.maintenance,
+            "routes_epoch": self.routes_epoch,
             "active_instance": self.active_instance, "fencing_node": self.fencing_node,
             "fencing_instance": self.fencing_instance, "candidate": self.candidate,
             "changed_at": self.changed_at, "reason": self.reason,

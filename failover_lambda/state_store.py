@@ -113,6 +113,14 @@ class StateStore:
                             "epoch = :seen AND phase = :stable AND attribute_not_exists(active_instance)",
                             {":instance": instance_id, ":seen": seen.epoch, ":stable": STABLE, ":now": now})
 
+    def record_routes(self, epoch: int) -> bool:
+        """Every VIP route has been written for `epoch` (the same epoch, still stable): later cycles stop writing
+        them blindly. Never moves `routes_epoch` back."""
+        return self._update("SET routes_epoch = :epoch",
+                            "epoch = :epoch AND phase = :stable AND "
+                            "(attribute_not_exists(routes_epoch) OR routes_epoch < :epoch)",
+                            {":epoch": epoch, ":stable": STABLE})
+
     def set_maintenance(self, enabled: bool, now: float) -> None:
         self._call("UpdateItem", self._client.update_item, TableName=self._table,
                    Key=_to_ddb({"pk": CLUSTER_KEY}),

@@ -74,6 +74,9 @@ def test_a_failing_describe_does_not_stop_a_failover_the_table_supports(cluster:
 
 
 def test_throttling_on_a_healthy_cluster_changes_nothing(cluster: Harness) -> None:
+    cluster.invoke(max_probes=1)  # steady state: the routes of epoch 1 are recorded (routes_epoch)
+    assert cluster.cluster()["routes_epoch"] == 1
+    cluster.calls.clear()
     cluster.call_hooks["DescribeInstances"] = throttled("DescribeInstances")
     cluster.call_hooks["DescribeRouteTables"] = throttled("DescribeRouteTables")
     result = cluster.invoke(max_probes=5)
