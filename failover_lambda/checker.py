@@ -19,10 +19,12 @@ A takeover adds: 1 UpdateItem (fence), 1 SSM SendCommand, per 0.5 s of waiting 1
 while not yet confirmed by the table), at most 1 StopInstances per 2 s after FENCE_TIMEOUT_SECONDS, 2 describes,
 1 UpdateItem (promote; a failed condition adds 1 Scan to recognise a promotion whose response was lost),
 1 ReplaceRoute per route table (+1 CreateRoute where missing), 1 DescribeRouteTables, 1 UpdateItem (routes_epoch),
-1 SNS Publish. While routes_epoch < epoch and the routes cannot be described, each cycle adds 1 Scan and
-1 ReplaceRoute per table (+ the routes_epoch UpdateItem once they all succeeded). It starts only if the invocation has time for its worst case (failover_lambda/budget.py):
-every call at its configured worst (2 attempts x (1 s connect + 2 s read) + 1 s backoff = 7 s; describes 3 s)
-plus the fence wait the checker can time; otherwise it is deferred to the next cycle or invocation.
+1 SNS Publish. It starts only if the invocation has time for its worst case (failover_lambda/budget.py): every
+call at its configured worst (2 attempts x (1 s connect + 2 s read) + 1 s backoff = 7 s; describes 3 s) plus the
+fence wait the checker can time; otherwise it is deferred to the next cycle or invocation. The re-read and the
+routes_epoch write are done only when time is left (else the next cycle completes the routes).
+While routes_epoch < epoch and the routes cannot be described, each cycle adds 1 Scan and 1 ReplaceRoute per
+table (+ the routes_epoch UpdateItem once they all succeeded).
 EC2 state-change events: 1 Scan; an instance that is not one of the nodes' returns at once.
 """
 
