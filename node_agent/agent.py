@@ -10,12 +10,19 @@
   systemd's WATCHDOG=1 while the lease thread and the reconcile loop are alive. Exception: a kill for a lost lease
   while EFS was failing or hung (last probe failed, or a probe write stuck) stops the feeding for good (and any
   disarm or new start): the killed MinIO's dirty NFS pages could still reach EFS once the network returns, after
-  the standby took over; only the reset (the kernel discards the page cache) ends them.
+  the standby took over; only the reset (the kernel discards the page cache) ends them. Once a reset is chosen the
+  lease thread writes nothing more (nor does shutdown): the checker can fence the node only by lease expiry, which
+  comes after the reset, never by a serving=false report. Without an armed watchdog the node instead keeps
+  reporting serving=true (`serving_held`), so the checker must force-stop the instance.
 - EFS thread (write probe, mount check included, bounded by a timeout) and health thread (MinIO process and
   /minio/health/live) only publish results.
 - reconcile loop (the main thread), every P: decide() on the latest snapshot; arms the watchdog before every
   MinIO start, stops MinIO and records the stop reason, disarms the watchdog only once MinIO is confirmed stopped
-  and the node is not active.
+  and the node is not active. A stop while EFS is hung (a probe write stuck, or the last probe timed out) takes the
+  same reset path as a lease lost with EFS failing (arming the device first if a standby never armed it); a plain
+  EFS write error (EROFS) queues nothing and stops MinIO gracefully.
+- shutdown (SIGTERM): a MinIO that may still run after stop and kill leaves the device armed and unfed (arming it
+  if it never was), so the kernel resets the node.
 
 State shared between threads lives in `_Status`, behind `_status_lock`, which is held only to copy values, never
 across I/O. `_service_lock` serialises a MinIO start with the guard's kill, so a start cannot slip in between
@@ -95,6 +102,7 @@ class _Status:
     first_report_done: bool = False
     efs_ok: bool = False
     efs_detail: str = "not probed yet"
+    efs_hung: bool = False  # the last probe timed out (or an earlier write is still stuck)
     minio_running: bool = False
     minio_healthy: bool = False
     health_at: float = -math.inf
@@ -105,9 +113,13 @@ class _Status:
     detail: str = "starting"
     lease_loop_at: float = 0.0
     reconcile_loop_at: float = 0.0
-    # Set (for good) by a kill for a lost lease while EFS was not healthy: the watchdog is no longer fed, the node
-    # resets. The text goes into every report's detail.
+    # Set (for good) by a kill for a lost lease while EFS was not healthy, or by a MinIO stop while EFS was hung:
+    # the watchdog is no longer fed, the node resets, and no node item is written any more (no renewal, no final
+    # report): the checker can then fence this node only by lease expiry, which comes after the reset.
     reset_reason: str = ""
+    # Set (for good) by a MinIO stop while EFS was hung and no watchdog could be armed: the stopped MinIO's dirty
+    # NFS pages may still reach EFS, so every report keeps serving=true (the checker must force-stop the instance).
+    serving_held: str = ""
 
 
 class Agent:
@@ -177,7 +189,13 @@ class Agent:
         return self.lease_age(now) < self.config.lease_seconds
 
     def renew_once(self) -> bool:
-        """One lease renewal (the lease thread's body). True if it counted as a renewal. Never logs."""
+        """One lease renewal (the lease thread's body). True if it counted as a renewal. Never logs.
+
+        Once a reset was chosen it writes nothing at all (no serving=false the checker could take as fencing): the
+        lease then ends on the checker's clock at the deadline, after the armed watchdog has reset the node.
+        """
+        if self._reset_chosen():
+            return False
         if self._lease_seq is None:
             try:
                 self._lease_seq = self._table.read_lease_seq(self.config.node_name)
@@ -195,6 +213,10 @@ class Agent:
         with self._status_lock:
             self._status.view = view
             status = replace(self._status)
+        if status.reset_reason:
+            # Chosen while the read was under way. The check and the copy are one step under the lock, and a stop
+            # sets reset_reason no later than may_run=False: a report that says serving=false is never written.
+            return False
         if self._shadowed(view):
             # A deploy is replacing this node and the role is bound to the other instance: the checker must keep
             # seeing that instance's item, so this one stays silent (and holds no lease) until it is released.
@@ -233,8 +255,11 @@ class Agent:
         detail = status.detail if status.efs_ok else f"{status.detail}; EFS: {status.efs_detail}"
         if status.reset_reason:
             detail = f"{status.reset_reason}; {detail}"
+        if status.serving_held:
+            detail = f"{status.serving_held}; {detail}"
         return NodeItem(
-            node=self.config.node_name, lease_seq=seq, heartbeat_at=self._wall(), serving=status.may_run,
+            node=self.config.node_name, lease_seq=seq, heartbeat_at=self._wall(),
+            serving=status.may_run or bool(status.serving_held),
             seen_epoch=status.acted_epoch, stop_reason=stop_reason or status.stop_reason, efs_ok=status.efs_ok,
             minio_ok=status.may_run and status.minio_healthy, watchdog=self.watchdog.state,
             watchdog_timeout=self.config.watchdog_timeout_seconds if self.watchdog.required else 0,
@@ -285,10 +310,18 @@ class Agent:
                 why = "an EFS write is hung" if efs_hung else efs_detail
                 reset = (f"lease lost while EFS was not healthy ({why}): MinIO killed, the watchdog is no longer "
                          f"fed and the node resets, so that MinIO's unwritten EFS pages are discarded")
+            held = ""
+            if (not efs_ok or efs_hung) and not reset:
+                why = "an EFS write is hung" if efs_hung else efs_detail
+                held = (f"lease lost while EFS was not healthy ({why}) and no watchdog is armed: MinIO killed, its "
+                        f"unwritten EFS pages may still reach EFS, so this node keeps reporting serving=true (the "
+                        f"checker must force-stop the instance)")
             running = self._service.is_running()
             with self._status_lock:
                 if reset and not self._status.reset_reason:
                     self._status.reset_reason = reset
+                if held and not self._status.serving_held:
+                    self._status.serving_held = held
                 if not running:
                     self._status.may_run = False
                     self._status.stop_reason = STOP_LEASE_LOST
@@ -321,6 +354,7 @@ class Agent:
         with self._status_lock:
             self._status.efs_ok = result.ok
             self._status.efs_detail = result.detail
+            self._status.efs_hung = result.hung
 
     def check_health_once(self) -> None:
         running = self._service.is_running()
@@ -415,6 +449,18 @@ class Agent:
         return decision
 
     def _stop(self, decision: Decision, epoch: int, status: _Status) -> None:
+        """Stop MinIO; serving=false is reported only once the stop is confirmed.
+
+        EFS hung at the stop (a probe write stuck right now, or the last probe timed out): the stopped MinIO's dirty
+        NFS pages could still reach EFS once the mount recovers, after the checker promoted the standby on the
+        strength of a serving=false report. With a watchdog that is (or can now be) armed: the reset path instead
+        (`_reset_for_hung_efs`). Without one: the graceful stop, but the node keeps reporting serving=true, so the
+        checker must force-stop the instance. A plain write error (EROFS) queues nothing: the usual stop.
+        """
+        why_hung = self._efs_hung_now()
+        if why_hung and self._watchdog_armed_for_reset():
+            self._reset_for_hung_efs(decision, why_hung)
+            return
         error = ""
         try:
             self._service.stop()
@@ -426,12 +472,82 @@ class Agent:
         reason = decision.stop_reason
         if reason in (STOP_ROLE_LOST, STOP_NONE) and self._minio_failed(status):
             reason = STOP_MINIO_FAILED
+        reset = ""
+        if not why_hung:
+            # EFS may have hung while MinIO was stopping: its pages are as unwritten. MinIO is gone already, so a
+            # reset needs no kill: reset_reason is published with may_run=False (never a serving=false report).
+            why_hung = self._efs_hung_now()
+            if why_hung and self._watchdog_armed_for_reset():
+                reset = (f"MinIO stopped ({reason}: {decision.reason}) while EFS hung ({why_hung}): the watchdog is "
+                         f"no longer fed, the lease no longer renewed and the node resets, so that MinIO's "
+                         f"unwritten EFS pages are discarded")
+        held = ""
+        if why_hung and not reset:
+            held = (f"MinIO stopped while EFS was hung ({why_hung}) and no watchdog is armed: its unwritten EFS pages "
+                    f"may still reach EFS, so this node keeps reporting serving=true (the checker must force-stop "
+                    f"the instance)")
         with self._status_lock:
             # A MinIO that stopped for this epoch: serving=false and seen_epoch=epoch are published together.
             self._status.may_run = False
             self._status.stop_reason = reason if reason != STOP_NONE else STOP_ROLE_LOST
             self._status.acted_epoch = max(self._status.acted_epoch, epoch)
             self._status.detail = decision.reason
+            if reset and not self._status.reset_reason:
+                self._status.reset_reason = reset
+            else:
+                reset = ""
+            if held and not self._status.serving_held:
+                self._status.serving_held = held
+            else:
+                held = ""
+        if reset or held:
+            log.error("%s", reset or held)
+
+    def _efs_hung_now(self) -> str:
+        """Why EFS counts as hung right now ("" if it does not)."""
+        if self._efs.hung():
+            return "an EFS write is hung"
+        with self._status_lock:
+            if self._status.efs_hung:
+                return self._status.efs_detail
+        return ""
+
+    def _watchdog_armed_for_reset(self) -> bool:
+        """The device is armed, or (watchdog required) can be armed now: a standby never armed it."""
+        if self.watchdog.armed:
+            return True
+        return self.watchdog.required and self.watchdog.arm() and self.watchdog.armed
+
+    def _reset_for_hung_efs(self, decision: Decision, why_hung: str) -> None:
+        """MinIO must stop while EFS is hung, the watchdog armed: the reset path (as a lease lost with EFS failing).
+
+        reset_reason is set BEFORE the kill: from then on the guard feeds no more, the lease thread writes no more
+        (so no serving=false report), nothing disarms the device and nothing starts MinIO; the kernel resets the
+        node within W, discarding the killed MinIO's dirty pages.
+        """
+        reset = (f"MinIO had to stop ({decision.stop_reason}: {decision.reason}) while EFS was hung ({why_hung}): "
+                 f"MinIO killed, the watchdog is no longer fed, the lease no longer renewed and the node resets, so "
+                 f"that MinIO's unwritten EFS pages are discarded")
+        error = ""
+        with self._service_lock:
+            with self._status_lock:
+                first = not self._status.reset_reason
+                if first:
+                    self._status.reset_reason = reset
+            try:
+                self._service.kill()
+            except Exception as caught:  # confirmed (or not) by is_running() below
+                error = f" ({caught})"
+            running = self._service.is_running()
+            with self._status_lock:
+                if not running:
+                    self._status.may_run = False
+                    self._status.stop_reason = decision.stop_reason
+                    self._status.detail = f"{decision.reason}: MinIO killed (EFS hung), waiting for the reset"
+        if first:
+            log.error("%s", reset)
+        if running:
+            log.error("MinIO kill not confirmed yet%s; the watchdog is no longer fed", error)
 
     @staticmethod
     def _minio_failed(status: _Status) -> bool:
@@ -566,6 +682,10 @@ class Agent:
 
         The lease, guard and probe threads run on until MinIO is confirmed stopped: MinIO's graceful stop may
         take longer than the watchdog timeout, and a planned stop must neither reset the node nor go unguarded.
+
+        A MinIO that may still run after stop and kill: the device stays armed and unfed (the guard has ended), and
+        a device that was never armed (a MinIO started by hand on a standby) is armed now, so the kernel resets the
+        node. Once a reset was chosen, no final report is written (it would say serving=false).
         """
         self._stop_requested.set()
         self._notify("STOPPING=1")
@@ -586,11 +706,36 @@ class Agent:
         self._threads_stop.set()
         for thread in self._threads:
             thread.join(timeout=2 * self.config.heartbeat_interval_seconds + 1)
-        if not running and not self._reset_chosen():
+        if running:
+            self._arm_for_exit()
+        elif not self._reset_chosen():
             # Left armed (closed without the magic 'V') if MinIO may still run, or a reset was chosen: the kernel
             # then resets the node.
             self.watchdog.disarm()
+        if self._reset_chosen():
+            log.error("waiting for the watchdog reset: no final node item (the lease ends on the checker's clock)")
+            return
         self._final_report()
+
+    def _arm_for_exit(self) -> None:
+        """MinIO may still run and this agent is exiting: leave an armed, unfed device, so the kernel resets the node.
+
+        Called once the guard thread has ended (nothing feeds the device any more).
+        """
+        if self.watchdog.armed:
+            outcome = (f"watchdog {self.watchdog.path} left armed and no longer fed: the node resets within "
+                       f"{self.watchdog.timeout_seconds}s")
+        elif not self.watchdog.required:
+            outcome = "no watchdog (watchdog: off): nothing resets the node, the checker must force-stop the instance"
+        elif self.watchdog.arm():
+            outcome = (f"watchdog {self.watchdog.path} armed now and never fed: the node resets within "
+                       f"{self.watchdog.timeout_seconds}s")
+        else:
+            outcome = (f"the watchdog cannot be armed ({self.watchdog.last_error}): nothing resets the node, the "
+                       f"checker must force-stop the instance")
+        log.error("agent stopping while MinIO may still run (stop and kill not confirmed): %s", outcome)
+        with self._status_lock:
+            self._status.detail = f"agent stopped; MinIO may still run: {outcome}"
 
     def _final_report(self) -> None:
         with self._status_lock:

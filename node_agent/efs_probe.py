@@ -4,9 +4,9 @@ The I/O runs in a worker thread bounded by a timeout, because a hung NFS mount b
 includes the mount check (os.path.ismount stats the mount point, which blocks on a hung NFS mount too).
 While an earlier probe is still stuck, no new thread is started and the probe keeps failing.
 
-`hung()` tells the guard, at a kill for a lost lease, whether EFS I/O is stuck right now (an earlier write that
-timed out and has not returned, or the current one in flight for longer than HUNG_AFTER_SECONDS) even when the last
-published result still says "ok".
+`hung()` tells the agent, at a kill for a lost lease or at any MinIO stop, whether EFS I/O is stuck right now (an
+earlier write that timed out and has not returned, or the current one in flight for longer than HUNG_AFTER_SECONDS)
+even when the last published result still says "ok". A result that timed out says so too (`hung`).
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ HUNG_AFTER_SECONDS = 0.5
 class EfsResult:
     ok: bool
     detail: str
+    hung: bool = False  # the write did not finish in time (or an earlier one is still stuck): the mount is hung
 
 
 def write_and_verify(path: Path, payload: bytes) -> None:
@@ -71,7 +72,7 @@ class EfsProbe:
 
     def run(self) -> EfsResult:
         if self._stuck is not None and self._stuck.is_alive():
-            return EfsResult(False, "an earlier EFS write is still hung")
+            return EfsResult(False, "an earlier EFS write is still hung", hung=True)
         self._counter = (self._counter + 1) % 10
         payload = str(self._counter).encode()
         outcome: list[EfsResult] = []
@@ -82,7 +83,7 @@ class EfsProbe:
         worker.join(self._timeout)
         if worker.is_alive():
             self._stuck = worker
-            return EfsResult(False, f"EFS write did not finish within {self._timeout:g}s")
+            return EfsResult(False, f"EFS write did not finish within {self._timeout:g}s", hung=True)
         return outcome[0] if outcome else EfsResult(False, "EFS probe thread ended without a result")
 
     def _attempt(self, payload: bytes, outcome: list[EfsResult]) -> None:
