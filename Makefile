@@ -12,7 +12,10 @@ NODE_ARCH := $(if $(filter aarch64 arm64,$(shell uname -m)),arm64,x64)
 
 export PATH := $(CURDIR)/$(TOOLS)/node_modules/.bin:$(CURDIR)/$(VENV)/bin:$(PATH)
 export CDK_DISABLE_CLI_TELEMETRY := true
-export PYTHONDONTWRITEBYTECODE := 1
+# No __pycache__ in the work tree, but byte code is still cached (in the venv): every pytest worker and every
+# drill process would otherwise compile the project and re-rewrite every test module's asserts on each run.
+unexport PYTHONDONTWRITEBYTECODE
+export PYTHONPYCACHEPREFIX := $(CURDIR)/$(VENV)/pycache
 
 PYTHON_SOURCES := app.py stacks constructs cluster_config userdata failover_lambda node_agent efs_ha_cli drill tests
 # pytest-xdist: as many workers as CI's cores; tests/conftest.py keeps every in-process CDK test on one worker
@@ -81,4 +84,4 @@ $(TOOLS)/.installed: Makefile
 	touch $@
 
 clean:
-	rm -rf cdk.out drill-results.json .pytest_cache .mypy_cache .ruff_cache
+	rm -rf cdk.out drill-results.json .pytest_cache .mypy_cache .ruff_cache $(VENV)/pycache

@@ -19,7 +19,9 @@ def test_a_request_the_checker_already_took_is_not_withdrawn_on_timeout(cluster:
             claimed.append(True)
 
     cluster.clock.on_sleep.append(checker_claims_it_but_is_slow)
-    result = cluster.cli("switchover", "--to", "node2", "--timeout", "3")
+    # Polls every 10 s instead of every second: the 120 s wait for a taken request's result, then, is 12
+    # status reads (each a full scan and describe round) instead of 120.
+    result = cluster.cli("switchover", "--to", "node2", "--timeout", "3", hooks=cluster.hooks(poll_seconds=10.0))
     assert claimed
     assert result.exit_code == 1
     assert "already taken by the checker; waiting for its result" in result.stderr
