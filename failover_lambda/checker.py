@@ -11,7 +11,9 @@ API budget (steady state, one probe cycle per PROBE_INTERVAL_SECONDS = 1 s):
   - EC2: 1 DescribeInstances + 1 DescribeRouteTables per EC2_CACHE_SECONDS (5 s), i.e. 0.4 calls/s, one attempt
     each; a failed one is not repeated for EC2_CACHE_SECONDS.
   - HTTP: 1 GET /minio/health/live to the active node (not an AWS API; HTTP_PROBE=false turns it off).
-  => per minute: 60 Scans, 24 EC2 describe calls, ~1 write. Drift adds 2 describes, 1 Scan, 1 ReplaceRoute per
+  - DynamoDB: 1 PutItem of the `checker` item with `last_probe_at` (the checker's liveness for `efs-ha status`)
+    when the recorded time is PROBE_RECORD_SECONDS (5 s) old or more: 12 small writes a minute.
+  => per minute: 60 Scans, 24 EC2 describe calls, ~13 writes. Drift adds 2 describes, 1 Scan, 1 ReplaceRoute per
   drifted table and 1 DescribeRouteTables to verify.
   A standby first seen in this invocation needs one observed renewal before a takeover picks it: up to
   HEARTBEAT_STALE_SECONDS of extra Scans, one per HEARTBEAT_INTERVAL_SECONDS / 2.
@@ -86,6 +88,9 @@ NO_STANDBY_ALERT = "no-healthy-standby"
 SWITCHOVER_PREFIX = "switchover"
 OPERATOR_CONFIRMED = "confirmed by the operator"
 ACTIONS_QUEUEABLE = ("switchover", "confirm_fenced")
+# `checker.last_probe_at` is rewritten only when the recorded time is this old: liveness for operators
+# (`efs-ha status`: "checker probing, 3 s ago" / "checker silent for 70 s") at a few writes a minute.
+PROBE_RECORD_SECONDS = 5.0
 
 
 @dataclass(frozen=True)
@@ -119,6 +124,7 @@ class Checker:
         self._renewed: set[str] = set()  # nodes whose renewal the latest read observed
         self._failed_last_probe: dict[str, bool] = {}
         self._fenced: dict[int, str] = {}  # epoch -> how its fencing was confirmed (this invocation)
+        self._probe_recorded_at: float | None = None  # last_probe_at as this invocation last wrote it
         self._fencer = Fencer(self._s, self._read, self.tracker, self._ec2, runtime.aws.ec2, runtime.aws.ssm,
                               self._clock, self.telemetry)
 
@@ -158,6 +164,8 @@ class Checker:
         while True:
             started = self._clock.monotonic()
             outcomes.append(self._guarded_cycle())
+            if outcomes[-1] != "unknown":  # the table did not answer: a write would cost time and likely fail
+                self._record_probe()
             if limit is not None and len(outcomes) >= limit:
                 break
             pause = max(0.0, self._s.probe_interval_seconds - (self._clock.monotonic() - started))
@@ -613,14 +621,41 @@ class Checker:
         return snap
 
     def _save_checker(self, state: CheckerState) -> None:
+        state = self._with_probe_time(state)
         self._store.save_checker(state)
         self._last_checker = state
+
+    def _with_probe_time(self, state: CheckerState) -> CheckerState:
+        """The whole-item PutItem keeps the probe time this invocation recorded (never an older read's)."""
+        recorded = self._probe_recorded_at
+        return state if recorded is None or recorded <= state.last_probe_at else replace(state, last_probe_at=recorded)
+
+    def _record_probe(self) -> None:
+        """Record this cycle's time as `checker.last_probe_at` when the recorded one is PROBE_RECORD_SECONDS old
+        (or from the future: another clock). The checker item is the checker's alone: a PutItem of what this
+        invocation last read or wrote, so nothing is lost; before any successful read nothing is written.
+        Best effort: a failed write is logged, never a failed cycle."""
+        state = self._last_checker
+        if state is None:
+            return
+        now = self._clock.now()
+        last = max(state.last_probe_at, self._probe_recorded_at or 0.0)
+        if 0 <= now - last < PROBE_RECORD_SECONDS:
+            return
+        try:
+            self._store.save_checker(replace(state, last_probe_at=now))
+        except AwsUnavailable as error:
+            logger.warning("could not record the probe time", extra={"error": str(error)})
+            return
+        self._probe_recorded_at = now
+        self._last_checker = replace(state, last_probe_at=now)
 
     def _record_run(self) -> None:
         if self._last_checker is None:
             return
         try:
-            self._store.save_checker(replace(self._last_checker, last_run_at=self._clock.now()))
+            state = replace(self._last_checker, last_run_at=self._clock.now())
+            self._store.save_checker(self._with_probe_time(state))
         except AwsUnavailable as error:
             logger.warning("could not record the run", extra={"error": str(error)})
 
@@ -700,7 +735,8 @@ class Checker:
                 evidence.append(how)
                 break
             if self._clock.monotonic() >= deadline:
-                evidence.append(f"no lease renewal seen for {self.tracker.silent_for(node):.1f}s")
+                evidence.append(f"no lease renewal seen for {self.tracker.silent_for(node):.1f}s" if node in snap.nodes
+                                else f"no node item in {self._s.lease_deadline_seconds:g}s of reads")
                 break
             self._clock.sleep(self._s.heartbeat_interval_seconds / 2)
             snap = self._read()

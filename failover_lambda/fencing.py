@@ -8,7 +8,13 @@ clock"):
     report shows a watchdog `armed` (or `ready` with serving=false) with a timeout <= WATCHDOG_TIMEOUT_SECONDS
     (WATCHDOG=required) AND its own lease_seconds + 2 x watchdog_timeout + 0.5 <= LEASE_DEADLINE_SECONDS:
     the watchdog has reset the node by then even if its agent froze. Needs no EC2 call at all;
-  - its instance is stopped/terminated (DescribeInstances; StopInstances(Force) after FENCE_TIMEOUT_SECONDS).
+  - its instance is stopped/terminated (DescribeInstances; StopInstances(Force) after FENCE_TIMEOUT_SECONDS);
+  - it has no node item, and none appeared in any read for LEASE_DEADLINE_SECONDS since this run began watching
+    the fencing: an agent starts MinIO only after a renewal whose PutItem succeeded within one renewal period,
+    and a renewal whose cluster read came before the fencing write and whose item has not appeared by then can
+    no longer count (an item that does appear is judged by the rules above). An absent item alone is not enough:
+    the agent's first renewal may have read the cluster item just before the fencing write and land just after
+    the checker's first read.
 While waiting, each poll is one Scan (the lease tracker keeps observing every node, the candidate included)
 and at most one DescribeInstances (none for EC2_CACHE_SECONDS after one failed).
 """
@@ -43,6 +49,7 @@ class _Progress:
     next_stop_attempt: float = 0.0
     next_ec2_check: float = 0.0
     noted_unenforced: bool = False
+    watch_started: float = 0.0  # monotonic: when this invocation began watching this fencing
 
 
 class Fencer:
@@ -69,7 +76,7 @@ class Fencer:
         already taken off). Budget while waiting: one Scan and at most one DescribeInstances per poll (0.5 s).
         """
         node = cluster.fencing_node or ""
-        progress = self._progress.setdefault(cluster.epoch, _Progress())
+        progress = self._progress.setdefault(cluster.epoch, _Progress(watch_started=self._clock.monotonic()))
         started = self._clock.monotonic()
         while True:
             reason, instance_id = self._confirmation(cluster, node, view, progress)
@@ -99,7 +106,13 @@ class Fencer:
             return f"{SUPERSEDED}: the cluster is at epoch {snap.cluster.epoch}, phase {snap.cluster.phase}"
         report = snap.nodes.get(node)
         if report is None:
-            return "the node never wrote a node item, so it never held a lease"
+            # Only after D of reads without the item (the module docstring says why not at once). Without a
+            # progress (the operator's confirm_fenced) this says nothing: that path watches for D itself.
+            absent = self._clock.monotonic() - progress.watch_started if progress is not None else 0.0
+            if progress is None or absent < self._settings.lease_deadline_seconds:
+                return None
+            return (f"the node has no node item and none appeared in {absent:.1f}s of reads (>= "
+                    f"{self._settings.lease_deadline_seconds:g}s), so it holds no lease")
         # A node item written by another instance of the same node says nothing about the fenced one.
         if instance_id and report.instance_id and report.instance_id != instance_id:
             return None
