@@ -205,3 +205,24 @@ def test_a_second_instance_of_the_active_node_never_serves_alongside_the_first(c
     assert (item["active"], item["epoch"]) == ("node2", 2)
     assert f"instance {old.instance_id} is" in item["reason"]
     assert set(cluster.routes().values()) == {cluster.agent("node2").eni}
+
+
+def test_drift_is_seen_through_the_cached_route_view_within_its_age_plus_one_probe(cluster: Harness) -> None:
+    # README / docs ("Drift repair"): the route tables are described every EC2_CACHE_SECONDS (5 s), so an edit
+    # made right after a describe is put back within that plus one probe interval, not within one probe.
+    node1, node2 = cluster.agent("node1"), cluster.agent("node2")
+    drifted_at: list[float] = []
+    repaired_at: list[float] = []
+
+    def drift_after_the_first_cycle(_: Any) -> None:
+        if not drifted_at and "DescribeRouteTables" in cluster.operations():
+            cluster.set_route(cluster.route_tables[0], node2.eni)
+            drifted_at.append(cluster.clock.now())
+
+    cluster.call_hooks["Scan"] = drift_after_the_first_cycle
+    cluster.call_hooks["ReplaceRoute"] = lambda _: repaired_at.append(cluster.clock.now())
+    cluster.invoke(max_probes=10)
+    assert drifted_at and repaired_at
+    delay = repaired_at[0] - drifted_at[0]
+    assert 4.0 <= delay <= 5.0 + 1.0, delay
+    assert set(cluster.routes().values()) == {node1.eni}
