@@ -85,6 +85,8 @@ from failover_lambda.telemetry import (
 SWITCHOVERS = "Switchovers"
 ALERT_REPEAT_SECONDS = 300.0
 NO_STANDBY_ALERT = "no-healthy-standby"
+# In the checker item's alerted_at: when maintenance was last announced as on (0: last announced as off, or never).
+MAINTENANCE_ALERT = "maintenance-on"
 SWITCHOVER_PREFIX = "switchover"
 OPERATOR_CONFIRMED = "confirmed by the operator"
 ACTIONS_QUEUEABLE = ("switchover", "confirm_fenced")
@@ -196,6 +198,7 @@ class Checker:
             self._run_request(snap.request)
             snap = self._snapshot()
         cluster = self._cluster(snap)
+        snap = self._announce_maintenance(snap, cluster)
         if cluster.phase == FENCING:
             # A takeover that an earlier run (or cycle) could not finish: resume it from the table.
             return self._complete_takeover(cluster).detail
@@ -735,8 +738,7 @@ class Checker:
                 evidence.append(how)
                 break
             if self._clock.monotonic() >= deadline:
-                evidence.append(f"no lease renewal seen for {self.tracker.silent_for(node):.1f}s" if node in snap.nodes
-                                else f"no node item in {self._s.lease_deadline_seconds:g}s of reads")
+                evidence.append(f"no lease renewal seen for {self.tracker.silent_for(node):.1f}s")
                 break
             self._clock.sleep(self._s.heartbeat_interval_seconds / 2)
             snap = self._read()
@@ -764,12 +766,35 @@ class Checker:
         return result
 
     def set_maintenance(self, enabled: bool) -> dict[str, Any]:
-        self._snapshot()
+        snap = self._snapshot()
         self._store.set_maintenance(enabled, self._clock.now())
         logger.warning("maintenance mode changed", extra={"enabled": enabled})
-        self.telemetry.notify(f"efs-ha {self._s.cluster_id}: maintenance {'on' if enabled else 'off'}",
-                              {"cluster": self._s.cluster_id, "maintenance": enabled})
+        self._announce(snap.checker, enabled, "the maintenance action")
         return {"ok": True, "maintenance": enabled}
+
+    def _announce_maintenance(self, snap: Snapshot, cluster: ClusterState) -> Snapshot:
+        """A maintenance flag written straight into the table (the CLI does so when the probe loop holds the
+        checker's only slot) is announced on SNS like the `maintenance` action's: the checker item remembers
+        which state was announced last. Costs nothing while the flag does not change."""
+        announced = snap.checker.alerted_at.get(MAINTENANCE_ALERT, 0.0) > 0
+        if cluster.maintenance == announced:
+            return snap
+        logger.warning("maintenance mode changed in the state table", extra={"enabled": cluster.maintenance})
+        return replace(snap, checker=self._announce(snap.checker, cluster.maintenance, "the state table"))
+
+    def _announce(self, checker: CheckerState, enabled: bool, via: str) -> CheckerState:
+        """SNS first, then remember it (a lost save repeats the notification, never loses it)."""
+        self.telemetry.notify(f"efs-ha {self._s.cluster_id}: maintenance {'on' if enabled else 'off'}",
+                              {"cluster": self._s.cluster_id, "maintenance": enabled, "set_via": via})
+        updated = replace(checker, alerted_at={**checker.alerted_at,
+                                               MAINTENANCE_ALERT: self._clock.now() if enabled else 0.0})
+        try:
+            self._save_checker(updated)
+        except AwsUnavailable as error:
+            logger.warning("could not record the maintenance notification; it may be sent again",
+                           extra={"error": str(error)})
+            return checker
+        return updated
 
     def _run_request(self, request: Request) -> None:
         """Claim, execute and delete a queued operator request (queued because a probe loop held the only

@@ -37,6 +37,8 @@ class ClusterState:
     # The epoch whose VIP routes were all written (0: none recorded). While it is behind `epoch` at a stable
     # phase, every cycle writes the VIP route in every table (blindly when the routes cannot be described).
     routes_epoch: int = 0
+    # When `maintenance` was last set (the writer's wall clock: the checker's or an operator's; display only).
+    maintenance_changed_at: float = 0.0
 
     @property
     def routes_pending(self) -> bool:
@@ -56,6 +58,7 @@ class ClusterState:
             changed_at=_num(item.get("changed_at")),
             reason=_str(item.get("reason")) or "",
             routes_epoch=int(_num(item.get("routes_epoch"), 0)),
+            maintenance_changed_at=_num(item.get("maintenance_changed_at")),
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -65,6 +68,7 @@ class ClusterState:
             "active_instance": self.active_instance, "fencing_node": self.fencing_node,
             "fencing_instance": self.fencing_instance, "candidate": self.candidate,
             "changed_at": self.changed_at, "reason": self.reason,
+            "maintenance_changed_at": self.maintenance_changed_at or None,
         }
 
 
@@ -174,6 +178,9 @@ class CheckerState:
     last_failed_at: dict[str, float] = field(default_factory=dict)
     # node -> when it lost the role because MinIO failed there (the node itself was fine).
     service_failed_at: dict[str, float] = field(default_factory=dict)
+    # The checker's wall clock at a recent probe cycle (recorded at most every PROBE_RECORD_SECONDS): its
+    # liveness for operators, never a decision input. 0: never recorded.
+    last_probe_at: float = 0.0
 
     def held_back(self, node: str, now: float, hold_seconds: float) -> bool:
         """True while `node` may not be an automatic failover target (its MinIO failed there recently)."""
@@ -192,6 +199,7 @@ class CheckerState:
             last_run_at=_num(item.get("last_run_at")),
             service_failed_at=number_map("service_failed_at"),
             last_failed_at=number_map("last_failed_at"),
+            last_probe_at=_num(item.get("last_probe_at")),
         )
 
 

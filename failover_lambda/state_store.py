@@ -133,6 +133,8 @@ class StateStore:
                 "failing_since": dict(state.failing_since), "alerted_at": dict(state.alerted_at),
                 "last_run_at": state.last_run_at, "service_failed_at": dict(state.service_failed_at),
                 "last_failed_at": dict(state.last_failed_at)}
+        if state.last_probe_at:
+            item["last_probe_at"] = state.last_probe_at
         self._call("PutItem", self._client.put_item, TableName=self._table, Item=_to_ddb(item))
 
     def claim_request(self, request_id: str, now: float) -> bool:
