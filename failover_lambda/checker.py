@@ -738,7 +738,8 @@ class Checker:
                 evidence.append(how)
                 break
             if self._clock.monotonic() >= deadline:
-                evidence.append(f"no lease renewal seen for {self.tracker.silent_for(node):.1f}s")
+                evidence.append(f"no lease renewal seen for {self.tracker.silent_for(node):.1f}s" if node in snap.nodes
+                                else f"no node item in {self._s.lease_deadline_seconds:g}s of reads")
                 break
             self._clock.sleep(self._s.heartbeat_interval_seconds / 2)
             snap = self._read()
