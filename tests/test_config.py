@@ -59,6 +59,7 @@ def test_cli_style_string_values_are_parsed() -> None:
     ({"mount_point": "/mnt/ef\\s"}, "mount_point", "may hold only"),
     ({"mount_point": "/etc"}, "mount_point", "system directory"),
     ({"node_names": ["node1"]}, "node_names", "exactly 2"),
+    ({"node_names": ["node1", "node2", "node3"]}, "node_names", "exactly 2"),  # README: one node per AZ, two AZs
     ({"node_names": ["node1", "node1"]}, "node_names", "unique"),
     ({"node_names": ["Node_1", "node2"]}, "node_names", "lower-case"),
     ({"instance_type": "big"}, "instance_type", "instance type"),
