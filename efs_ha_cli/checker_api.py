@@ -14,7 +14,7 @@ from typing import Any
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError, ReadTimeoutError
 
-from efs_ha_cli.errors import CliError
+from efs_ha_cli.errors import CliError, Refused, TimedOut
 from failover_lambda.aws import AwsUnavailable
 from failover_lambda.state_store import CLUSTER_KEY, REQUEST_KEY, StateStore
 
@@ -44,7 +44,7 @@ class CheckerFunction:
                                f"exist; was the stack deployed with this version?") from None
             raise
         except ReadTimeoutError:
-            raise CliError(f"no answer from {self._name} in time; check `efs-ha status`") from None
+            raise TimedOut(f"no answer from {self._name} in time; check `efs-ha status`") from None
         return self._answer(response)
 
     def _answer(self, response: dict[str, Any]) -> dict[str, Any]:
@@ -89,7 +89,7 @@ class RequestQueue:
         except ClientError as error:
             if error.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
                 raise
-            raise CliError(self._pending_message(now)) from None
+            raise Refused(self._pending_message(now)) from None
         return request_id
 
     def withdraw(self, request_id: str) -> bool:
@@ -130,7 +130,7 @@ def set_maintenance_flag(store: StateStore, enabled: bool, now: float) -> None:
         store.set_maintenance(enabled, now)
     except AwsUnavailable as error:
         if error.code == "ConditionalCheckFailedException":
-            raise CliError(f"the state table has no `{CLUSTER_KEY}` item yet (the checker has never run); "
+            raise Refused(f"the state table has no `{CLUSTER_KEY}` item yet (the checker has never run); "
                            f"retry after its first run") from None
         raise
 

@@ -15,6 +15,8 @@ from efs_ha_cli.stack import (
     MOUNT_POINT,
     NODE_INSTANCE_IDS,
 )
+from efs_ha_cli.verdict import checker_liveness, judge
+from failover_lambda.aws import AWS_ERRORS
 from failover_lambda.ec2_view import Ec2Reader
 from failover_lambda.model import ClusterState, Snapshot
 from failover_lambda.state_store import StateStore
@@ -59,4 +61,35 @@ def read_status(app: App) -> dict[str, Any]:
         "thresholds_from": app.settings_source,
     }
     report["checked_at"] = app.clock.now()
+    report["initialised"] = snap.cluster is not None
     return report
+
+
+def read_full_status(app: App) -> dict[str, Any]:
+    """`efs-ha status`: read_status plus the route tables' Name tags, the checker's liveness and the verdict."""
+    report = read_status(app)
+    names = route_table_names(app)
+    for route in report["route_tables"]:
+        route["name"] = names.get(route["route_table_id"])
+    now = report["checked_at"]
+    report["checker"] = checker_liveness(report, now)
+    report.update(judge(report, now).to_json())
+    return report
+
+
+def route_table_names(app: App) -> dict[str, str]:
+    """Route table id -> its Name tag, read once per CLI run (names are for people; none when unreadable)."""
+    if app.route_table_names is not None:
+        return app.route_table_names
+    names: dict[str, str] = {}
+    try:
+        response = app.client("ec2").describe_route_tables(
+            Filters=[{"Name": "route-table-id", "Values": list(app.settings.route_table_ids)}])
+    except AWS_ERRORS:
+        return names
+    for table in response.get("RouteTables", []):
+        name = next((t.get("Value") for t in table.get("Tags", []) if t.get("Key") == "Name"), None)
+        if name:
+            names[table["RouteTableId"]] = name
+    app.route_table_names = names
+    return names

@@ -11,7 +11,7 @@ from typing import Any
 from efs_ha_cli.checker_api import CheckerFunction, RequestQueue, Throttled
 from efs_ha_cli.cluster import read_status
 from efs_ha_cli.context import App
-from efs_ha_cli.errors import CliError
+from efs_ha_cli.errors import BadArgument, Refused, TimedOut
 from efs_ha_cli.stack import CHECKER_OUTPUTS, FAILOVER_FUNCTION_NAME
 from efs_ha_cli.switchover import TAKEN_GRACE_SECONDS
 from failover_lambda.model import FENCING, STABLE
@@ -23,10 +23,10 @@ DEFAULT_TIMEOUT_SECONDS = 60.0
 def precheck(report: dict[str, Any], node: str) -> int:
     """The fencing epoch, or a CliError saying why there is nothing to confirm."""
     if node not in report["nodes"]:
-        raise CliError(f"unknown node {node!r}; valid nodes: {', '.join(report['nodes'])}")
+        raise BadArgument(f"unknown node {node!r}; valid nodes: {', '.join(report['nodes'])}")
     cluster = report["cluster"]
     if cluster["phase"] != FENCING or cluster.get("fencing_node") != node:
-        raise CliError(f"no fencing of {node} is in progress (phase {cluster['phase']}, epoch {cluster['epoch']}, "
+        raise Refused(f"no fencing of {node} is in progress (phase {cluster['phase']}, epoch {cluster['epoch']}, "
                        f"fencing {cluster.get('fencing_node') or 'nobody'}); nothing to confirm")
     return int(cluster["epoch"])
 
@@ -55,7 +55,7 @@ class FenceConfirmer:
                     self._on_progress(0.0, f"request {request_id} was already taken by the checker")
                 raise
         if answer.get("ok") is not True:
-            raise CliError(f"confirm-fenced {node} refused: {answer.get('reason', 'no reason given')}")
+            raise Refused(f"confirm-fenced {node} refused: {answer.get('reason', 'no reason given')}")
         return {"ok": True, "node": node, "epoch": epoch, "active": answer.get("to"), "fenced": answer.get("fenced"),
                 "queued": False, "seconds": round(app.clock.now() - started, 3)}
 
@@ -77,7 +77,7 @@ class FenceConfirmer:
             request = report.get("request")
             gone_polls = gone_polls + 1 if request is None or request["request_id"] != request_id else 0
             if gone_polls >= 2:
-                raise CliError(f"the checker took request {request_id} but did not complete the takeover (it "
+                raise Refused(f"the checker took request {request_id} but did not complete the takeover (it "
                                f"found evidence that {node} is alive, or no standby to promote); see its logs "
                                f"or the alarm topic")
             if elapsed >= deadline:
@@ -87,6 +87,6 @@ class FenceConfirmer:
                     deadline = timeout + TAKEN_GRACE_SECONDS
                     continue
                 how = "withdrawn (is the checker running?)" if deadline == timeout else "taken by the checker"
-                raise CliError(f"confirm-fenced {node} not complete after {elapsed:.0f}s; request {request_id} "
+                raise TimedOut(f"confirm-fenced {node} not complete after {elapsed:.0f}s; request {request_id} "
                                f"{how}")
             clock.sleep(min(self._app.hooks.poll_seconds, max(0.0, deadline - elapsed)))

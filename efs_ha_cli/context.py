@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from functools import cached_property
@@ -65,10 +66,13 @@ class App:
         self.clock: Clock = self.hooks.clock or SystemClock()
         self.settings_source = "defaults"
         self._clients: dict[str, Any] = {}
+        self.route_table_names: dict[str, str] | None = None  # read once per run (efs_ha_cli.cluster)
 
     @cached_property
     def session(self) -> boto3.Session:
-        return boto3.Session(region_name=self.requested_region)
+        # --region, then AWS_REGION (botocore itself reads only AWS_DEFAULT_REGION), then AWS_DEFAULT_REGION
+        # and the profile's region through botocore.
+        return boto3.Session(region_name=self.requested_region or os.environ.get("AWS_REGION") or None)
 
     @property
     def region(self) -> str:

@@ -7,17 +7,29 @@ when the Lambda's only concurrency slot is busy (docs/failover-design.md).
 
 from __future__ import annotations
 
+import json
+import sys
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 import click
+from botocore.exceptions import BotoCoreError, ClientError
 
 from efs_ha_cli.checker_api import CheckerFunction, Throttled, set_maintenance_flag
-from efs_ha_cli.cluster import read_status, state_store
+from efs_ha_cli.cluster import read_full_status, read_status, state_store
 from efs_ha_cli.confirm import DEFAULT_TIMEOUT_SECONDS as CONFIRM_TIMEOUT_SECONDS
 from efs_ha_cli.confirm import FenceConfirmer
 from efs_ha_cli.context import App, Hooks
-from efs_ha_cli.errors import CliError, one_line_errors
+from efs_ha_cli.errors import (
+    EXIT_FAILED,
+    EXIT_UNKNOWN,
+    EXIT_USAGE,
+    AwsAccessError,
+    CliError,
+    Refused,
+    describe_aws_error,
+    one_line_errors,
+)
 from efs_ha_cli.render import (
     print_json,
     progress_view,
@@ -34,18 +46,58 @@ from efs_ha_cli.stack import (
     default_stack_name,
 )
 from efs_ha_cli.switchover import DEFAULT_TIMEOUT_SECONDS, Switcher, SwitchResult
+from efs_ha_cli.verdict import UNKNOWN
 from efs_ha_cli.verify import CommandRunner, SsmRunner, StepResult, Target, Verifier, new_bucket_name
+from failover_lambda.aws import AwsUnavailable
 
 F = TypeVar("F", bound=Callable[..., Any])
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
+JSON_REQUESTED = "efs_ha.json"
+
+
 class EfsHaGroup(click.Group):
-    """Runs every command under one_line_errors: an operator never sees a traceback."""
+    """Runs every command under one_line_errors: an operator never sees a traceback. Usage errors exit 64 (not
+    click's 2, which `status` uses for DOWN); under `--json` every error is also a JSON object on stdout."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        ctx.meta[JSON_REQUESTED] = "--json" in args
+        try:
+            return super().parse_args(ctx, args)
+        except click.UsageError as error:
+            _json_error(ctx, _as_usage(error))
+            raise
 
     def invoke(self, ctx: click.Context) -> Any:
-        with one_line_errors():
-            return super().invoke(ctx)
+        try:
+            with one_line_errors():
+                return super().invoke(ctx)
+        except click.UsageError as error:
+            _json_error(ctx, _as_usage(error))
+            raise
+        except click.ClickException as error:
+            _json_error(ctx, error)
+            raise
+
+
+def _as_usage(error: click.UsageError) -> click.UsageError:
+    vars(error)["exit_code"] = EXIT_USAGE  # this instance only (click declares exit_code a class variable)
+    return error
+
+
+def _json_error(ctx: click.Context, error: click.ClickException) -> None:
+    """`{"ok": false, "error": ..., "kind": ..., "exit_code": ...}` on stdout when JSON was asked for (the
+    one-line message still goes to stderr); `status` adds `"verdict": "UNKNOWN"`."""
+    app = ctx.obj if isinstance(ctx.obj, App) else None
+    if not (ctx.meta.get(JSON_REQUESTED) or (app is not None and app.json_output)):
+        return
+    kind = "usage" if isinstance(error, click.UsageError) else getattr(error, "kind", "error")
+    payload: dict[str, Any] = {"ok": False, "error": error.format_message(), "kind": kind,
+                               "exit_code": error.exit_code}
+    if ctx.invoked_subcommand == "status" or ctx.info_name == "status":
+        payload["verdict"] = UNKNOWN
+    print_json(payload)
 
 
 def json_option(command: F) -> F:
@@ -64,29 +116,103 @@ def json_option(command: F) -> F:
               show_default="context stack_name of ./cdk.json, else EfsHaCluster",
               help="CloudFormation stack of the cluster; all resources are found through its outputs.")
 @click.option("--region", default=None, metavar="REGION",
-              help="AWS region of the stack. Default: boto3's resolution (AWS_REGION, profile, ...).")
+              help="AWS region of the stack. Default: AWS_REGION, then AWS_DEFAULT_REGION, then the profile's.")
 @click.option("--json", "json_output", is_flag=True, help="Print machine-readable JSON instead of tables.")
 @click.pass_context
 def cli(ctx: click.Context, stack_name: str, region: str | None, json_output: bool) -> None:
-    """Operate a deployed EFS HA cluster: status, planned switchover, maintenance mode, acceptance check."""
+    """Operate a deployed EFS HA cluster: status, planned switchover, maintenance mode, acceptance check.
+
+    \b
+    Exit codes:
+      0   success (status: HEALTHY)
+      1   the command failed (status: DEGRADED)
+      2   status: DOWN
+      3   status: UNKNOWN, cannot tell
+      4   refused: by the checker, by a precheck, or not confirmed
+      5   timed out waiting
+      6   AWS access: credentials, region, permissions, throttling, AWS unreachable
+      64  usage error
+      130 interrupted (Ctrl-C)
+    With --json every error is also printed to stdout as
+    {"ok": false, "error": ..., "kind": ..., "exit_code": ...}.
+    """
     hooks = ctx.obj if isinstance(ctx.obj, Hooks) else None
     ctx.obj = App(stack_name=stack_name, region=region, json_output=json_output, hooks=hooks)
 
 
 @cli.command(context_settings=CONTEXT_SETTINGS)
+@click.option("--watch", is_flag=True, help="Refresh until Ctrl-C; the exit code is the last verdict's.")
+@click.option("--interval", type=click.FloatRange(min=0.5), default=2.0, show_default=True, metavar="SECONDS",
+              help="Seconds between refreshes with --watch.")
+@click.option("--refreshes", type=click.IntRange(min=1), default=None, hidden=True,
+              help="Stop --watch after this many refreshes (tests, scripts).")
 @json_option
 @click.pass_obj
-def status(app: App) -> None:
-    """Active node, epoch, phase, maintenance flag, node health and the VIP route of every route table.
+def status(app: App, watch: bool, interval: float, refreshes: int | None) -> None:
+    """A one-line verdict, then the active node, epoch and phase, maintenance, the checker's liveness, every
+    node's health and the VIP route of every route table, with a next step for each problem.
 
-    Computed from the state table and EC2 directly (not by invoking the checker). Route tables whose VIP
-    route does not point at the active node's ENI are flagged DRIFT.
+    \b
+    Verdicts and exit codes:
+      0  HEALTHY   the active node serves, every VIP route points at it, a healthy
+                   standby can take over, failover is on, the checker is probing
+      1  DEGRADED  served, but the next failure would be an outage or needs you:
+                   no failover target, maintenance on, checker silent, some
+                   route tables drifted
+      2  DOWN      not served now: no active node (takeover fencing), the active
+                   node down or failing, or no route table points at it
+      3  UNKNOWN   cannot tell: the checker has not initialised the cluster, the
+                   VIP routes cannot be read, or status failed (stack, table)
+      6  AWS access (credentials, region, permissions, throttling);
+         64 usage error, 130 interrupted: as for every command (`efs-ha --help`)
+
+    A node counts as up only while this machine sees its lease renewals (lease_seq growing, on this machine's
+    clock; the first reading watches for about one renewal period). A node without one is shown `down` with
+    its last report marked as such. A standby's stopped MinIO is normal. Route tables whose VIP route does not
+    point at the active node's ENI are flagged DRIFT. Computed from the state table and EC2 directly (not by
+    invoking the checker). --json keeps `ok` for "the call worked" and adds `verdict`, `reasons`, `hints`.
     """
-    report = read_status(app)
+    count = 0
+    code = EXIT_UNKNOWN
+    try:
+        while True:
+            code = _show_status(app, clear=watch and count > 0)
+            count += 1
+            if not watch or (refreshes is not None and count >= refreshes):
+                break
+            app.clock.sleep(interval)
+    except KeyboardInterrupt:
+        if not watch or count == 0:
+            raise
+    raise click.exceptions.Exit(code)
+
+
+class StatusUnknown(CliError):
+    exit_code = EXIT_UNKNOWN
+
+
+def _show_status(app: App, clear: bool) -> int:
+    try:
+        report = read_full_status(app)
+    except AwsAccessError:
+        raise
+    except CliError as error:
+        if error.exit_code == EXIT_FAILED:  # a failed status is "cannot tell", never DEGRADED
+            raise StatusUnknown(error.message) from error
+        raise
+    except (BotoCoreError, ClientError, AwsUnavailable) as error:
+        raise AwsAccessError(describe_aws_error(error)) from error
     if app.json_output:
-        print_json(report)
+        if clear:
+            click.echo(json.dumps(report, sort_keys=True, default=str))  # --watch: one JSON object per line
+        else:
+            print_json(report)
     else:
-        stdout_console().print(status_view(report))
+        console = stdout_console()
+        if clear and console.is_terminal:
+            console.clear()
+        console.print(status_view(report))
+    return int(report["exit_code"])
 
 
 @cli.command(context_settings=CONTEXT_SETTINGS)
@@ -127,7 +253,7 @@ def maintenance(app: App, state: str) -> None:
         via = "state table"
         answer = {"ok": True, "maintenance": enabled}
     if answer.get("ok") is not True:
-        raise CliError(f"maintenance {state} refused: {answer.get('reason', 'no reason given')}")
+        raise Refused(f"maintenance {state} refused: {answer.get('reason', 'no reason given')}")
     if app.json_output:
         print_json({"ok": True, "maintenance": enabled, "via": via})
     else:
@@ -150,7 +276,7 @@ def confirm_fenced(app: App, node: str, yes: bool, timeout: float) -> None:
     instance pending/running. Otherwise it completes the takeover and records your confirmation.
     """
     if not yes:
-        raise CliError(f"confirm-fenced states that {node} no longer serves MinIO; if that is wrong, two nodes "
+        raise Refused(f"confirm-fenced states that {node} no longer serves MinIO; if that is wrong, two nodes "
                        f"serve one EFS directory. Re-run with --yes once you are sure")
     with progress_view(timeout) as view:
         result = FenceConfirmer(app, on_progress=view.update).run(node, timeout)
@@ -164,15 +290,21 @@ def confirm_fenced(app: App, node: str, yes: bool, timeout: float) -> None:
 @cli.command(context_settings=CONTEXT_SETTINGS)
 @click.option("--timeout", type=click.FloatRange(min=1), default=DEFAULT_TIMEOUT_SECONDS, show_default=True,
               help="Seconds each of the two switchovers may take.")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation (needed without a terminal).")
 @json_option
 @click.pass_obj
-def verify(app: App, timeout: float) -> None:
+def verify(app: App, timeout: float, yes: bool) -> None:
     """Acceptance check from inside the VPC, via SSM Run Command on the nodes.
+
+    It performs TWO LIVE SWITCHOVERS (clients see a few seconds of errors each), so it asks for confirmation;
+    --yes skips the question, and without a terminal it refuses unless --yes is given (exit 4).
 
     Writes a bucket and object through the VIP from a healthy standby (the client: the VPC route tables take
     the request to the active node), switches over to that standby, reads the object back through the VIP
     from the old active node and compares its sha256, then switches back. Exit 1 on any failure.
     """
+    if not yes:
+        _confirm_verify()
     app.outputs.require(*VERIFY_OUTPUTS)
     target = Target(vip=app.settings.vip, region=app.region, secret_arn=app.outputs.get(MINIO_SECRET_ARN),
                     bucket=new_bucket_name())
@@ -193,6 +325,20 @@ def verify(app: App, timeout: float) -> None:
         console.print(verify_summary(report))
     if not report.ok:
         raise click.exceptions.Exit(1)
+
+
+def interactive() -> bool:
+    """Whether a person can answer a question (stdin and stderr are terminals)."""
+    return sys.stdin.isatty() and sys.stderr.isatty()
+
+
+def _confirm_verify() -> None:
+    question = ("efs-ha verify performs two live switchovers (active -> standby -> back); clients see a few "
+                "seconds of errors each time")
+    if not interactive():
+        raise Refused(f"{question}. No terminal to confirm it on: re-run with --yes")
+    if not click.confirm(f"{question}. Continue?", default=False, err=True):
+        raise Refused("verify not confirmed; nothing was changed")
 
 
 def _switch(app: App, target: str, timeout: float) -> SwitchResult:

@@ -15,6 +15,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from efs_ha_cli.verdict import DEGRADED, DOWN, HEALTHY, NOT_INITIALISED, UNKNOWN, clock_time, seconds
 from efs_ha_cli.verify import StepResult, VerifyReport
 
 
@@ -41,8 +42,22 @@ def _age(seconds: float | None) -> str:
     return "never" if seconds is None else f"{seconds:.1f}s"
 
 
+VERDICT_STYLE = {HEALTHY: "bold green", DEGRADED: "bold yellow", DOWN: "bold red", UNKNOWN: "bold magenta"}
+
+
+def verdict_line(report: dict[str, Any]) -> str:
+    state = report["verdict"]
+    line = report["verdict_line"]
+    rest = line[len(state):]
+    return f"[{VERDICT_STYLE.get(state, 'bold')}]{state}[/]{escape(rest)}"
+
+
 def status_view(report: dict[str, Any]) -> Group:
-    return Group(_summary(report), _nodes_table(report), _routes_table(report))
+    parts: list[Any] = [verdict_line(report), _summary(report), _nodes_table(report), _routes_table(report)]
+    hints = [hint for hint in report.get("hints", []) if hint]
+    if hints:
+        parts.append("[bold]Next steps[/]\n" + "\n".join(f"- {escape(hint)}" for hint in dict.fromkeys(hints)))
+    return Group(*parts)
 
 
 def _summary(report: dict[str, Any]) -> Table:
@@ -53,21 +68,63 @@ def _summary(report: dict[str, Any]) -> Table:
     grid.add_column()
     grid.add_row("Stack", f"{stack['name']} ({stack['region']}, {stack['status']})")
     grid.add_row("Virtual IP", report["vip"])
-    grid.add_row("Active node", escape(cluster["active"] or "") or
-                 f"[yellow]none[/] (fencing {escape(cluster['fencing_node'] or '?')}, "
-                 f"candidate {escape(cluster['candidate'] or '?')})")
-    grid.add_row("Epoch / phase", f"{cluster['epoch']} / {cluster['phase']}")
-    grid.add_row("Maintenance", "[yellow]ON: automatic failover suspended[/]" if cluster["maintenance"] else "off")
-    if cluster["changed_at"]:
-        grid.add_row("Last change", f"{now - cluster['changed_at']:.0f}s ago: {escape(cluster['reason'])}")
+    checker = report.get("checker") or {}
+    if not report.get("initialised", True):
+        grid.add_row("Cluster", f"[magenta]{escape(NOT_INITIALISED)}[/]")
+    else:
+        grid.add_row("Active node", _active_cell(report))
+        grid.add_row("Epoch / phase", f"{cluster['epoch']} / {cluster['phase']}")
+        grid.add_row("Maintenance", _maintenance_cell(cluster, now))
+        if cluster["changed_at"]:
+            grid.add_row("Last change", f"{seconds(now - cluster['changed_at'])} ago: {escape(cluster['reason'])}")
     request = report.get("request")
     if request:
         taken = ", taken by the checker" if request.get("taken") else ""
         grid.add_row("Queued request", f"{escape(request['action'])} to {escape(str(request['target']))} "
                                        f"(id {request['request_id']}{taken})")
-    last_run = report.get("checker_last_run_at")
-    grid.add_row("Checker last run", f"{now - last_run:.0f}s ago" if last_run else "never")
+    if checker:
+        style = {"probing": "green", "silent": "red", "never": "yellow"}.get(checker["state"], "magenta")
+        grid.add_row("Checker", f"[{style}]{escape(checker['text'])}[/]")
     return grid
+
+
+def _active_cell(report: dict[str, Any]) -> str:
+    cluster = report["cluster"]
+    active = cluster["active"]
+    if not active:
+        return (f"[yellow]none[/] (fencing {escape(cluster['fencing_node'] or '?')}, "
+                f"candidate {escape(cluster['candidate'] or '?')})")
+    node = report["nodes"].get(active, {})
+    text = escape(active)
+    if not node.get("live", True):
+        text += " [red](down)[/]"
+    fails, threshold = node.get("consecutive_failures") or 0, report.get("failure_threshold")
+    if fails:
+        text += f"  [yellow]fails {fails}/{threshold}[/] (failover at {threshold})"
+    return text
+
+
+def _maintenance_cell(cluster: dict[str, Any], now: float) -> str:
+    if not cluster["maintenance"]:
+        return "off"
+    since = cluster.get("maintenance_changed_at")
+    how_long = f" for {seconds(now - since)} (since {clock_time(since)})" if since else ""
+    return f"[yellow]ON{how_long}: automatic failover suspended[/]"
+
+
+def _last_seen_cell(node: dict[str, Any]) -> str:
+    renewal = node.get("lease_renewal_age_seconds")
+    if renewal is not None:
+        return f"last seen {seconds(renewal)} ago"
+    heartbeat = node.get("last_heartbeat_age_seconds")
+    if heartbeat is not None:
+        return f"last seen {seconds(heartbeat)} ago (node clock)"
+    return "never seen"
+
+
+def _was(value: Any) -> str:
+    """A down node's last-known value: never shown as if it were live."""
+    return "-" if value is None else f"[dim]was {'yes' if value else 'no'}[/]"
 
 
 def _nodes_table(report: dict[str, Any]) -> Table:
@@ -79,18 +136,36 @@ def _nodes_table(report: dict[str, Any]) -> Table:
     # Instance and ENI share a cell so the table fits 80 columns. "Lease" is the age of the last lease renewal
     # this CLI saw (its own clock); "Skew" the node's clock minus this machine's (display only).
     table.add_column("Instance / ENI", overflow="fold", min_width=len("eni-0123456789abcdef0"))
+    now = report["checked_at"]
     for name, node in report["nodes"].items():
+        live = node.get("live", True)
+        active = node.get("assigned_role") == "active" or node["role"] == "active"
         # Agent-written text is escaped: a "[" in a detail must not be read as rich markup.
         health = "[green]healthy[/]" if node["healthy"] else f"[red]{escape('; '.join(node['problems']))}[/]"
+        if not live:
+            health += f"\n[dim]{_last_seen_cell(node)}; values below are its last report[/]"
         if node.get("held_back"):
             # Lost the role to a MinIO failure: the checker will not fail over to it for a while.
-            health += "\n[yellow]held back (MinIO failed here)[/]"
+            until = node.get("held_back_until")
+            when = f" until {clock_time(until)} (in {seconds(until - now)})" if until else ""
+            health += f"\n[yellow]held back{when}: MinIO failed here; `efs-ha switchover --to {escape(name)}` " \
+                      f"overrides[/]"
         state = "" if node["instance_state"] == "running" else f" ({node['instance_state']})"
         instance = f"{node['instance_id']}{state}\n{node['eni'] or 'no ENI'}" if node["instance_id"] else "-"
         skew = node.get("clock_skew_seconds")
-        table.add_row(name, node["role"], health, _age(node.get("lease_renewal_age_seconds")),
-                      "-" if skew is None else f"{skew:+.1f}s", _yes_no(node["efs_ok"]),
-                      _yes_no(node["minio_ok"]), _yes_no(node["serving"]), instance)
+        role = f"[red]down[/] (was {node['assigned_role']})" if not live and node.get("assigned_role") \
+            not in (None, "standby") else ("[red]down[/]" if not live else node["role"])
+        if not live:
+            efs, minio, serving = _was(node["efs_ok"]), _was(node["minio_ok"]), _was(node["serving"])
+        elif active:
+            efs, minio, serving = _yes_no(node["efs_ok"]), _yes_no(node["minio_ok"]), _yes_no(node["serving"])
+        else:
+            # A standby's MinIO is stopped by design: neutral, not a failure.
+            efs = _yes_no(node["efs_ok"])
+            minio = "[red]running[/]" if node["serving"] and node["minio_ok"] else "[dim]stopped[/]"
+            serving = "[red]yes[/]" if node["serving"] else "[dim]no[/]"
+        table.add_row(name, role, health, _age(node.get("lease_renewal_age_seconds")),
+                      "-" if skew is None else f"{skew:+.1f}s", efs, minio, serving, instance)
     return table
 
 
@@ -100,12 +175,16 @@ def _routes_table(report: dict[str, Any]) -> Table:
     for column in ("Route table", "Target ENI", "Node", "State"):
         table.add_column(column, overflow="fold")
     for route in report["route_tables"]:
-        if route["drift"]:
+        if not route.get("known", True):
+            state = "[magenta]unknown[/] (EC2 unreadable)"
+        elif route["drift"]:
             state = "[red bold]DRIFT[/] (not the active node's ENI)" if route["present"] else \
                 "[red bold]DRIFT[/] (route missing)"
         else:
             state = "[green]ok[/]" if route["present"] else "missing"
-        table.add_row(route["route_table_id"], route["target_eni"] or "-", route["target_node"] or "-", state)
+        name = route.get("name")
+        label = f"{escape(name)} ({route['route_table_id']})" if name else route["route_table_id"]
+        table.add_row(label, route["target_eni"] or "-", route["target_node"] or "-", state)
     return table
 
 

@@ -9,7 +9,7 @@ from typing import Any
 from efs_ha_cli.checker_api import CheckerFunction, RequestQueue, Throttled
 from efs_ha_cli.cluster import read_status
 from efs_ha_cli.context import App
-from efs_ha_cli.errors import CliError
+from efs_ha_cli.errors import BadArgument, Refused, TimedOut
 from efs_ha_cli.stack import CHECKER_OUTPUTS, FAILOVER_FUNCTION_NAME
 from failover_lambda.model import STABLE
 
@@ -64,16 +64,16 @@ def precheck(report: dict[str, Any], target: str) -> None:
     """Refuse early, with the reason, what the checker would refuse (a queued request's refusal is silent)."""
     nodes = report["nodes"]
     if target not in nodes:
-        raise CliError(f"unknown node {target!r}; valid nodes: {', '.join(nodes)}")
+        raise BadArgument(f"unknown node {target!r}; valid nodes: {', '.join(nodes)}")
     cluster = report["cluster"]
     if cluster["phase"] != STABLE:
-        raise CliError(f"a takeover is in progress (phase {cluster['phase']}, epoch {cluster['epoch']}); "
+        raise Refused(f"a takeover is in progress (phase {cluster['phase']}, epoch {cluster['epoch']}); "
                        f"retry when `efs-ha status` shows phase stable")
     if cluster["active"] == target:
-        raise CliError(f"{target} is already active")
+        raise Refused(f"{target} is already active")
     problems = nodes[target]["problems"]
     if problems:
-        raise CliError(f"{target} is not healthy: {'; '.join(problems)}")
+        raise Refused(f"{target} is not healthy: {'; '.join(problems)}")
 
 
 class Switcher:
@@ -120,7 +120,7 @@ class Switcher:
             self._on_progress(0.0, f"checker started the switchover (epoch {answer['epoch']}) but has not "
                                    f"finished: {answer.get('reason')}; its next run completes it")
             return None
-        raise CliError(f"switchover refused: {answer.get('reason', 'no reason given')}")
+        raise Refused(f"switchover refused: {answer.get('reason', 'no reason given')}")
 
     def _queue(self) -> RequestQueue:
         return RequestQueue(self._app.client("dynamodb"), self._app.settings.state_table_name)
@@ -146,7 +146,7 @@ class Switcher:
                 report["cluster"]["phase"] == STABLE and report["cluster"]["active"] != target
             handled_without_move = handled_without_move + 1 if idle else 0
             if handled_without_move >= 2:
-                raise CliError(f"the checker took request {request_id} but did not switch to {target} "
+                raise Refused(f"the checker took request {request_id} but did not switch to {target} "
                                f"(it may have found {target} unhealthy); see its logs or the alarm topic")
             if elapsed >= deadline:
                 if deadline == timeout and request_id and not self._queue().withdraw(request_id):
@@ -155,7 +155,7 @@ class Switcher:
                                                f"for its result")
                     deadline = timeout + TAKEN_GRACE_SECONDS
                     continue
-                raise CliError(self._timeout_message(target, elapsed, state, request_id, deadline == timeout))
+                raise TimedOut(self._timeout_message(target, elapsed, state, request_id, deadline == timeout))
             clock.sleep(min(self._app.hooks.poll_seconds, max(0.0, deadline - elapsed)))
 
     @staticmethod

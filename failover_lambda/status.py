@@ -45,8 +45,14 @@ def status_report(settings: Settings, tracker: LeaseTracker, now: float, snap: S
         problems = (active_problems(settings, tracker, now, cluster, report, instance, None, view.instances_known)
                     if is_active else node_problems(settings, tracker, name, report, instance,
                                                     view.instances_known))
+        live = tracker.fresh(name)
+        held_back = snap.checker.held_back(name, now, settings.service_failure_hold_seconds)
         nodes[name] = {
-            "role": _role(name, cluster),
+            # A node without a fresh lease renewal (observer's clock) is `down`, whatever the table assigns it;
+            # its other values below are then its last report, not its present state (`live` false).
+            "role": _role(name, cluster) if live else "down",
+            "assigned_role": _role(name, cluster),
+            "live": live,
             "instance_id": instance.instance_id if instance else None,
             "instance_state": instance.state if instance else None,
             "instance_source": ("ec2" if view.instances_known else "node item") if instance else None,
@@ -57,6 +63,9 @@ def status_report(settings: Settings, tracker: LeaseTracker, now: float, snap: S
             "lease_renewal_age_seconds": _rounded(tracker.renewal_age(name)),
             "lease_fresh": tracker.fresh(name),
             "heartbeat_at": report.heartbeat_at if report else None,  # the node's clock: display only
+            # The observer's wall clock minus heartbeat_at: display only (includes the node's clock skew).
+            "last_heartbeat_age_seconds": _rounded(now - report.heartbeat_at) if report and report.heartbeat_at
+            else None,
             # Node clock minus the observer's, when a renewal was observed (at most one read late).
             "clock_skew_seconds": _rounded(tracker.skew(name)),
             "efs_ok": report.efs_ok if report else None,
@@ -72,7 +81,10 @@ def status_report(settings: Settings, tracker: LeaseTracker, now: float, snap: S
             "problems": problems,
             "pending": only_not_observed(problems),
             "consecutive_failures": snap.checker.failures.get(name, 0),
-            "held_back": snap.checker.held_back(name, now, settings.service_failure_hold_seconds),
+            "held_back": held_back,
+            # When the no-ping-pong hold ends (checker clock); a planned switchover is not held back.
+            "held_back_until": snap.checker.service_failed_at[name] + settings.service_failure_hold_seconds
+            if held_back else None,
         }
     eni_nodes = {report.eni_id: name for name, report in snap.nodes.items() if report.eni_id}
     routes = []
@@ -100,6 +112,9 @@ def status_report(settings: Settings, tracker: LeaseTracker, now: float, snap: S
                                                  "requested_at": request.requested_at,
                                                  "taken": request.taken_at is not None},
         "checker_last_run_at": snap.checker.last_run_at or None,
+        # A recent probe cycle, checker clock (written at most every few seconds); None: never recorded.
+        "checker_last_probe_at": snap.checker.last_probe_at or None,
+        "failure_threshold": settings.failure_threshold,
     }
 
 

@@ -28,6 +28,7 @@ from efs_ha_cli.context import Hooks
 from efs_ha_cli.main import cli
 from failover_lambda import handler as handler_module
 from failover_lambda.aws import AwsClients
+from failover_lambda.checker import PROBE_RECORD_SECONDS
 from failover_lambda.runtime import Runtime
 from failover_lambda.settings import Settings
 from tests.support import FakeContext, vip_route_targets
@@ -142,6 +143,10 @@ class FakeCluster:
     clock: FakeClock = field(default_factory=FakeClock)
     agents: dict[str, Agent] = field(default_factory=dict)
     lease_seqs: dict[str, int] = field(default_factory=dict)
+    # The deployed checker's probe loop, as far as status sees it: `checker.last_probe_at` (its clock) rewritten
+    # every PROBE_RECORD_SECONDS while True. False: a checker that has stopped running.
+    checker_probing: bool = True
+    probe_recorded_at: float | None = None
 
     def __post_init__(self) -> None:
         self.ec2 = aws_client("ec2")
@@ -181,6 +186,8 @@ class FakeCluster:
                   "reason": "bootstrap"})
         self.clock.on_sleep.append(self.tick)
         self.tick()
+        self.clock.on_sleep.append(self.checker_tick)
+        self.checker_tick()
         self.lambda_client = FakeLambda(self)
 
     # ----- deployment -----
@@ -216,6 +223,16 @@ class FakeCluster:
     def probe(self) -> dict[str, Any]:
         """One scheduled probe cycle: executes a queued request, like the running checker would."""
         return self.run_checker({"source": "aws.events", "detail-type": "Scheduled Event", "detail": {}})
+
+    def checker_tick(self) -> None:
+        """The running checker's liveness record (only `last_probe_at`: other checker attributes stay)."""
+        now = self.clock.now()
+        if not self.checker_probing or (self.probe_recorded_at is not None
+                                        and now - self.probe_recorded_at < PROBE_RECORD_SECONDS):
+            return
+        self.probe_recorded_at = now
+        self.ddb.update_item(TableName=TABLE, Key={"pk": {"S": "checker"}}, UpdateExpression="SET last_probe_at = :t",
+                             ExpressionAttributeValues={":t": {"N": str(round(now, 3))}})
 
     # ----- the node agents -----
     def tick(self) -> None:

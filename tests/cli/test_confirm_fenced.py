@@ -21,14 +21,14 @@ def given_node1_fencing_stuck(cluster: FakeCluster) -> None:
 def test_without_yes_nothing_is_sent(cluster: FakeCluster) -> None:
     given_node1_fencing_stuck(cluster)
     result = cluster.cli("confirm-fenced", "node1")
-    assert result.exit_code == 1
+    assert result.exit_code == 4  # refused
     assert "Re-run with --yes" in result.stderr
     assert cluster.lambda_client.events == []
 
 
 def test_refused_when_no_fencing_of_that_node_is_in_progress(cluster: FakeCluster) -> None:
     result = cluster.cli("confirm-fenced", "node1", "--yes")
-    assert result.exit_code == 1
+    assert result.exit_code == 4  # refused
     assert "no fencing of node1 is in progress" in result.stderr
     assert cluster.lambda_client.events == []
 
@@ -36,7 +36,7 @@ def test_refused_when_no_fencing_of_that_node_is_in_progress(cluster: FakeCluste
 def test_refused_by_the_checker_while_ec2_shows_the_instance_running(cluster: FakeCluster) -> None:
     given_node1_fencing_stuck(cluster)
     result = cluster.cli("confirm-fenced", "node1", "--yes")
-    assert result.exit_code == 1
+    assert result.exit_code == 4  # refused
     assert "confirm-fenced node1 refused:" in result.stderr and "running according to EC2" in result.stderr
     assert cluster.item("cluster")["phase"] == "fencing"
 

@@ -26,7 +26,7 @@ def test_no_credentials(aws_env: None, monkeypatch: pytest.MonkeyPatch) -> None:
 
     result = invoke("status")
 
-    assert result.exit_code == 1
+    assert result.exit_code == 6  # AWS access
     assert _one_line_error(result.stderr).startswith("Error: no AWS credentials found: run `aws configure`")
 
 
@@ -36,14 +36,14 @@ def test_no_region(aws_env: None, monkeypatch: pytest.MonkeyPatch) -> None:
 
     result = invoke("status")
 
-    assert result.exit_code == 1
+    assert result.exit_code == 6  # AWS access
     assert _one_line_error(result.stderr).startswith("Error: no AWS region configured: pass --region")
 
 
 def test_unknown_stack(cluster: FakeCluster) -> None:
     result = cluster.cli("--stack-name", "Nope", "status")
 
-    assert result.exit_code == 1
+    assert result.exit_code == 3  # status: cannot tell
     assert _one_line_error(result.stderr) == (
         f"Error: stack Nope not found in region {REGION}; deploy it or pass --stack-name")
 
@@ -51,7 +51,7 @@ def test_unknown_stack(cluster: FakeCluster) -> None:
 def test_region_option_is_used(cluster: FakeCluster) -> None:
     result = cluster.cli("--region", "us-east-2", "status")
 
-    assert result.exit_code == 1
+    assert result.exit_code == 3
     assert _one_line_error(result.stderr) == (
         f"Error: stack {STACK} not found in region us-east-2; deploy it or pass --stack-name")
 
@@ -63,7 +63,7 @@ def test_missing_outputs_are_named(cluster: FakeCluster) -> None:
     status = cluster.cli("--stack-name", "OldCluster", "status")
     switch = cluster.cli("--stack-name", "OldCluster", "switchover", "--to", "node2")
 
-    assert status.exit_code == 1 and switch.exit_code == 1
+    assert status.exit_code == 3 and switch.exit_code == 1  # status: cannot tell; switchover: failed
     assert _one_line_error(status.stderr) == (
         "Error: stack OldCluster (CREATE_COMPLETE) lacks the output(s) StateTableName; "
         "was the stack deployed with this version?")
@@ -77,8 +77,10 @@ def test_status_works_without_the_checker_outputs(cluster: FakeCluster) -> None:
 
     result = cluster.cli("--stack-name", "OlderCluster", "status", "--json")
 
-    assert result.exit_code == 0, result.output
-    assert json.loads(result.stdout)["stack"]["thresholds_from"] == "defaults"
+    report = json.loads(result.stdout)
+    assert report["ok"] is True and report["stack"]["thresholds_from"] == "defaults"
+    # The call worked; the verdict is the world's: no instance is tagged with this stack's name.
+    assert result.exit_code == 2 and report["verdict"] == "DOWN"
 
 
 def test_malformed_output_is_named(cluster: FakeCluster) -> None:
@@ -86,7 +88,7 @@ def test_malformed_output_is_named(cluster: FakeCluster) -> None:
 
     result = cluster.cli("--stack-name", "Broken", "status")
 
-    assert result.exit_code == 1
+    assert result.exit_code == 3
     assert _one_line_error(result.stderr).startswith("Error: stack output RouteTableIds is malformed:")
 
 
@@ -95,7 +97,7 @@ def test_missing_state_table_is_one_line(cluster: FakeCluster) -> None:
 
     result = cluster.cli("--stack-name", "NoTable", "status")
 
-    assert result.exit_code == 1
+    assert result.exit_code == 6  # an AWS call failed
     assert "Scan failed: ResourceNotFoundException" in _one_line_error(result.stderr)
 
 

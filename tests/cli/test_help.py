@@ -47,5 +47,5 @@ def test_every_command_has_help(command: str, expected: str) -> None:
 def test_switchover_without_target_is_a_usage_error() -> None:
     result = invoke("switchover")
 
-    assert result.exit_code == 2
+    assert result.exit_code == 64  # usage error
     assert "Missing option '--to'" in result.stderr

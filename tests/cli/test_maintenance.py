@@ -23,7 +23,7 @@ def test_on_and_off_through_the_checker_are_visible_in_status(cluster: FakeClust
     assert cluster.lambda_client.events == [{"action": "maintenance", "enabled": True},
                                             {"action": "maintenance", "enabled": False}]
     assert "maintenance on: automatic failover suspended (set via the checker)" in on.stdout
-    assert shown_on[0] is True and "ON: automatic failover suspended" in shown_on[1]
+    assert shown_on[0] is True and "ON for" in shown_on[1] and "automatic failover suspended" in shown_on[1]
     assert shown_off[0] is False and shown_off[1].split()[-1] == "off"
 
 
@@ -45,7 +45,7 @@ def test_throttled_without_cluster_item_says_why(cluster: FakeCluster) -> None:
 
     result = cluster.cli("maintenance", "off")
 
-    assert result.exit_code == 1
+    assert result.exit_code == 4  # refused
     assert "no `cluster` item yet (the checker has never run)" in result.stderr
     assert cluster.item("cluster") == {}  # the conditional update created nothing
 
@@ -56,12 +56,12 @@ def test_checker_refusal_is_one_line(cluster: FakeCluster) -> None:
 
     result = cluster.cli("maintenance", "on")
 
-    assert result.exit_code == 1
+    assert result.exit_code == 4  # refused
     assert result.stderr.strip() == "Error: maintenance on refused: AWS API unavailable, try again"
 
 
 def test_bad_argument_is_a_usage_error(cluster: FakeCluster) -> None:
     result = cluster.cli("maintenance", "maybe")
 
-    assert result.exit_code == 2
+    assert result.exit_code == 64  # usage error
     assert "'maybe' is not one of 'on', 'off'" in result.stderr

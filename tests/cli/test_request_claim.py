@@ -23,7 +23,7 @@ def test_a_request_the_checker_already_took_is_not_withdrawn_on_timeout(cluster:
     # status reads (each a full scan and describe round) instead of 120.
     result = cluster.cli("switchover", "--to", "node2", "--timeout", "3", hooks=cluster.hooks(poll_seconds=10.0))
     assert claimed
-    assert result.exit_code == 1
+    assert result.exit_code == 5  # timed out
     assert "already taken by the checker; waiting for its result" in result.stderr
     assert "was taken by the checker" in result.stderr and "withdrawn" not in result.stderr
     assert cluster.item("request")["taken_at"]  # still the checker's
@@ -32,7 +32,7 @@ def test_a_request_the_checker_already_took_is_not_withdrawn_on_timeout(cluster:
 def test_a_request_nobody_took_is_withdrawn_on_timeout(cluster: FakeCluster) -> None:
     cluster.lambda_client.mode = "throttled"
     result = cluster.cli("switchover", "--to", "node2", "--timeout", "3")
-    assert result.exit_code == 1
+    assert result.exit_code == 5  # timed out
     assert "withdrawn (is the checker running?)" in result.stderr
     assert cluster.item("request") == {}
 
@@ -43,6 +43,6 @@ def test_a_pending_request_is_never_replaced_whatever_its_requested_at(cluster: 
     cluster.put({"pk": "request", "action": "switchover", "target": "node2",
                  "requested_at": cluster.clock.now() - 3600, "request_id": "theirs"})
     result = cluster.cli("switchover", "--to", "node2")
-    assert result.exit_code == 1
+    assert result.exit_code == 4  # refused
     assert "another request is already queued" in result.stderr
     assert cluster.item("request")["request_id"] == "theirs"

@@ -11,7 +11,9 @@ from tests.cli.conftest import FUNCTION, REGION, STACK, FakeCluster
 
 
 def _row(output: str, needle: str) -> str:
-    return next(line for line in output.splitlines() if needle in line)
+    """The first table row with `needle` (the verdict line and the next steps may name it too)."""
+    lines = output.splitlines()
+    return next(line for line in lines[1:] if needle in line and not line.startswith("- "))
 
 
 def test_table_shows_cluster_nodes_and_routes(cluster: FakeCluster) -> None:
@@ -72,7 +74,7 @@ def test_drift_is_flagged_in_the_table_and_in_json(cluster: FakeCluster) -> None
     table = cluster.cli("status")
     report = json.loads(cluster.cli("status", "--json").stdout)
 
-    assert table.exit_code == 0, table.output
+    assert table.exit_code == 1, table.output  # DEGRADED: one of three tables sends the VIP elsewhere
     assert "DRIFT" in _row(table.stdout, drifted) and "node2" in _row(table.stdout, drifted)
     for other in (cluster.route_tables[0], cluster.route_tables[2]):
         assert "DRIFT" not in _row(table.stdout, other)
@@ -113,8 +115,9 @@ def test_before_the_checker_first_ran(cluster: FakeCluster) -> None:
 
     result = cluster.cli("status", "--json")
 
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 3, result.output  # UNKNOWN: nothing to judge yet
     report = json.loads(result.stdout)
+    assert report["ok"] is True and report["verdict"] == "UNKNOWN"
     assert report["cluster"]["phase"] == "uninitialised" and report["cluster"]["active"] is None
 
 
@@ -130,11 +133,12 @@ def test_agent_text_is_not_read_as_markup(cluster: FakeCluster) -> None:
 
 def test_a_node_held_back_after_a_minio_failure_is_flagged(cluster: FakeCluster) -> None:
     # The checker recorded that node2 lost the role because MinIO failed there a minute ago.
-    cluster.put({"pk": "checker", "service_failed_at": {"node2": Decimal(str(cluster.clock.now() - 60.0))}})
+    cluster.put({"pk": "checker", "service_failed_at": {"node2": Decimal(str(cluster.clock.now() - 60.0))},
+                 "last_probe_at": Decimal(str(cluster.clock.now()))})
 
     table = cluster.cli("status")
     report = json.loads(cluster.cli("--json", "status").stdout)
 
-    assert table.exit_code == 0, table.output
-    assert "held back (MinIO failed here)" in table.stdout
+    assert table.exit_code == 1, table.output  # DEGRADED: the only standby is no automatic failover target
+    assert "held back until" in table.stdout and "MinIO failed here" in table.stdout
     assert report["nodes"]["node2"]["held_back"] is True and report["nodes"]["node1"]["held_back"] is False

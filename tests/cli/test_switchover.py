@@ -63,7 +63,7 @@ def test_refusal_is_one_line_and_exit_1(cluster: FakeCluster) -> None:
 
     result = cluster.cli("switchover", "--to", "node2")
 
-    assert result.exit_code == 1
+    assert result.exit_code == 4  # refused
     assert result.stderr.strip().splitlines() == [
         "Error: switchover refused: the cluster changed meanwhile; read the status and retry"]
     _assert_on(cluster, "node1", epoch=1)
@@ -100,7 +100,7 @@ def test_queued_request_times_out_and_is_withdrawn(cluster: FakeCluster) -> None
     result = cluster.cli("switchover", "--to", "node2", "--timeout", "5")
 
     queued = [item for item in queued if item]  # the status read before queuing sleeps too
-    assert result.exit_code == 1
+    assert result.exit_code == 5  # timed out
     assert queued[0]["target"] == "node2"
     assert "Error: switchover to node2 not complete after 5s" in result.stderr
     assert f"queued request {queued[0]['request_id']} withdrawn" in result.stderr
@@ -116,7 +116,7 @@ def test_a_pending_request_of_another_operator_is_not_clobbered(cluster: FakeClu
 
     result = cluster.cli("switchover", "--to", "node2")
 
-    assert result.exit_code == 1
+    assert result.exit_code == 4  # refused
     assert "another request is already queued (switchover to node2, id other-operator, 10s ago)" in result.stderr
     assert cluster.item("request")["request_id"] == "other-operator"
 
@@ -128,7 +128,7 @@ def test_queued_request_taken_but_not_executed(cluster: FakeCluster) -> None:
 
     result = cluster.cli("switchover", "--to", "node2", "--timeout", "100")
 
-    assert result.exit_code == 1
+    assert result.exit_code == 4  # refused
     assert "the checker took request" in result.stderr and "did not switch to node2" in result.stderr
     assert cluster.clock.now() - 1_900_000_000.0 < 10
 
@@ -136,7 +136,7 @@ def test_queued_request_taken_but_not_executed(cluster: FakeCluster) -> None:
 def test_unknown_node_lists_valid_names(cluster: FakeCluster) -> None:
     result = cluster.cli("switchover", "--to", "node9")
 
-    assert result.exit_code == 1
+    assert result.exit_code == 64  # usage error
     assert result.stderr.strip() == "Error: unknown node 'node9'; valid nodes: node1, node2"
     assert cluster.lambda_client.events == []
 
@@ -147,7 +147,7 @@ def test_unhealthy_target_is_refused_with_the_reason(cluster: FakeCluster) -> No
 
     result = cluster.cli("switchover", "--to", "node2")
 
-    assert result.exit_code == 1
+    assert result.exit_code == 4  # refused
     assert result.stderr.strip() == "Error: node2 is not healthy: no lease renewal seen for 2.0s (since first read)"
     assert cluster.lambda_client.events == []
 
@@ -155,7 +155,7 @@ def test_unhealthy_target_is_refused_with_the_reason(cluster: FakeCluster) -> No
 def test_already_active_target_is_refused(cluster: FakeCluster) -> None:
     result = cluster.cli("switchover", "--to", "node1")
 
-    assert result.exit_code == 1
+    assert result.exit_code == 4  # refused
     assert result.stderr.strip() == "Error: node1 is already active"
 
 

@@ -102,7 +102,7 @@ def _lines(output: str) -> list[str]:
 def test_success_writes_from_the_standby_reads_from_the_origin_through_the_routes(cluster: FakeCluster) -> None:
     nodes = FakeNodes(cluster)
 
-    result = cluster.cli("verify", hooks=cluster.hooks(command_runner=nodes))
+    result = cluster.cli("verify", "--yes", hooks=cluster.hooks(command_runner=nodes))
 
     assert result.exit_code == 0, result.output
     assert [line.split(":")[0] for line in _lines(result.stdout)] == [
@@ -125,7 +125,7 @@ def test_success_writes_from_the_standby_reads_from_the_origin_through_the_route
 def test_content_mismatch_fails_but_still_switches_back(cluster: FakeCluster) -> None:
     nodes = FakeNodes(cluster, corrupt_reads=True)
 
-    result = cluster.cli("--json", "verify", hooks=cluster.hooks(command_runner=nodes))
+    result = cluster.cli("--json", "verify", "--yes", hooks=cluster.hooks(command_runner=nodes))
 
     assert result.exit_code == 1
     report = json.loads(result.stdout)
@@ -145,7 +145,7 @@ def test_no_healthy_standby_stops_before_touching_anything(cluster: FakeCluster)
     cluster.tick()
     nodes = FakeNodes(cluster)
 
-    result = cluster.cli("verify", hooks=cluster.hooks(command_runner=nodes))
+    result = cluster.cli("verify", "--yes", hooks=cluster.hooks(command_runner=nodes))
 
     assert result.exit_code == 1
     [only] = _lines(result.stdout)
@@ -158,7 +158,7 @@ def test_failed_write_skips_the_switchover(cluster: FakeCluster) -> None:
     cluster.tick()
     nodes = FakeNodes(cluster)
 
-    result = cluster.cli("verify", hooks=cluster.hooks(command_runner=nodes))
+    result = cluster.cli("verify", "--yes", hooks=cluster.hooks(command_runner=nodes))
 
     assert result.exit_code == 1
     assert f"FAIL {WRITE}: create bucket efs-ha-verify-" in result.stdout
@@ -175,7 +175,7 @@ def test_write_follows_the_route_table_of_the_clients_subnet(cluster: FakeCluste
     nodes = FakeNodes(cluster)
     cluster.set_route(nodes.table_of["node2"], cluster.agents["node2"].eni)
 
-    result = cluster.cli("verify", hooks=cluster.hooks(command_runner=nodes))
+    result = cluster.cli("verify", "--yes", hooks=cluster.hooks(command_runner=nodes))
 
     assert result.exit_code == 1
     assert f"FAIL {WRITE}: create bucket" in result.stdout
@@ -192,7 +192,7 @@ def test_a_standby_holding_the_vip_is_not_used_as_the_client(cluster: FakeCluste
                                                             watchdog="armed"))
     nodes = FakeNodes(cluster)
 
-    result = cluster.cli("verify", hooks=cluster.hooks(command_runner=nodes))
+    result = cluster.cli("verify", "--yes", hooks=cluster.hooks(command_runner=nodes))
 
     assert result.exit_code == 1
     assert [line.split(":")[0] for line in _lines(result.stdout)] == ["PASS plan", f"FAIL {WRITE}"]
@@ -202,7 +202,7 @@ def test_a_standby_holding_the_vip_is_not_used_as_the_client(cluster: FakeCluste
 
 def test_under_moto_ssm_the_real_runner_finds_no_result(cluster: FakeCluster) -> None:
     """moto accepts SendCommand and reports Success with empty output: the parser must call that a failure."""
-    result = cluster.cli("verify")
+    result = cluster.cli("verify", "--yes")
 
     assert result.exit_code == 1
     node2 = cluster.agents["node2"].instance_id
@@ -218,7 +218,7 @@ def test_ssm_runner_sends_the_write_to_the_standby_instance(cluster: FakeCluster
     ssm.meta.events.register("provide-client-params.ssm.SendCommand",
                              lambda params, **_: sent.append(dict(params)))
 
-    cluster.cli("verify", hooks=cluster.hooks(command_runner=lambda app: SsmRunner(ssm, app.clock)))
+    cluster.cli("verify", "--yes", hooks=cluster.hooks(command_runner=lambda app: SsmRunner(ssm, app.clock)))
 
     node2 = cluster.agents["node2"].instance_id
     assert [(c["InstanceIds"], c["DocumentName"]) for c in sent] == [([node2], "AWS-RunShellScript")] * 2
