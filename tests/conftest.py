@@ -11,15 +11,17 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import aws_cdk as cdk
 import pytest
-from aws_cdk.assertions import Template
 
-from app import build_app
 from cluster_config import ClusterConfig, load_config
-from stacks.cluster_stack import EfsHaClusterStack
+
+if TYPE_CHECKING:
+    import aws_cdk as cdk
+    from aws_cdk.assertions import Template
+
+    from stacks.cluster_stack import EfsHaClusterStack
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -55,14 +57,23 @@ def config() -> ClusterConfig:
     return load_config(context_getter(), project_root=PROJECT_ROOT)
 
 
+# aws_cdk is imported where it is used: importing it starts a Node.js process and loads the CDK library into
+# it, which the xdist controller (it loads this file too, but runs no test) never needs.
+
 @pytest.fixture(scope="session")
 def app() -> cdk.App:
     """The real app exactly as app.py builds it, cdk-nag included."""
+    import aws_cdk as cdk
+
+    from app import build_app
+
     return build_app(cdk.App(context=cdk_json_context()))
 
 
 @pytest.fixture(scope="session")
 def stack(app: cdk.App, config: ClusterConfig) -> EfsHaClusterStack:
+    from stacks.cluster_stack import EfsHaClusterStack
+
     found = app.node.find_child(config.stack_name)
     assert isinstance(found, EfsHaClusterStack)
     return found
@@ -70,6 +81,8 @@ def stack(app: cdk.App, config: ClusterConfig) -> EfsHaClusterStack:
 
 @pytest.fixture(scope="session")
 def template(stack: EfsHaClusterStack) -> Template:
+    from aws_cdk.assertions import Template
+
     return Template.from_stack(stack)
 
 
@@ -82,6 +95,10 @@ def template_json(template: Template) -> dict[str, Any]:
 @pytest.fixture(scope="session")
 def variant_template_json(config: ClusterConfig) -> dict[str, Any]:
     """The template of the app built from cdk.json with VARIANT_CONTEXT on top (cdk-nag included)."""
+    import aws_cdk as cdk
+
+    from app import build_app
+
     variant = build_app(cdk.App(context={**cdk_json_context(), **VARIANT_CONTEXT}))
     result: dict[str, Any] = variant.synth().get_stack_by_name(config.stack_name).template
     return result
