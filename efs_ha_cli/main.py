@@ -176,7 +176,7 @@ def status(app: App, watch: bool, interval: float, refreshes: int | None) -> Non
     code = EXIT_UNKNOWN
     try:
         while True:
-            code = _show_status(app, clear=watch and count > 0)
+            code = _show_status(app, watch=watch, clear=watch and count > 0)
             count += 1
             if not watch or (refreshes is not None and count >= refreshes):
                 break
@@ -191,7 +191,7 @@ class StatusUnknown(CliError):
     exit_code = EXIT_UNKNOWN
 
 
-def _show_status(app: App, clear: bool) -> int:
+def _show_status(app: App, watch: bool, clear: bool) -> int:
     try:
         report = read_full_status(app)
     except AwsAccessError:
@@ -203,7 +203,7 @@ def _show_status(app: App, clear: bool) -> int:
     except (BotoCoreError, ClientError, AwsUnavailable) as error:
         raise AwsAccessError(describe_aws_error(error)) from error
     if app.json_output:
-        if clear:
+        if watch:
             click.echo(json.dumps(report, sort_keys=True, default=str))  # --watch: one JSON object per line
         else:
             print_json(report)
