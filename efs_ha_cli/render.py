@@ -100,7 +100,7 @@ def _active_cell(report: dict[str, Any]) -> str:
         text += " [red](down)[/]"
     fails, threshold = node.get("consecutive_failures") or 0, report.get("failure_threshold")
     if fails:
-        text += f"  [yellow]fails {fails}/{threshold}[/] (failover at {threshold})"
+        text += f"  [yellow]fails {fails}/{threshold}[/] (the checker fails over at {threshold})"
     return text
 
 
@@ -143,7 +143,7 @@ def _nodes_table(report: dict[str, Any]) -> Table:
         # Agent-written text is escaped: a "[" in a detail must not be read as rich markup.
         health = "[green]healthy[/]" if node["healthy"] else f"[red]{escape('; '.join(node['problems']))}[/]"
         if not live:
-            health += f"\n[dim]{_last_seen_cell(node)}; values below are its last report[/]"
+            health += f"\n[dim]{_last_seen_cell(node)}; EFS, MinIO and Serving are its last report[/]"
         if node.get("held_back"):
             # Lost the role to a MinIO failure: the checker will not fail over to it for a while.
             until = node.get("held_back_until")

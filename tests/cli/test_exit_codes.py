@@ -140,3 +140,19 @@ def test_verify_confirmed_at_the_prompt_runs(cluster: FakeCluster, monkeypatch: 
 def main_invoke(cluster: FakeCluster, nodes: FakeNodes, answer: str) -> Any:
     return CliRunner(env={"COLUMNS": "220"}).invoke(main.cli, ["verify"], input=answer,
                                                      obj=cluster.hooks(command_runner=nodes))
+
+
+def test_status_help_documents_the_verdicts_and_exit_codes() -> None:
+    result = invoke("status", "--help")
+
+    assert result.exit_code == 0
+    text = " ".join(result.stdout.split())
+    for line in ("0 HEALTHY", "1 DEGRADED", "2 DOWN", "3 UNKNOWN", "6 AWS access", "64 usage error", "--watch"):
+        assert line in text, line
+
+
+def test_top_level_help_documents_every_exit_code() -> None:
+    text = " ".join(invoke("--help").stdout.split())
+
+    for line in ("4 refused", "5 timed out", "6 AWS access", "64 usage error", "130 interrupted", "AWS_REGION"):
+        assert line in text, line

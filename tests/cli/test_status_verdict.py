@@ -72,7 +72,7 @@ def test_a_dead_standby_is_down_with_its_last_report_marked_and_the_cluster_degr
     row = _row(out, cluster.agents["node2"].instance_id)
     assert row.split()[1] == "down"
     assert "was yes" in row and "standby" not in row  # last-known values, never as live ones
-    assert "values below are its last report" in out and "(node clock)" in out
+    assert "EFS, MinIO and Serving are its last report" in out and "(node clock)" in out
     instance = cluster.agents["node2"].instance_id
     assert any(f"aws ssm start-session --target {instance} --region eu-west-1" in hint
                and "journalctl -u efs-ha-agent -u minio" in hint for hint in report["hints"])
