@@ -53,6 +53,7 @@ from failover_lambda.health import (
     http_probe,
     node_problems,
     only_not_observed,
+    restart_excused,
 )
 from failover_lambda.lease import LeaseTracker
 from failover_lambda.model import (
@@ -223,15 +224,21 @@ class Checker:
         problems = active_problems(self._s, self.tracker, self._clock.now(), cluster, report, instance, http_ok,
                                    view.instances_known)
         self._report_health(snap, cluster, view, problems)
-        checker = self._count(snap.checker, active, problems)
+        restarting_for = self._episode_age(snap.checker, active)
+        excused = restart_excused(self._s, report, problems, restarting_for)
+        checker = self._count(snap.checker, active, problems, excused=excused)
         failures = checker.failures.get(active, 0)
-        if problems and failures >= self._s.failure_threshold:
+        if problems and not excused and failures >= self._s.failure_threshold:
             if cluster.maintenance:
                 logger.warning("maintenance mode: not failing over",
                                extra={"node": active, "problems": problems})
                 return f"maintenance: {active} failing ({failures} probes)"
             return self._takeover(snap, cluster, problems, checker)
         drift = self._converge_routes(cluster, view, report)
+        if excused:
+            return (f"{active} restarting MinIO in place (restart {report.minio_restarting if report else 0}, "
+                    f"{restarting_for:.0f}s of {self._s.minio_restart_budget_seconds:g}s): not counted; "
+                    f"{'; '.join(problems)}")
         if problems:
             return f"{active} failing {failures}/{self._s.failure_threshold}: {'; '.join(problems)}"
         return drift or "ok"
@@ -249,12 +256,26 @@ class Checker:
         position = self._s.node_names.index(cluster.active) + 1 if cluster.active in self._s.node_names else 0
         self.telemetry.gauge(ACTIVE_NODE_POSITION, position)
 
-    def _count(self, checker: CheckerState, active: str, problems: list[str]) -> CheckerState:
+    def _episode_age(self, checker: CheckerState, active: str) -> float:
+        """How long the active node's probes have failed (0 if the last one did not, or too long ago to go on)."""
+        now = self._clock.now()
+        previous = checker.last_failed_at.get(active)
+        recent = previous is not None and 0 <= now - previous <= self._s.failure_age_seconds
+        if not (self._failed_last_probe.get(active) or recent):
+            return 0.0
+        return max(0.0, now - checker.failing_since.get(active, now))
+
+    def _count(self, checker: CheckerState, active: str, problems: list[str], *,
+               excused: bool = False) -> CheckerState:
         """Consecutive failed probes of the active node, persisted so they survive across invocations.
 
         A count goes on only from the previous probe of this invocation, or from a failed probe at most
         2 probe intervals + 5 s ago (checker wall clock, across invocations); an older count restarts at 1,
-        so an old count plus one blip after a checker outage does not fail over."""
+        so an old count plus one blip after a checker outage does not fail over.
+
+        An `excused` failed probe (a MinIO restart in place within its budget: health.restart_excused) leaves
+        the count as it is but keeps `failing_since` (the start of the episode, which bounds the budget) and
+        `last_failed_at`, so the probes after the budget count on from there."""
         now = self._clock.now()
         failures = {k: v for k, v in checker.failures.items() if k == active}
         since = {k: v for k, v in checker.failing_since.items() if k == active}
@@ -262,18 +283,24 @@ class Checker:
         if problems:
             previous = last_failed.get(active)
             recent = previous is not None and 0 <= now - previous <= self._s.failure_age_seconds
-            if failures.get(active) and (self._failed_last_probe.get(active) or recent):
+            continuing = bool(self._failed_last_probe.get(active) or recent)
+            if excused:
+                if not continuing:
+                    since[active] = now
+            elif failures.get(active) and continuing:
                 failures[active] += 1
             else:
                 if failures.get(active):
                     logger.info("old failure count restarted", extra={"node": active, "count": failures[active],
                                                                       "last_failed_at": previous})
                 failures[active] = 1
-                since[active] = now
+                if not continuing:
+                    since[active] = now
             since.setdefault(active, now)
             last_failed[active] = now
             logger.warning("active node probe failed", extra={"node": active, "problems": problems,
-                                                              "consecutive": failures[active]})
+                                                              "consecutive": failures.get(active, 0),
+                                                              "restart_in_place": excused})
         else:
             failures.pop(active, None)
             since.pop(active, None)

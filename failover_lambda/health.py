@@ -102,6 +102,19 @@ def active_problems(settings: Settings, tracker: LeaseTracker, now: float, clust
     return problems
 
 
+def restart_excused(settings: Settings, report: NodeReport | None, problems: list[str],
+                    restarting_for: float) -> bool:
+    """A failed probe that does not count: the active node's only problems are MinIO's, it still serves (MinIO
+    may run) and reports a restart in progress (`minio_restarting` 1..MINIO_RESTART_LIMIT: systemd restarts a
+    crashed MinIO in place), and the episode's probes have failed for less than MINIO_RESTART_BUDGET_SECONDS.
+    The HTTP probe fails during a restart too, so it is a MinIO problem like the others."""
+    if report is None or not report.serving or not service_only(problems):
+        return False
+    if not 1 <= report.minio_restarting <= settings.minio_restart_limit:
+        return False
+    return restarting_for < settings.minio_restart_budget_seconds
+
+
 def http_probe(ip: str, port: int, timeout: float = HTTP_TIMEOUT_SECONDS) -> bool:
     """GET /minio/health/live from inside the VPC; any error or non-200 is a failed probe."""
     try:

@@ -119,6 +119,9 @@ class NodeReport:
     detail: str
     # G as the node's own config has it (None: not reported, so an expired lease proves nothing about it).
     lease_seconds: float | None = None
+    # The automatic restart of a crashed MinIO in progress on the node (1..its StartLimitBurst), 0 when none is
+    # (also: not reported, or malformed). See health.restart_excused.
+    minio_restarting: int = 0
 
     @classmethod
     def from_item(cls, name: str, item: dict[str, Any]) -> NodeReport:
@@ -141,6 +144,7 @@ class NodeReport:
             private_ip=_str(item.get("private_ip")),
             detail=_str(item.get("detail")) or "",
             lease_seconds=_positive(item.get("lease_seconds")),
+            minio_restarting=int(_positive(item.get("minio_restarting")) or 0),
         )
 
     def watchdog_enforces(self, max_timeout: float) -> bool:

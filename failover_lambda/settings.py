@@ -65,6 +65,11 @@ class Settings:
     # A node that lost the role because MinIO itself failed there is no automatic failover target for this long,
     # so a MinIO that cannot run anywhere does not bounce the role between the nodes (Pacemaker's failcount).
     service_failure_hold_seconds: float = 600.0
+    # A crashed MinIO that systemd is restarting in place (the node reports `minio_restarting` 1..this limit,
+    # minio.service's StartLimitBurst) does not count as a failed probe, for at most the budget (checker wall
+    # clock, from the first failed probe of the episode); then, or once the node reports 0, probes count again.
+    minio_restart_limit: int = 3
+    minio_restart_budget_seconds: float = 30.0
 
     @property
     def vip_cidr(self) -> str:
@@ -107,6 +112,8 @@ class Settings:
             ec2_cache_seconds=reader.number("EC2_CACHE_SECONDS", 5.0, float, minimum=0),
             minio_start_grace_seconds=reader.number("MINIO_START_GRACE_SECONDS", 15.0, float, minimum=0),
             service_failure_hold_seconds=reader.number("SERVICE_FAILURE_HOLD_SECONDS", 600.0, float, minimum=0),
+            minio_restart_limit=reader.number("MINIO_RESTART_LIMIT", 3, int, minimum=0),
+            minio_restart_budget_seconds=reader.number("MINIO_RESTART_BUDGET_SECONDS", 30.0, float, minimum=0),
         )
         settings.validate()
         return settings

@@ -68,7 +68,7 @@ from node_agent.decision import (
 from node_agent.efs_probe import EfsProbe
 from node_agent.imds import DEFAULT_ENDPOINT, Imds, ImdsError
 from node_agent.sdnotify import notify
-from node_agent.service import ProcessController, ServiceController, SystemdController
+from node_agent.service import START_LIMIT_BURST, ProcessController, ServiceController, SystemdController
 from node_agent.table import LeaseSeqConflict, NodeItem, StateTable, dynamodb_client
 from node_agent.watchdog import Watchdog
 
@@ -81,6 +81,12 @@ HEALTH_TIMEOUT_SECONDS = 1.0
 THREAD_STALL_SECONDS = 30.0
 # A watchdog that could not be opened is tried again this often (softdog may be loaded after the agent started).
 WATCHDOG_RETEST_SECONDS = 30.0
+# A MinIO that the service manager is restarting after a crash (minio.service: Restart=on-failure) is reported as
+# such (`minio_restarting`, the restarts since it was last healthy) for at most this long from the first unhealthy
+# check of the episode and for at most START_LIMIT_BURST restarts: the checker does not count those probes as
+# failed, so one restart in place (RestartSec, the secret fetch, MinIO's start on EFS) does not fail over. Past
+# the budget, or once systemd gives up (the unit "failed"), the report says 0 and the checker counts again.
+MINIO_RESTART_BUDGET_SECONDS = 30.0
 
 
 def minio_health(url: str, timeout: float = HEALTH_TIMEOUT_SECONDS) -> bool:
@@ -105,6 +111,8 @@ class _Status:
     efs_hung: bool = False  # the last probe timed out (or an earlier write is still stuck)
     minio_running: bool = False
     minio_healthy: bool = False
+    # The restart in progress after a crash (1..START_LIMIT_BURST; 0: none, or past the restart budget).
+    minio_restarting: int = 0
     health_at: float = -math.inf
     may_run: bool = True  # MinIO is or may be running: True until a stop is confirmed
     started_at: float = -math.inf
@@ -137,6 +145,8 @@ class Agent:
         self._eni_id = eni_id
         self._private_ip = private_ip
         self._minio_check = minio_check
+        self._restart_base = 0  # the restart count when MinIO was last healthy (health thread only)
+        self._restart_since: float | None = None  # first unhealthy check since then (health thread only)
         self.watchdog = watchdog if watchdog is not None else Watchdog(
             config.watchdog_device, config.watchdog_timeout_seconds, required=config.watchdog_required)
         self._wall = wall_clock
@@ -261,7 +271,8 @@ class Agent:
             node=self.config.node_name, lease_seq=seq, heartbeat_at=self._wall(),
             serving=status.may_run or bool(status.serving_held),
             seen_epoch=status.acted_epoch, stop_reason=stop_reason or status.stop_reason, efs_ok=status.efs_ok,
-            minio_ok=status.may_run and status.minio_healthy, watchdog=self.watchdog.state,
+            minio_ok=status.may_run and status.minio_healthy,
+            minio_restarting=status.minio_restarting if status.may_run else 0, watchdog=self.watchdog.state,
             watchdog_timeout=self.config.watchdog_timeout_seconds if self.watchdog.required else 0,
             instance_id=self._instance_id, eni_id=self._eni_id, private_ip=self._private_ip, detail=detail,
             lease_seconds=self.config.lease_seconds)
@@ -359,10 +370,33 @@ class Agent:
     def check_health_once(self) -> None:
         running = self._service.is_running()
         healthy = running and self._minio_check()
+        restarts = self._service.restarts()
+        now = self._monotonic()
+        restarting = self._restart_episode(running, healthy, restarts, now)
         with self._status_lock:
             self._status.minio_running = running
             self._status.minio_healthy = healthy
-            self._status.health_at = self._monotonic()
+            self._status.minio_restarting = restarting
+            self._status.health_at = now
+
+    def _restart_episode(self, running: bool, healthy: bool, restarts: int, now: float) -> int:
+        """The restart in progress (restarts since MinIO was last healthy), within the restart budget; else 0.
+
+        Only the health thread calls this. A restart count that went down (an explicit start reset it) becomes the
+        new baseline. Not running means stopped for good (systemd's start limit refused the next restart)."""
+        if healthy or restarts < self._restart_base:
+            self._restart_base = restarts
+            self._restart_since = None
+            return 0
+        if not running:
+            return 0
+        episode = restarts - self._restart_base
+        if episode <= 0:
+            return 0
+        since = self._restart_since = now if self._restart_since is None else self._restart_since
+        if episode > START_LIMIT_BURST or now - since > MINIO_RESTART_BUDGET_SECONDS:
+            return 0
+        return episode
 
     # ----- reconcile -----
     def reconcile_once(self) -> Decision:

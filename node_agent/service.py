@@ -6,11 +6,21 @@ import contextlib
 import os
 import signal
 import subprocess
+import threading
+import time
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 # States in which the unit's process can be running; anything not "inactive"/"failed" may still serve.
 _STOPPED_STATES = frozenset({"inactive", "failed"})
+
+# userdata/files/minio.service's restart policy (tests/test_userdata.py holds them equal): a crashed MinIO is
+# restarted RESTART_SEC after it died, and at most START_LIMIT_BURST starts within START_LIMIT_INTERVAL_SEC are
+# made; the next one is refused and the unit is "failed". ProcessController (the drill) behaves the same way.
+RESTART_SEC = 1.0
+START_LIMIT_BURST = 3
+START_LIMIT_INTERVAL_SEC = 60.0
 
 
 class ServiceController(Protocol):
@@ -27,7 +37,15 @@ class ServiceController(Protocol):
         ...
 
     def is_running(self) -> bool:
-        """True if the service is or may be running (errors answer True: never claim a stop we cannot see)."""
+        """True if the service is or may be running (errors answer True: never claim a stop we cannot see).
+        A crashed service whose automatic restart is pending counts as running (systemd: "activating
+        (auto-restart)"); one whose restarts were refused by the start limit does not ("failed")."""
+        ...
+
+    def restarts(self) -> int:
+        """Automatic restarts of the service (after a crash) since it was last started on purpose, counting one
+        that is scheduled but not made yet: systemd's NRestarts, + 1 in the "auto-restart" sub-state (RestartSec
+        running). 0 when unknown."""
         ...
 
 
@@ -67,6 +85,17 @@ class SystemdController:
         tasks = properties.get("TasksCurrent", "")
         return tasks.isdigit() and 0 < int(tasks) < 2**63
 
+    def restarts(self) -> int:
+        try:
+            result = self._systemctl("show", "--property=NRestarts,SubState", self.unit, check=False)
+        except (OSError, subprocess.SubprocessError):
+            return 0
+        properties = dict(line.split("=", 1) for line in result.stdout.splitlines() if "=" in line)
+        made = properties.get("NRestarts", "")
+        if not made.isdigit():
+            return 0
+        return int(made) + (1 if properties.get("SubState") == "auto-restart" else 0)
+
     def _systemctl(self, *args: str, check: bool) -> subprocess.CompletedProcess[str]:
         return self._run(["systemctl", *args], check=check, capture_output=True, text=True,
                          timeout=self._timeout)
@@ -76,30 +105,48 @@ class ProcessController:
     """Runs `argv` as a child process (own process group), e.g. a local S3 server in the drill.
 
     `env` is added to the agent's environment; `log_path` receives the child's stdout and stderr.
+    It restarts a crashed child as minio.service's Restart=on-failure does: `restart_sec` after the crash (seen
+    when the agent next asks), while fewer than `start_limit_burst` starts were made in `start_limit_interval`
+    seconds; meanwhile is_running() is True, as systemd's "activating (auto-restart)". A refused restart leaves it
+    stopped ("failed"). One difference: an explicit start() is never refused (systemd refuses it until the
+    interval has passed or `systemctl reset-failed`); it starts the restart count and the start limit afresh.
     """
 
     def __init__(self, argv: Sequence[str], env: Mapping[str, str] | None = None, cwd: str | None = None,
-                 *, log_path: str | None = None, stop_timeout_seconds: float = 10) -> None:
+                 *, log_path: str | None = None, stop_timeout_seconds: float = 10,
+                 restart_sec: float = RESTART_SEC, start_limit_burst: int = START_LIMIT_BURST,
+                 start_limit_interval: float = START_LIMIT_INTERVAL_SEC,
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
         self.argv = list(argv)
         self._env = {**os.environ, **(env or {})}
         self._cwd = cwd
         self._log_path = log_path
         self._stop_timeout = stop_timeout_seconds
+        self._restart_sec = restart_sec
+        self._burst = start_limit_burst
+        self._interval = start_limit_interval
+        self._monotonic = monotonic
         self._process: subprocess.Popen[bytes] | None = None
+        self._lock = threading.RLock()  # the reconcile, guard and health threads all call in
+        self._wanted = False  # started on purpose and not stopped since: a crash is restarted
+        self._starts: deque[float] = deque()
+        self._restarts = 0
+        self._died_at: float | None = None
 
     def start(self) -> None:
-        if self.is_running():
-            return
-        output: Any = open(self._log_path, "ab") if self._log_path else subprocess.DEVNULL  # noqa: SIM115
-        try:
-            self._process = subprocess.Popen(self.argv, env=self._env, cwd=self._cwd, stdout=output,
-                                             stderr=subprocess.STDOUT, start_new_session=True)
-        finally:
-            if output is not subprocess.DEVNULL:
-                output.close()
+        with self._lock:
+            if self._alive():
+                return
+            self._wanted = True
+            self._starts.clear()
+            self._restarts = 0
+            self._died_at = None
+            self._spawn()
 
     def stop(self) -> None:
-        process = self._process
+        with self._lock:
+            self._wanted = False
+            process = self._process
         if process is None or process.poll() is not None:
             return
         self._signal(process, signal.SIGTERM)
@@ -110,7 +157,9 @@ class ProcessController:
             process.wait()
 
     def kill(self) -> None:
-        process = self._process
+        with self._lock:
+            self._wanted = False
+            process = self._process
         if process is None or process.poll() is not None:
             return
         self._signal(process, signal.SIGKILL)
@@ -118,7 +167,49 @@ class ProcessController:
             process.wait(self._stop_timeout)
 
     def is_running(self) -> bool:
+        with self._lock:
+            self._supervise()
+            return self._alive() or self._wanted
+
+    def restarts(self) -> int:
+        with self._lock:
+            self._supervise()
+            return self._restarts + (1 if self._wanted and not self._alive() else 0)
+
+    def _alive(self) -> bool:
         return self._process is not None and self._process.poll() is None
+
+    def _supervise(self) -> None:
+        """Restart=on-failure: a child that died unclean while wanted is started again after restart_sec."""
+        process = self._process
+        if not self._wanted or process is None or process.poll() is None:
+            return
+        if process.returncode == 0:  # a clean exit is not a failure: not restarted
+            self._wanted = False
+            return
+        now = self._monotonic()
+        if self._died_at is None:
+            self._died_at = now
+        if now - self._died_at < self._restart_sec:
+            return
+        while self._starts and now - self._starts[0] >= self._interval:
+            self._starts.popleft()
+        if len(self._starts) >= self._burst:
+            self._wanted = False  # start limit hit: "failed"
+            return
+        self._died_at = None
+        self._restarts += 1
+        self._spawn()
+
+    def _spawn(self) -> None:
+        self._starts.append(self._monotonic())
+        output: Any = open(self._log_path, "ab") if self._log_path else subprocess.DEVNULL  # noqa: SIM115
+        try:
+            self._process = subprocess.Popen(self.argv, env=self._env, cwd=self._cwd, stdout=output,
+                                             stderr=subprocess.STDOUT, start_new_session=True)
+        finally:
+            if output is not subprocess.DEVNULL:
+                output.close()
 
     @property
     def pid(self) -> int | None:

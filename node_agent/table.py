@@ -52,6 +52,9 @@ class NodeItem:
     stop_reason: str = STOP_NONE
     efs_ok: bool = False
     minio_ok: bool = False
+    # The automatic restart of a crashed MinIO in progress (1..StartLimitBurst), 0 when none is or the restart
+    # budget is spent: the checker does not count its MinIO problems as failed probes while it is 1..limit.
+    minio_restarting: int = 0
     watchdog: str = WATCHDOG_OFF
     watchdog_timeout: int = 0
     instance_id: str | None = None
@@ -72,6 +75,7 @@ class NodeItem:
             "stop_reason": {"S": self.stop_reason},
             "efs_ok": {"BOOL": self.efs_ok},
             "minio_ok": {"BOOL": self.minio_ok},
+            "minio_restarting": {"N": str(int(self.minio_restarting))},
             "watchdog": {"S": self.watchdog},
             "watchdog_timeout": {"N": str(int(self.watchdog_timeout))},
             "detail": {"S": self.detail[:500] or "-"},

@@ -48,16 +48,16 @@ def test_every_attribute_the_agent_writes_is_one_the_checker_reads() -> None:
                          list(itertools.product(agent_decision.STOP_REASONS, agent_decision.WATCHDOG_STATES)))
 def test_every_field_round_trips(client: Any, stop_reason: str, watchdog: str) -> None:
     written = NodeItem(node="node2", lease_seq=1234567, heartbeat_at=1_900_000_123.456, serving=stop_reason == "none",
-                       seen_epoch=42, stop_reason=stop_reason, efs_ok=True, minio_ok=False, watchdog=watchdog,
-                       watchdog_timeout=2, instance_id=INSTANCE, eni_id=ENI, private_ip=PRIVATE_IP,
-                       detail="standby (active: node1)", lease_seconds=1.5)
+                       seen_epoch=42, stop_reason=stop_reason, efs_ok=True, minio_ok=False, minio_restarting=2,
+                       watchdog=watchdog, watchdog_timeout=2, instance_id=INSTANCE, eni_id=ENI,
+                       private_ip=PRIVATE_IP, detail="standby (active: node1)", lease_seconds=1.5)
     StateTable(client, TABLE).write_node(written)
     store = StateStore(client, TABLE)
     report = store.read().nodes["node2"]
     assert report == store.read_node("node2")
     assert report == NodeReport(
         name="node2", lease_seq=1234567, heartbeat_at=1_900_000_123.456, serving=stop_reason == "none",
-        seen_epoch=42, stop_reason=stop_reason, efs_ok=True, minio_ok=False, watchdog=watchdog,
+        seen_epoch=42, stop_reason=stop_reason, efs_ok=True, minio_ok=False, minio_restarting=2, watchdog=watchdog,
         watchdog_timeout=2.0, instance_id=INSTANCE, eni_id=ENI, private_ip=PRIVATE_IP,
         detail="standby (active: node1)", lease_seconds=1.5)
     # `ready` promises a reset only from a node that says it is not serving (checker rule, ddf4a2d)
@@ -82,6 +82,22 @@ def test_watchdog_off_reports_no_timeout_the_checker_could_count_on(client: Any)
     assert (report.watchdog, report.watchdog_timeout, report.watchdog_enforces(10)) == ("off", None, False)
 
 
+def test_minio_restarting_defaults_to_none_and_an_item_without_it_reads_as_not_restarting(client: Any) -> None:
+    table, store = StateTable(client, TABLE), StateStore(client, TABLE)
+    table.write_node(NodeItem(node="node1", lease_seq=1, heartbeat_at=1.0, serving=True, seen_epoch=1))
+    report = store.read_node("node1")
+    assert report is not None and report.minio_restarting == 0
+    # An agent from before the field (or a malformed value): no restart in progress, every probe counts
+    for value in (None, {"S": "3"}, {"N": "-1"}):
+        item = NodeItem(node="node2", lease_seq=1, heartbeat_at=1.0, serving=True, seen_epoch=1).to_item()
+        item.pop("minio_restarting")
+        if value is not None:
+            item["minio_restarting"] = value
+        client.put_item(TableName=TABLE, Item=item)
+        report = store.read_node("node2")
+        assert report is not None and report.minio_restarting == 0
+
+
 def test_a_missing_identity_parses_as_unknown(client: Any) -> None:
     StateTable(client, TABLE).write_node(NodeItem(node="node1", lease_seq=1, heartbeat_at=1.0, serving=False,
                                                   seen_epoch=0))
@@ -104,6 +120,17 @@ def test_what_a_running_agent_writes_is_what_the_checker_reads(tmp_path: Path) -
         assert seqs == sorted(set(seqs))  # the checker sees the counter grow on every renewal
         assert (report.serving, report.seen_epoch, report.stop_reason, report.efs_ok, report.minio_ok) == (
             True, 7, "none", True, True)
+        assert report.minio_restarting == 0
+        # systemd restarts a crashed MinIO: the checker reads the restart in progress
+        world.service.restart_count += 1
+        world.minio_healthy = False
+        world.cycle()
+        world.cycle()
+        report = store.read().nodes["node1"]
+        assert (report.serving, report.minio_ok, report.minio_restarting) == (True, False, 1)
+        world.minio_healthy = True
+        world.cycle()
+        world.cycle()
         assert (report.watchdog, report.instance_id, report.eni_id, report.private_ip) == (
             "off", INSTANCE, ENI, PRIVATE_IP)
         assert report.heartbeat_at == pytest.approx(world.clocks.wall - 0.5)

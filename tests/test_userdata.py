@@ -242,3 +242,24 @@ def test_the_stack_renders_the_configured_timings(template_json: dict[str, Any],
     assert f"WATCHDOG={timings.watchdog}\n" in text
     assert f"WATCHDOG_TIMEOUT_SECONDS={timings.watchdog_timeout_seconds}\n" in text
     assert f"WatchdogSec={timings.systemd_watchdog_seconds}\n" in text
+
+
+def test_minio_restart_policy_is_the_one_the_agent_and_checker_assume() -> None:
+    # A crashed MinIO restarts in place first (the agent reports `minio_restarting`, the checker does not count
+    # those probes); the drill's ProcessController restarts with the same values; the checker excuses at most
+    # StartLimitBurst restarts.
+    import dataclasses
+
+    from failover_lambda.settings import Settings
+    from node_agent import service
+
+    unit = render_file("minio.service", sample_inputs().placeholders())
+    lines = dict(line.split("=", 1) for line in unit.splitlines() if "=" in line and not line.startswith("#"))
+    assert lines["Restart"] == "on-failure"
+    assert float(lines["RestartSec"]) == service.RESTART_SEC
+    assert int(lines["StartLimitBurst"]) == service.START_LIMIT_BURST
+    assert float(lines["StartLimitIntervalSec"]) == service.START_LIMIT_INTERVAL_SEC
+    limit = next(f.default for f in dataclasses.fields(Settings) if f.name == "minio_restart_limit")
+    assert limit == service.START_LIMIT_BURST
+    # One restart's start is bounded, and so is the whole restart-in-place budget
+    assert 0 < float(lines["TimeoutStartSec"]) < 30

@@ -51,6 +51,7 @@ class FakeService:
     actions: list[str] = field(default_factory=list)
     events: list[str] = field(default_factory=list)
     stop_gate: threading.Event | None = None  # a slow stop: waits for this event
+    restart_count: int = 0  # systemd's NRestarts: automatic restarts since the last explicit start
 
     def start(self) -> None:
         self.actions.append("start")
@@ -75,6 +76,9 @@ class FakeService:
 
     def is_running(self) -> bool:
         return self.running
+
+    def restarts(self) -> int:
+        return self.restart_count
 
 
 class SpyWatchdog(Watchdog):

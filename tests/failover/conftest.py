@@ -160,6 +160,7 @@ class SimAgent:
     frozen: bool = False
     efs_ok: bool = True
     minio_ok: bool = True
+    minio_restarting: int = 0  # the agent's report of systemd restarting a crashed MinIO (1..StartLimitBurst)
     obeys: bool = True
     serving: bool = False
     last_beat: float = 0.0  # when the last renewal was sent (true time)
@@ -364,6 +365,7 @@ class Harness:
         values: dict[str, Any] = {"pk": f"node#{agent.node}", "lease_seq": agent.lease_seq,
                                   "heartbeat_at": self.clock.now() + agent.clock_skew,
                                   "efs_ok": agent.efs_ok, "minio_ok": agent.minio_ok and agent.serving,
+                                  "minio_restarting": agent.minio_restarting if agent.serving else 0,
                                   "serving": agent.serving, "seen_epoch": 0,
                                   "stop_reason": "none" if agent.serving else agent.stop_reason,
                                   "watchdog": agent.watchdog_state(), "watchdog_timeout": agent.watchdog_timeout,
