@@ -42,6 +42,7 @@ CLEAN_TIMEOUT_SECONDS = 120.0
 WARMUP_OPS = 30
 RECOVERED_STREAK = 10
 MIN_OBSERVE_SECONDS = 3.0
+SERVICE_FAILURE_HOLD_SECONDS = 600.0  # the checker's default (failover_lambda/settings.py)
 
 
 def log(text: str) -> None:
@@ -88,6 +89,7 @@ class Lab:
         self._verify: dict[str, Any] | None = None
         self._verified = threading.Event()
         self._problems: list[str] = []  # found by a scenario while it runs (see problem())
+        self._held: list[str] = []  # nodes on the checker's hold when the run recovered (before the heal)
 
     # ----- setup -----
     def open(self) -> None:
@@ -175,7 +177,36 @@ class Lab:
             if node.clock_offset:
                 node.clock_offset = 0.0
                 node.restart_agent()
+            if node.s3_start_faulted():
+                # A MinIO that kept crashing: fixed, and the unit's start limit cleared (`systemctl reset-failed`,
+                # here a fresh agent and with it a fresh ProcessController).
+                node.set_s3_start()
+                node.restart_agent()
+            node.set_s3_start()
             node.start_agent()
+        self._clear_holds()
+
+    def held_nodes(self) -> list[str]:
+        """Nodes on the checker's no-ping-pong hold (service_failed_at within SERVICE_FAILURE_HOLD_SECONDS)."""
+        item = aws.client("dynamodb").get_item(TableName=TABLE_NAME, Key={"pk": {"S": "checker"}},
+                                               ConsistentRead=True).get("Item", {})
+        failed = item.get("service_failed_at", {}).get("M", {})
+        now = time.time()
+        return sorted(name for name, value in failed.items()
+                      if now - float(value.get("N", "0")) < SERVICE_FAILURE_HOLD_SECONDS)
+
+    def _clear_holds(self, timeout: float = 15.0) -> None:
+        """The drill's own reset between runs (not an operator action): a node held back after a MinIO failure
+        would otherwise be no failover target for the next 10 minutes of scenarios. Re-checked, because a
+        checker cycle that read its item before this write can save the old map back."""
+        deadline = time.monotonic() + timeout
+        ddb = aws.client("dynamodb")
+        while self.held_nodes() and time.monotonic() < deadline:
+            ddb.update_item(TableName=TABLE_NAME, Key={"pk": {"S": "checker"}},
+                            UpdateExpression="REMOVE service_failed_at")
+            time.sleep(1.5)
+        if self.held_nodes():
+            raise RuntimeError(f"the checker's hold on {self.held_nodes()} could not be cleared")
 
     def clean_state(self) -> str | None:
         """The active node if the cluster is clean: stable, both nodes fresh with EFS ok, the active one (and only
@@ -276,6 +307,7 @@ class Lab:
         recovered = self._wait(lambda: self._recovered(scenario, fault_at, epoch), scenario.recovery_timeout,
                                "recovery", fail=False)
         recovered_at = time.time()
+        self._held = self.held_nodes()
         log(f"[{scenario.name} #{rep}] {'recovered' if recovered else 'NOT recovered'} after "
             f"{recovered_at - fault_at:.1f}s; healing")
         healed_at = time.time()
@@ -361,6 +393,11 @@ class Lab:
             problems.append(f"{old} did not report a self-fence (lease_lost) in its agent log")
         if scenario.no_failover and moved:
             problems.append("a takeover happened although the node stayed healthy")
+        restarted = self._restarted(old, window)
+        if scenario.expect_restart_in_place and restarted is None:
+            problems.append(f"the S3 server of {old} did not answer again after the fault (no restart in place)")
+        if scenario.expect_hold and old not in self._held:
+            problems.append(f"{old} was not put on the checker's no-ping-pong hold")
         return {
             "watchdog_resets": resets,
             "reset_s": _round(old_reset - window.fault_at) if old_reset is not None else None,
@@ -369,10 +406,25 @@ class Lab:
             "old_stop_reasons": reasons[:10],
             "old_stopped_s": _round(last_answer - window.fault_at) if last_answer is not None else None,
             "new_serving_s": _round(first_new - window.fault_at) if first_new is not None else None,
+            "restarted_s": _round(restarted - window.fault_at) if restarted is not None else None,
+            "held_back": list(self._held),
             "throttled_calls": dict(self.proxy.throttled_calls) if scenario.name == "describe-throttled" else {},
             "events": [f"{t - window.fault_at:+.2f}s {text}" for t, text in events][:40],
             "problems": problems,
         }
+
+    def _restarted(self, node: str, window: Window) -> float | None:
+        """When the old node's S3 server first answered again after a silence that began after the fault."""
+        with self.timeline.lock:
+            series = [(t, up) for t, up in self.timeline.samples.get(node, [])
+                      if window.fault_at <= t <= window.recovered_at]
+        silent = False
+        for t, up in series:
+            if not up:
+                silent = True
+            elif silent:
+                return t
+        return None
 
     def _last_answer(self, node: str, window: Window) -> float | None:
         """The old node's last S3 answer between the fault and recovery (its server stopped just after)."""

@@ -21,6 +21,8 @@ from pathlib import Path
 from drill.config import AWS_ADDRESS, MOTO_PORT, NODE_NAMES, TABLE_NAME, Fleet, Timings, base_env
 from drill.netns import Topology, cmdline, in_ns, ip, kill_pid, ns_pids
 from drill.procs import Child
+from drill.s3_start import CRASH_FILE as S3_CRASH_FILE
+from drill.s3_start import DELAY_FILE as S3_DELAY_FILE
 
 S3_MARKERS = ("locals3server", "minio server")
 MINIO_USER, MINIO_PASSWORD = "drill", "drill-secret"
@@ -108,6 +110,7 @@ class Node:
         self._watchdog_ready = threading.Event()
         self._starts = 0
         self.device = view.parent / "watchdog"
+        self.control_dir = view.parent  # s3_start.py's delay and crash files
         argv, health = s3_server_argv(str(view / "data"))
         self._env = {
             **base_env(),
@@ -119,8 +122,11 @@ class Node:
             "HEARTBEAT_INTERVAL_SECONDS": str(timings.heartbeat_interval_seconds),
             "LEASE_SECONDS": str(timings.lease_seconds), "MINIO_HEALTH_URL": health,
             "MINIO_ROOT_USER": MINIO_USER, "MINIO_ROOT_PASSWORD": MINIO_PASSWORD,
-            # The agent runs the S3 server as its own child process instead of a systemd unit.
-            "MINIO_COMMAND": json.dumps(argv), "MINIO_LOG": str(log_dir / f"s3-{name}.log"),
+            # The agent runs the S3 server as its own child process instead of a systemd unit, through a start
+            # wrapper that can delay (or fail) the start like ExecStartPre + MinIO's start on EFS (s3_start.py).
+            "MINIO_COMMAND": json.dumps([sys.executable, "-m", "drill.s3_start", str(self.control_dir), "--",
+                                         *argv]),
+            "MINIO_LOG": str(log_dir / f"s3-{name}.log"),
             # Never /dev/watchdog: the simulated device (a FIFO this drill reads).
             "WATCHDOG": timings.watchdog, "WATCHDOG_DEVICE": str(self.device),
             "WATCHDOG_TIMEOUT_SECONDS": str(timings.watchdog_timeout_seconds),
@@ -295,6 +301,21 @@ class Node:
     def crash_s3(self) -> None:
         for pid in self.s3_pids():
             kill_pid(pid)
+
+    def set_s3_start(self, delay: float = 0.0, crash: bool = False) -> None:
+        """How the next S3 server starts on this node (drill/s3_start.py): after `delay` s, or failing."""
+        delay_file, crash_file = self.control_dir / S3_DELAY_FILE, self.control_dir / S3_CRASH_FILE
+        if delay > 0:
+            delay_file.write_text(f"{delay:g}\n")
+        else:
+            delay_file.unlink(missing_ok=True)
+        if crash:
+            crash_file.write_text("crash\n")
+        else:
+            crash_file.unlink(missing_ok=True)
+
+    def s3_start_faulted(self) -> bool:
+        return (self.control_dir / S3_CRASH_FILE).exists()
 
     def stop_s3(self, timeout: float = 10.0) -> None:
         """`systemctl stop minio.service` as the SSM command asks: TERM, then KILL after a timeout."""

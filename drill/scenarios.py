@@ -16,6 +16,11 @@ Inject = Callable[["Lab", str, str], "float | None"]  # (lab, active, standby) -
 Prepare = Callable[["Lab", str, str], None]  # (lab, active, standby), before the client starts
 
 CLOCK_SKEW_SECONDS = 5.0
+# One restart of MinIO on a node: ExecStartPre's secret fetch (an HTTPS call to Secrets Manager) and MinIO's start
+# on EFS, after systemd's RestartSec (1 s, in the agent's ProcessController). Longer than 3 probes 1 s apart.
+S3_START_DELAY_SECONDS = 4.0
+# Past the restarts in place (after the scheduled restart and the start limit) and the checker's count.
+S3_CRASH_OBSERVE_SECONDS = 12.0
 THROTTLED_BEFORE_FAULT_SECONDS = 6.0  # longer than the checker's EC2 cache (5 s): every Describe now fails
 SLOW_MONITOR_WRITE_SECONDS = 1.5  # each write to the agent's EFS monitor file
 SLOW_OTHER_WRITE_SECONDS = 0.2  # each other write (the S3 server's objects): see drill/README.md
@@ -43,6 +48,10 @@ class Scenario:
     min_observe: float = 3.0
     # Why this scenario cannot run here (None: it can); asked once, before it runs.
     unavailable: Callable[[], str | None] | None = None
+    # The old active node's S3 server must answer again after the fault (restarted in place, no move).
+    expect_restart_in_place: bool = False
+    # The old active node must be on the checker's no-ping-pong hold (a MinIO that failed there for good).
+    expect_hold: bool = False
 
 
 def kill_active(lab: Lab, active: str, _standby: str) -> None:
@@ -55,6 +64,14 @@ def network_cut(lab: Lab, active: str, _standby: str) -> None:
 
 
 def s3_crash(lab: Lab, active: str, _standby: str) -> None:
+    """kill -9 of the S3 server; its restart (RestartSec 1 s, then the start wrapper) takes as long as a real one."""
+    lab.nodes[active].set_s3_start(delay=S3_START_DELAY_SECONDS)
+    lab.nodes[active].crash_s3()
+
+
+def s3_crash_loop(lab: Lab, active: str, _standby: str) -> None:
+    """kill -9 of the S3 server, and every restart of it fails again (after the same start delay)."""
+    lab.nodes[active].set_s3_start(delay=S3_START_DELAY_SECONDS, crash=True)
     lab.nodes[active].crash_s3()
 
 
@@ -140,7 +157,11 @@ def _fuse_unavailable() -> str | None:
 SCENARIOS = {s.name: s for s in (
     Scenario("kill-active", "kill -9 of the active node (agent + S3 server)", kill_active, moves=True),
     Scenario("network-cut", "active node's links down", network_cut, moves=True, min_observe=CUT_OBSERVE_SECONDS),
-    Scenario("s3-crash", "S3 server crash only (kill -9)", s3_crash, moves=False),
+    Scenario("s3-crash", f"S3 server crash only (kill -9); its start takes {S3_START_DELAY_SECONDS:g} s "
+             "+ RestartSec", s3_crash, moves=False, no_failover=True, expect_restart_in_place=True,
+             min_observe=S3_CRASH_OBSERVE_SECONDS),
+    Scenario("s3-crash-loop", "S3 server crash (kill -9), and every restart crashes again", s3_crash_loop,
+             moves=True, expect_hold=True),
     Scenario("efs-readonly", "active node's EFS view read-only (EROFS)", efs_read_only, moves=True),
     Scenario("switchover", "manual switchover (handler action)", switchover, moves=True, recovery_timeout=150),
     Scenario("checker-killed", "checker killed after its first ReplaceRoute", checker_killed, moves=True,

@@ -19,6 +19,8 @@ _STOPPED_STATES = frozenset({"inactive", "failed"})
 # restarted RESTART_SEC after it died, and at most START_LIMIT_BURST starts within START_LIMIT_INTERVAL_SEC are
 # made; the next one is refused and the unit is "failed". ProcessController (the drill) behaves the same way.
 RESTART_SEC = 1.0
+# Exits that systemd's Restart=on-failure treats as clean (not restarted): exit code 0 and these signals.
+_CLEAN_EXITS = frozenset({0, -signal.SIGTERM, -signal.SIGINT, -signal.SIGHUP, -signal.SIGPIPE})
 START_LIMIT_BURST = 3
 START_LIMIT_INTERVAL_SEC = 60.0
 
@@ -108,8 +110,9 @@ class ProcessController:
     It restarts a crashed child as minio.service's Restart=on-failure does: `restart_sec` after the crash (seen
     when the agent next asks), while fewer than `start_limit_burst` starts were made in `start_limit_interval`
     seconds; meanwhile is_running() is True, as systemd's "activating (auto-restart)". A refused restart leaves it
-    stopped ("failed"). One difference: an explicit start() is never refused (systemd refuses it until the
-    interval has passed or `systemctl reset-failed`); it starts the restart count and the start limit afresh.
+    stopped ("failed"), and an explicit start() is then refused until `start_limit_interval` has passed. A clean
+    exit (0, or SIGTERM/SIGINT/SIGHUP/SIGPIPE, as for systemd) is not restarted. One difference: systemd counts
+    explicit starts against the start limit too; here an explicit start begins the count afresh.
     """
 
     def __init__(self, argv: Sequence[str], env: Mapping[str, str] | None = None, cwd: str | None = None,
@@ -132,11 +135,16 @@ class ProcessController:
         self._starts: deque[float] = deque()
         self._restarts = 0
         self._died_at: float | None = None
+        self._failed_at: float | None = None  # when the start limit refused a restart
 
     def start(self) -> None:
         with self._lock:
             if self._alive():
                 return
+            if self._failed_at is not None and self._monotonic() - self._failed_at < self._interval:
+                raise RuntimeError("start request repeated too quickly: the start limit was hit "
+                                   f"({self._burst} starts in {self._interval:g}s)")
+            self._failed_at = None
             self._wanted = True
             self._starts.clear()
             self._restarts = 0
@@ -184,7 +192,7 @@ class ProcessController:
         process = self._process
         if not self._wanted or process is None or process.poll() is None:
             return
-        if process.returncode == 0:  # a clean exit is not a failure: not restarted
+        if process.returncode in _CLEAN_EXITS:  # not a failure for Restart=on-failure: not restarted
             self._wanted = False
             return
         now = self._monotonic()
@@ -196,6 +204,7 @@ class ProcessController:
             self._starts.popleft()
         if len(self._starts) >= self._burst:
             self._wanted = False  # start limit hit: "failed"
+            self._failed_at = now
             return
         self._died_at = None
         self._restarts += 1

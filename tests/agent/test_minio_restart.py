@@ -142,8 +142,15 @@ def test_process_controller_gives_up_at_the_start_limit(tmp_path: Path) -> None:
     assert controller.restarts() == 2  # the third was refused: "failed"
     time.sleep(0.2)
     assert controller.is_running() is False and controller.restarts() == 2
-    controller.start()  # an explicit start begins afresh
-    assert controller.restarts() == 0
+    with pytest.raises(RuntimeError, match="start limit"):  # as systemd: "Start request repeated too quickly"
+        controller.start()
+    later = ProcessController([sys.executable, "-c", "raise SystemExit(1)"], restart_sec=0.05,
+                              start_limit_burst=1, start_limit_interval=0.2)
+    later.start()
+    assert wait_for(lambda: not later.is_running(), 10)
+    time.sleep(0.3)
+    later.start()  # the interval has passed: an explicit start begins afresh
+    assert later.restarts() in (0, 1)
 
 
 def test_process_controller_does_not_restart_after_stop_kill_or_clean_exit(tmp_path: Path) -> None:
@@ -151,6 +158,13 @@ def test_process_controller_does_not_restart_after_stop_kill_or_clean_exit(tmp_p
     clean.start()
     assert clean._process is not None and clean._process.wait(5) == 0
     assert clean.is_running() is False and clean.restarts() == 0
+    # SIGTERM from outside (the drill's SSM "systemctl stop"): clean for Restart=on-failure
+    termed = ProcessController([sys.executable, "-c", "import time; time.sleep(60)"], restart_sec=0.0)
+    termed.start()
+    assert termed.pid is not None
+    os.killpg(termed.pid, signal.SIGTERM)
+    assert termed._process is not None and termed._process.wait(5) == -signal.SIGTERM
+    assert termed.is_running() is False and termed.restarts() == 0
     killed = ProcessController([sys.executable, "-c", "import time; time.sleep(60)"], restart_sec=0.0)
     killed.start()
     killed.kill()
