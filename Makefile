@@ -34,7 +34,7 @@ define timed
 	exit $$status
 endef
 
-.PHONY: synth test test-fast test-steps test-fast-steps lint drill deploy destroy clean
+.PHONY: synth test test-fast test-steps test-fast-steps lint drill drill-table deploy destroy clean
 
 synth: $(VENV)/.installed $(TOOLS)/.installed
 	cdk synth --quiet --no-notices
@@ -65,6 +65,11 @@ lint: $(VENV)/.installed
 
 drill: $(VENV)/.installed
 	$(PY) -m drill
+
+# The README's drill table, rendered from the checked-in results (docs/drill-results.json: copy a full run's
+# drill-results.json there first); tests/drill/test_readme_table.py fails when README.md differs from it.
+drill-table: $(VENV)/.installed
+	$(PY) -m drill.readme_table
 
 deploy: $(VENV)/.installed $(TOOLS)/.installed
 	cdk deploy --all --no-notices

@@ -162,7 +162,10 @@ def inner_main(args: argparse.Namespace) -> int:
     rows = summarize(runs)
     overall_dual = dual_active(lab.timeline)
     problems = failures(rows, overall_dual) + ([f"aborted: {error}"] if error else [])
-    write(args.output, {"timings": timings.__dict__, "s3_server": s3_server_name(), "http_probe": False,
+    machine = (f"Measured on a machine with {os.cpu_count()} CPUs (load average {os.getloadavg()[0]:.1f} when the "
+               f"drill ended).")
+    write(args.output, {"machine": machine, "timings": timings.__dict__, "s3_server": s3_server_name(),
+                        "http_probe": False,
                         "summary": rows, "runs": runs, "skipped": skipped, "problems": problems,
                         "logs": str(work / "logs")})
     print("\n" + table(rows))
