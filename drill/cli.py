@@ -181,6 +181,12 @@ def inner_main(args: argparse.Namespace) -> int:
         if row["self_fence_s"] is not None:
             print(f"{row['scenario']}: self-fence (lease_lost) median {row['self_fence_s']} s after the fault, "
                   f"{row['watchdog_resets']} watchdog reset(s)")
+    for run in runs:
+        for name, outcome in run.get("clients", {}).items():
+            print(f"{run['scenario']} #{run['rep']}: {name} client ({outcome['settings']}): data "
+                  f"{'complete and intact' if outcome['intact'] else 'NOT complete'} "
+                  f"{outcome['data_after_fault_s']} s after the fault, {outcome['errors']} error(s) "
+                  f"{outcome['error_types']}, first {outcome['first_error_after_fault_s']} s after the fault")
     for name, reason in skipped.items():
         print(f"SKIPPED {name}: cannot be simulated here: {reason}")
     print(f"\nresults: {args.output}; logs: {work / 'logs'}")

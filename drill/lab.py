@@ -90,6 +90,8 @@ class Lab:
         self._verified = threading.Event()
         self._problems: list[str] = []  # found by a scenario while it runs (see problem())
         self._held: list[str] = []  # nodes on the checker's hold when the run recovered (before the heal)
+        self._inflight: Child | None = None
+        self._inflight_lines: list[dict[str, Any]] = []
 
     # ----- setup -----
     def open(self) -> None:
@@ -270,6 +272,45 @@ class Lab:
             on_line=self._on_client_line, stdin=True)
         return self._client
 
+    def start_inflight(self, timeout: float = 90.0) -> None:
+        """drill/inflight.py in the client namespace: upload, then both readers start; returns once data flows."""
+        self._inflight_lines = []
+        ready, reading = threading.Event(), threading.Event()
+
+        def on_line(line: str) -> None:
+            if not line.startswith("{"):
+                return
+            record = json.loads(line)
+            with self.timeline.lock:
+                self._inflight_lines.append(record)
+                readers = sum(1 for r in self._inflight_lines if r.get("k") == "reading")
+            if record.get("k") == "ready":
+                ready.set()
+            if readers >= 2:
+                reading.set()
+
+        env = {**base_env(), "DRILL_S3_USER": MINIO_USER, "DRILL_S3_PASSWORD": MINIO_PASSWORD}
+        self._inflight = Child("inflight", in_ns(self.topology.client, [sys.executable, "-m", "drill.inflight"]),
+                               env, self.logs, on_line=on_line, stdin=True)
+        if not ready.wait(timeout):
+            raise RuntimeError("drill.inflight did not upload its object (see inflight.log)")
+        self._inflight.send("go")
+        if not reading.wait(30):
+            raise RuntimeError("drill.inflight's readers got no data (see inflight.log)")
+
+    def inflight_results(self, timeout: float) -> dict[str, dict[str, Any]]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self.timeline.lock:
+                results = {r["client"]: r for r in self._inflight_lines if r.get("k") == "result"}
+            if len(results) >= 2:
+                break
+            time.sleep(0.5)
+        if self._inflight is not None:
+            self._inflight.stop(timeout=5)
+            self._inflight = None
+        return results
+
     def ops_since(self, since: float) -> list[dict[str, Any]]:
         with self.timeline.lock:
             return [op for op in self.timeline.ops if op["t0"] >= since]
@@ -307,6 +348,7 @@ class Lab:
         recovered = self._wait(lambda: self._recovered(scenario, fault_at, epoch), scenario.recovery_timeout,
                                "recovery", fail=False)
         recovered_at = time.time()
+        extra = scenario.collect(self, fault_at) if scenario.collect is not None else {}
         self._held = self.held_nodes()
         log(f"[{scenario.name} #{rep}] {'recovered' if recovered else 'NOT recovered'} after "
             f"{recovered_at - fault_at:.1f}s; healing")
@@ -320,6 +362,7 @@ class Lab:
         window = Window(fault_at, recovered_at, epoch, active)
         result = self._measure(scenario, rep, window, started, recovered, verified, (healed_at, settled_at))
         result["clock_skew_s"] = _round(skew)  # the faulted node's heartbeat_at minus the drill's clock
+        result.update(extra)
         return result
 
     def _recovered(self, scenario: Scenario, fault_at: float, epoch: int) -> bool:
@@ -460,6 +503,8 @@ class Lab:
         steps: list[Callable[[], None]] = []
         if self._client is not None:
             steps.append(lambda: self._client.stop(timeout=3) if self._client else None)
+        if self._inflight is not None:
+            steps.append(lambda: self._inflight.stop(timeout=3) if self._inflight else None)
         if self.watcher is not None:
             steps.append(self.watcher.stop)
         if hasattr(self, "checker"):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from drill.netns import kill_pid
 
@@ -14,6 +14,7 @@ if TYPE_CHECKING:
 
 Inject = Callable[["Lab", str, str], "float | None"]  # (lab, active, standby) -> fault time if not "now"
 Prepare = Callable[["Lab", str, str], None]  # (lab, active, standby), before the client starts
+Collect = Callable[["Lab", float], "dict[str, Any]"]  # (lab, fault time) -> extra results, before the heal
 
 CLOCK_SKEW_SECONDS = 5.0
 # One restart of MinIO on a node: ExecStartPre's secret fetch (an HTTPS call to Secrets Manager) and MinIO's start
@@ -21,6 +22,12 @@ CLOCK_SKEW_SECONDS = 5.0
 S3_START_DELAY_SECONDS = 4.0
 # Past the restarts in place (after the scheduled restart and the start limit) and the checker's count.
 S3_CRASH_OBSERVE_SECONDS = 12.0
+# The in-flight GET: the cut comes this long after both readers have data flowing (their GETs are mid-body).
+INFLIGHT_CUT_AFTER_SECONDS = 1.0
+INFLIGHT_DEADLINE_SECONDS = 150.0  # the application gives up after this (drill/inflight.py --deadline)
+# The recommended client must have all its data within this long after the fault: detection + failover (~7 s),
+# its 5 s read timeout, the rest of the object at the application's pace (~10 s) and some slack.
+INFLIGHT_RECOMMENDED_BOUND_SECONDS = 30.0
 THROTTLED_BEFORE_FAULT_SECONDS = 6.0  # longer than the checker's EC2 cache (5 s): every Describe now fails
 SLOW_MONITOR_WRITE_SECONDS = 1.5  # each write to the agent's EFS monitor file
 SLOW_OTHER_WRITE_SECONDS = 0.2  # each other write (the S3 server's objects): see drill/README.md
@@ -52,6 +59,8 @@ class Scenario:
     expect_restart_in_place: bool = False
     # The old active node must be on the checker's no-ping-pong hold (a MinIO that failed there for good).
     expect_hold: bool = False
+    # Called once the run recovered, before the heal (the fault still on): more measurements for the results.
+    collect: Collect | None = None
 
 
 def kill_active(lab: Lab, active: str, _standby: str) -> None:
@@ -73,6 +82,39 @@ def s3_crash_loop(lab: Lab, active: str, _standby: str) -> None:
     """kill -9 of the S3 server, and every restart of it fails again (after the same start delay)."""
     lab.nodes[active].set_s3_start(delay=S3_START_DELAY_SECONDS, crash=True)
     lab.nodes[active].crash_s3()
+
+
+def client_inflight(lab: Lab, active: str, _standby: str) -> float:
+    """A slow GET (drill/inflight.py, stock and recommended boto3 side by side) is streaming through the VIP when
+    the active node's links go down: the host vanishes silently, mid-response."""
+    lab.start_inflight()
+    time.sleep(INFLIGHT_CUT_AFTER_SECONDS)
+    cut_at = time.time()
+    lab.nodes[active].set_links(False)
+    return cut_at
+
+
+def collect_inflight(lab: Lab, fault_at: float) -> dict[str, Any]:
+    """Each client's outcome, from the fault: when the application had all its data (or gave up), its errors."""
+    results = lab.inflight_results(INFLIGHT_DEADLINE_SECONDS + 30)
+    clients: dict[str, dict[str, Any]] = {}
+    for name, result in results.items():
+        done = result.get("done")
+        errors = result.get("errors", [])
+        clients[name] = {
+            "settings": result.get("settings"),
+            "data_after_fault_s": round(done - fault_at, 2) if done else None,
+            "intact": result.get("intact"), "attempts": result.get("attempts"),
+            "errors": len(errors), "error_types": sorted({e["type"] for e in errors}),
+            "first_error_after_fault_s": round(errors[0]["t"] - fault_at, 2) if errors else None,
+        }
+    recommended = clients.get("recommended", {})
+    if not recommended.get("intact"):
+        lab.problem(f"the client with the recommended settings did not get its data: {recommended}")
+    elif (recommended.get("data_after_fault_s") or 0) > INFLIGHT_RECOMMENDED_BOUND_SECONDS:
+        lab.problem(f"the client with the recommended settings needed {recommended['data_after_fault_s']} s "
+                    f"(> {INFLIGHT_RECOMMENDED_BOUND_SECONDS:g} s)")
+    return {"clients": clients}
 
 
 def efs_read_only(lab: Lab, active: str, _standby: str) -> None:
@@ -162,6 +204,8 @@ SCENARIOS = {s.name: s for s in (
              min_observe=S3_CRASH_OBSERVE_SECONDS),
     Scenario("s3-crash-loop", "S3 server crash (kill -9), and every restart crashes again", s3_crash_loop,
              moves=True, expect_hold=True),
+    Scenario("client-inflight", "slow GET in flight (stock and recommended boto3) when the active node's links go "
+             "down", client_inflight, moves=True, min_observe=CUT_OBSERVE_SECONDS, collect=collect_inflight),
     Scenario("efs-readonly", "active node's EFS view read-only (EROFS)", efs_read_only, moves=True),
     Scenario("switchover", "manual switchover (handler action)", switchover, moves=True, recovery_timeout=150),
     Scenario("checker-killed", "checker killed after its first ReplaceRoute", checker_killed, moves=True,
