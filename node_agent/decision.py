@@ -15,8 +15,10 @@ one heartbeat interval). The checker judges the lease on its own clock from when
 is never earlier than that send time (docs/failover-design.md, "Lease, watchdog and one clock").
 
 MinIO unhealthy while running is NOT restarted here: systemd restarts a crashed MinIO (Restart=on-failure,
-bounded by StartLimitBurst); a MinIO that answers unhealthy is reported (minio_ok=false) and the checker fails
-over after its threshold. A MinIO that is not running at all on the active node is started again.
+bounded by StartLimitBurst), and meanwhile the agent reports `minio_restarting` so that the checker does not count
+those probes (within its restart budget: restart in place first); a MinIO that answers unhealthy without being
+restarted, or whose restarts the start limit refused, is reported (minio_ok=false) and the checker fails over
+after its threshold. A MinIO that is not running at all on the active node is started again.
 """
 
 from __future__ import annotations
