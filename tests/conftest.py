@@ -1,6 +1,6 @@
 """Shared fixtures: each distinct app configuration is synthesized once per test session (synth costs seconds,
 assertions do not). Also: which tests are slow gates (`make test-fast` skips them) and how the suite is laid
-out on pytest-xdist workers (`make test` runs it on two).
+out on pytest-xdist workers (`make test` runs it on three).
 """
 
 from __future__ import annotations
