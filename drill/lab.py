@@ -188,6 +188,16 @@ class Lab:
             node.start_agent()
         self._clear_holds()
 
+    def wait_past_start_grace(self, grace: float) -> None:
+        """Sleep until the cluster item's changed_at (checker wall clock = this machine's) is `grace` s old."""
+        item = aws.client("dynamodb").get_item(TableName=TABLE_NAME, Key={"pk": {"S": "cluster"}},
+                                               ConsistentRead=True).get("Item", {})
+        changed_at = float(item.get("changed_at", {}).get("N", "0"))
+        left = changed_at + grace - time.time()
+        if left > 0:
+            log(f"waiting {left:.1f}s for the checker's MinIO start grace to pass")
+            time.sleep(left)
+
     def held_nodes(self) -> list[str]:
         """Nodes on the checker's no-ping-pong hold (service_failed_at within SERVICE_FAILURE_HOLD_SECONDS)."""
         item = aws.client("dynamodb").get_item(TableName=TABLE_NAME, Key={"pk": {"S": "checker"}},

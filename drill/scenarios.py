@@ -20,6 +20,8 @@ CLOCK_SKEW_SECONDS = 5.0
 # One restart of MinIO on a node: ExecStartPre's secret fetch (an HTTPS call to Secrets Manager) and MinIO's start
 # on EFS, after systemd's RestartSec (1 s, in the agent's ProcessController). Longer than 3 probes 1 s apart.
 S3_START_DELAY_SECONDS = 4.0
+# The checker's MinIO start grace after a role change (failover_lambda/settings.py): MinIO faults are faked after it.
+MINIO_START_GRACE_SECONDS = 15.0
 # Past the restarts in place (after the scheduled restart and the start limit) and the checker's count.
 S3_CRASH_OBSERVE_SECONDS = 12.0
 # The in-flight GET: the cut comes this long after both readers have data flowing (their GETs are mid-body).
@@ -70,6 +72,12 @@ def kill_active(lab: Lab, active: str, _standby: str) -> None:
 def network_cut(lab: Lab, active: str, _standby: str) -> None:
     # Both ends of the node's only link: it loses the client, the other node and the state table at once.
     lab.nodes[active].set_links(False)
+
+
+def past_start_grace(lab: Lab, _active: str, _standby: str) -> None:
+    """Wait until the checker counts MinIO problems again: MINIO_START_GRACE_SECONDS after the cluster item's
+    changed_at (the bootstrap or the last promotion), else a crash right after it would prove nothing."""
+    lab.wait_past_start_grace(MINIO_START_GRACE_SECONDS + 1)
 
 
 def s3_crash(lab: Lab, active: str, _standby: str) -> None:
@@ -201,9 +209,9 @@ SCENARIOS = {s.name: s for s in (
     Scenario("network-cut", "active node's links down", network_cut, moves=True, min_observe=CUT_OBSERVE_SECONDS),
     Scenario("s3-crash", f"S3 server crash only (kill -9); its start takes {S3_START_DELAY_SECONDS:g} s "
              "+ RestartSec", s3_crash, moves=False, no_failover=True, expect_restart_in_place=True,
-             min_observe=S3_CRASH_OBSERVE_SECONDS),
+             min_observe=S3_CRASH_OBSERVE_SECONDS, prepare=past_start_grace),
     Scenario("s3-crash-loop", "S3 server crash (kill -9), and every restart crashes again", s3_crash_loop,
-             moves=True, expect_hold=True),
+             moves=True, expect_hold=True, prepare=past_start_grace),
     Scenario("client-inflight", "slow GET in flight (stock and recommended boto3) when the active node's links go "
              "down", client_inflight, moves=True, min_observe=CUT_OBSERVE_SECONDS, collect=collect_inflight),
     Scenario("efs-readonly", "active node's EFS view read-only (EROFS)", efs_read_only, moves=True),
