@@ -79,8 +79,11 @@ def render(results: dict[str, Any]) -> str:
         lines.append("| " + " | ".join(_cell(c) for c in cells) + " |")
     merged = results.get("merged_from", {})
     if merged:
+        by_source: dict[str, list[str]] = {}
+        for name, source in merged.items():
+            by_source.setdefault(source, []).append(TITLES.get(name, name))
         lines += ["", *textwrap.wrap("Rows measured in a later run than the rest: " + "; ".join(
-            f"{name} ({source})" for name, source in merged.items()) + ".", 115)]
+            f"{', '.join(names)}: {source}" for source, names in by_source.items()) + ".", 115)]
     for problem in results.get("problems", []):
         lines.append(f"\nFAILED: {problem}")
     return "\n".join(lines)
