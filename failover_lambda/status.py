@@ -70,6 +70,8 @@ def status_report(settings: Settings, tracker: LeaseTracker, now: float, snap: S
             "clock_skew_seconds": _rounded(tracker.skew(name)),
             "efs_ok": report.efs_ok if report else None,
             "minio_ok": report.minio_ok if report else None,
+            # systemd restarting a crashed MinIO in place (0: no restart in progress): probes not counted meanwhile
+            "minio_restarting": report.minio_restarting if report else None,
             "serving": report.serving if report else None,
             "seen_epoch": report.seen_epoch if report else None,
             "stop_reason": report.stop_reason if report else None,

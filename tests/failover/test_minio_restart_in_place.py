@@ -42,6 +42,8 @@ def test_a_restart_that_takes_5_seconds_does_not_fail_over(cluster: Harness) -> 
     result = cluster.invoke(max_probes=12)
     assert int(cluster.cluster()["epoch"]) == 1 and cluster.cluster()["active"] == "node1"
     assert "restarting MinIO in place (restart 1" in " ".join(result["outcomes"])
+    status = cluster.invoke({"action": "status"})
+    assert status["nodes"]["node1"]["minio_restarting"] == 0 and status["nodes"]["node1"]["minio_ok"] is True
     assert "node1" not in cluster.item("checker").get("service_failed_at", {})
     assert not cluster.item("checker").get("failures")
     cluster.check_invariants()
@@ -66,6 +68,13 @@ def test_restarts_that_keep_failing_fail_over_and_hold_the_node(cluster: Harness
     status = cluster.invoke({"action": "status"})
     assert status["nodes"]["node1"]["held_back"] is True
     cluster.check_invariants()
+
+
+def test_status_shows_a_restart_in_progress(cluster: Harness) -> None:
+    timeline(cluster, {1: crashed(cluster, 2)})
+    cluster.invoke(max_probes=3)
+    node = cluster.invoke({"action": "status"})["nodes"]["node1"]
+    assert (node["minio_restarting"], node["minio_ok"], node["consecutive_failures"]) == (2, False, 0)
 
 
 def test_a_restart_that_hangs_fails_over_once_the_budget_is_spent(cluster: Harness) -> None:
