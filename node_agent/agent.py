@@ -374,10 +374,20 @@ class Agent:
         now = self._monotonic()
         restarting = self._restart_episode(running, healthy, restarts, now)
         with self._status_lock:
+            previous = self._status.minio_restarting
             self._status.minio_running = running
             self._status.minio_healthy = healthy
             self._status.minio_restarting = restarting
             self._status.health_at = now
+        if restarting != previous:
+            if restarting:
+                log.warning("MinIO restarting in place (restart %d since it was last healthy): reported, the checker "
+                            "does not count these probes", restarting)
+            elif healthy:
+                log.info("MinIO healthy again after its restart in place")
+            else:
+                log.error("MinIO no longer restarting in place and not healthy (start limit hit, %gs restart budget "
+                          "spent, or stopped): the checker counts its probes again", MINIO_RESTART_BUDGET_SECONDS)
 
     def _restart_episode(self, running: bool, healthy: bool, restarts: int, now: float) -> int:
         """The restart in progress (restarts since MinIO was last healthy), within the restart budget; else 0.

@@ -4,6 +4,7 @@ budget, so the checker does not count those probes as failed; past the budget, o
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import subprocess
@@ -49,6 +50,18 @@ def test_a_restart_in_progress_is_reported_with_its_count_and_ends_when_healthy(
     beat = world.heartbeat()
     assert (beat["minio_ok"], beat["minio_restarting"]) == (True, "0")
     assert world.service.actions == ["start"]
+
+
+def test_the_restart_episode_is_logged(world: AgentWorld, caplog: pytest.LogCaptureFixture) -> None:
+    serving(world)
+    with caplog.at_level(logging.INFO, logger="node_agent"):
+        crash(world)
+        world.cycle()
+        world.minio_healthy = True
+        world.cycle()
+    messages = [r.getMessage() for r in caplog.records]
+    assert any("MinIO restarting in place (restart 1" in m for m in messages)
+    assert any("healthy again after its restart in place" in m for m in messages)
 
 
 def test_an_unhealthy_minio_that_was_not_restarted_is_not_reported_as_restarting(world: AgentWorld) -> None:
