@@ -109,9 +109,22 @@ def shared_clients() -> _SharedClients:
             if shared.current is not None:
                 shared.current._on_stopped(**kwargs)
 
+        def on_table_call(model: Any, params: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
+            if shared.current is not None:
+                context["efs_ha_written"] = shared.current._on_table_call(model.name, params)
+
+        def after_table_call(context: dict[str, Any], **_: Any) -> None:
+            if shared.current is not None:
+                shared.current._forget_reads(context.get("efs_ha_written", []))
+
         checker = shared.checker
         for client in (checker.dynamodb, checker.ec2, checker.ssm, checker.sns, checker.ec2_describe):
             client.meta.events.register("provide-client-params", on_call)
+        # Every table call, the checker's and the harness's (and a test's through `Harness.ddb`), first writes
+        # the agents' deferred renewals and keeps the harness's read cache exact (see Harness.item).
+        for client in (checker.dynamodb, shared.ddb):
+            client.meta.events.register("provide-client-params.dynamodb", on_table_call)
+            client.meta.events.register("after-call.dynamodb", after_table_call)
         checker.ec2.meta.events.register("after-call.ec2.StopInstances", on_stopped)
         _SHARED.append(shared)
     return _SHARED[0]
@@ -206,6 +219,10 @@ class Harness:
     call_hooks: dict[str, Callable[[dict[str, Any]], None]] = field(default_factory=dict)
     states: dict[str, str] = field(default_factory=dict)
     aws: AwsClients = field(init=False)
+    # Items as last read, by key (raw DynamoDB JSON): dropped by every write to the key, before and after it.
+    _read_cache: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # The agents' latest renewals not yet written, by key: written before any table call reads or writes.
+    _pending_beats: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         # Unique names anyway, so nothing depends on moto being reset between tests.
@@ -262,6 +279,39 @@ class Harness:
                                         FakeContext(self.clock, budget))
         self._record_epoch()
         return result
+
+    # The agents renew every tick, but only a table call can observe a renewal: each tick's renewals are held
+    # until the next table call (anyone's) and written just before it, one BatchWriteItem. Renewals of a key
+    # with no table call in between replace each other exactly as their writes would have (a full item
+    # each); so every read sees what it would have seen, for a fraction of the calls.
+    _READS = frozenset({"GetItem", "BatchGetItem", "Scan", "Query", "DescribeTable", "ListTables",
+                        "TransactGetItems"})
+
+    def _on_table_call(self, operation: str, params: dict[str, Any]) -> list[str | None]:
+        """Before a table call: the deferred renewals written, and the keys it writes (None: it may write
+        anything) forgotten by the read cache, now and again once it returns (see `after_table_call`)."""
+        self._flush_beats()
+        if operation in self._READS:
+            return []
+        if operation == "BatchWriteItem":
+            bodies = [body for requests in params.get("RequestItems", {}).values() for request in requests
+                      for body in request.values()]
+        else:
+            bodies = [params]
+        keys: list[str | None] = [body.get("Key", body.get("Item", {})).get("pk", {}).get("S") for body in bodies]
+        self._forget_reads(keys)
+        return keys
+
+    def _forget_reads(self, keys: list[str | None]) -> None:
+        if None in keys:
+            self._read_cache.clear()
+        for key in keys:
+            self._read_cache.pop(key, None)  # type: ignore[arg-type]
+
+    def _flush_beats(self) -> None:
+        if self._pending_beats:
+            beats, self._pending_beats = list(self._pending_beats.values()), {}
+            self.ddb.batch_write_item(RequestItems={self.table: [{"PutRequest": {"Item": beat}} for beat in beats]})
 
     def _on_call(self, params: dict[str, Any], model: Any, **_: Any) -> None:
         operation = model.name
@@ -348,9 +398,15 @@ class Harness:
                     agent.stop_reason = "none"
             if agent.writes:
                 beats.append(self._beat(agent, seen_epoch=epoch))
-        if beats:
+        if len({beat["pk"] for beat in beats}) < len(beats):
+            # Two instances renewing one node's item in one tick: written now, as a batch the table refuses.
+            self._flush_beats()
             self.ddb.batch_write_item(RequestItems={self.table: [
                 {"PutRequest": {"Item": self._serialize(beat)}} for beat in beats]})
+            beats = []
+        for beat in beats:
+            self._pending_beats[beat["pk"]] = self._serialize(beat)
+            self._read_cache.pop(beat["pk"], None)
         serving = self.serving_nodes()
         if len(serving) > 1:
             self.violations.append(f"S1: {serving} serve at once at t={self.clock.now() - T0:.1f}")
@@ -397,7 +453,15 @@ class Harness:
         self.ddb.put_item(TableName=self.table, Item=self._serialize(values))
 
     def item(self, key: str) -> dict[str, Any]:
-        raw = self.ddb.get_item(TableName=self.table, Key={"pk": {"S": key}}, ConsistentRead=True).get("Item", {})
+        """The item as a consistent read returns it now. Read once until something writes it: every write goes
+        through a hooked client (the checker's, `self.ddb`), and the agents' deferred renewals are written first."""
+        if key in self._pending_beats:
+            self._flush_beats()
+        raw = self._read_cache.get(key)
+        if raw is None:
+            raw = self.ddb.get_item(TableName=self.table, Key={"pk": {"S": key}},
+                                    ConsistentRead=True).get("Item", {})
+            self._read_cache[key] = raw
         return {k: _DESERIALIZER.deserialize(v) for k, v in raw.items()}
 
     def cluster(self) -> dict[str, Any]:
