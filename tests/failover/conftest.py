@@ -16,9 +16,11 @@ to its instance (`active_instance`), a MinIO already serving while the role is u
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import os
+import re
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -524,12 +526,81 @@ def moto_backend() -> Iterator[None]:
         yield
 
 
+def _ids(harness: Harness) -> list[str]:
+    """Every name and id that differs between two harnesses, in one order."""
+    per_agent = [value for agent in harness.agents.values()
+                 for value in (agent.instance_id, agent.eni, agent.private_ip)]
+    return [*per_agent, *harness.route_tables, *harness.subnets, harness.cluster_id, harness.table,
+            harness.topic_arn, harness.queue_url]
+
+
+_ID_TOKEN = re.compile(r"\b(?:i|eni|rtb|subnet|vpc)-[0-9a-f]{8,17}\b|\b10\.0\.\d+\.\d+\b")
+_AGENT_IDS = ("node", "instance_id", "eni", "private_ip")
+
+
+@dataclass(frozen=True)
+class _SettledCluster:
+    """What the real bootstrap (the checker's first run) and `settle()` left behind, recorded once per process:
+    the table's items in table order, the simulated agents, the fake clock and the epochs seen, with the ids
+    of the harness they were recorded in."""
+
+    ids: list[str]
+    items: list[dict[str, Any]]
+    agents: list[dict[str, Any]]
+    clock: float
+    epochs: list[int]
+
+    @classmethod
+    def record(cls, harness: Harness) -> _SettledCluster:
+        harness._flush_beats()
+        items = harness.ddb.scan(TableName=harness.table, ConsistentRead=True)["Items"]
+        ids = _ids(harness)
+        unknown = set(_ID_TOKEN.findall(json.dumps(items))) - set(ids)
+        assert not unknown, f"the bootstrap wrote ids the replay would not map: {unknown}"
+        assert harness.violations == []
+        agents = [{k: v for k, v in dataclasses.asdict(a).items() if k not in _AGENT_IDS}
+                  for a in harness.agents.values()]
+        return cls(ids, items, agents, harness.clock.t, list(harness.epochs))
+
+    def replay(self, harness: Harness) -> None:
+        """The same state in a new harness: the items written (ids mapped, table order kept), the agents set."""
+        mapping = dict(zip(self.ids, _ids(harness), strict=True))
+
+        def mapped(value: Any) -> Any:
+            if isinstance(value, str):
+                return _ID_TOKEN.sub(lambda m: mapping.get(m.group(0), m.group(0)), mapping.get(value, value))
+            if isinstance(value, dict):
+                return {k: mapped(v) for k, v in value.items()}
+            if isinstance(value, list):
+                return [mapped(v) for v in value]
+            return value
+
+        for item in self.items:
+            harness.ddb.put_item(TableName=harness.table, Item=mapped(item))
+        for agent, fields in zip(harness.agents.values(), self.agents, strict=True):
+            for name, value in fields.items():
+                setattr(agent, name, value)
+        harness.clock.t = self.clock
+        harness.epochs[:] = self.epochs
+
+
+_SETTLED: list[_SettledCluster] = []
+
+
 @pytest.fixture
 def cluster(moto_backend: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[Harness]:
-    """A bootstrapped, settled cluster: node1 active and serving (epoch 1), node2 a healthy standby."""
+    """A bootstrapped, settled cluster: node1 active and serving (epoch 1), node2 a healthy standby.
+
+    The checker's first run bootstraps the table and `settle()` lets the agents start, once per process; every
+    later harness gets exactly what they left (`_SettledCluster`, ids mapped) without running them again.
+    The bootstrap itself is tested with harnesses that run it (tests/failover/test_role_binding.py)."""
     harness = Harness(monkeypatch)
-    assert harness.invoke({"action": "status"})["ok"] is True  # the first run bootstraps the table
-    harness.settle()
+    if _SETTLED:
+        _SETTLED[0].replay(harness)
+    else:
+        assert harness.invoke({"action": "status"})["ok"] is True  # the first run bootstraps the table
+        harness.settle()
+        _SETTLED.append(_SettledCluster.record(harness))
     assert harness.agent("node1").serving
     harness.calls.clear()
     harness.metric_log.clear()
