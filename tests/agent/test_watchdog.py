@@ -256,7 +256,7 @@ def test_a_planned_stop_keeps_feeding_the_watchdog_until_minio_has_stopped(
     world.agent.start_threads()
     assert wait_for(lambda: watchdog_device.data().count(b"1") >= 3)  # the guard feeds
     world.service.stop_gate = threading.Event()
-    slow_stop = threading.Timer(3 * watchdog_device.timeout, world.service.stop_gate.set)
+    slow_stop = threading.Timer(2 * watchdog_device.timeout, world.service.stop_gate.set)
     slow_stop.start()
     world.agent.request_stop()  # what SIGTERM does
     world.agent.shutdown()
