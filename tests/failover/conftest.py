@@ -32,6 +32,7 @@ import botocore.loaders
 import botocore.session
 import pytest
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+from moto.sns.models import Subscription
 
 from failover_lambda import handler as handler_module
 from failover_lambda.aws import AwsClients
@@ -519,9 +520,22 @@ AWS_TEST_ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testin
                 "MOTO_EC2_LOAD_DEFAULT_AMIS": "false"}
 
 
+# moto signs every SNS message it delivers to the alert queue with a new 2048-bit RSA key (~45 ms a message, a
+# failover test's costliest call); one key per process signs them just as well.
+_MOTO_SNS_KEY: list[Any] = []
+_moto_sns_new_key = Subscription.private_key
+
+
+def _moto_sns_key(subscription: Subscription) -> Any:
+    if not _MOTO_SNS_KEY:
+        _MOTO_SNS_KEY.append(_moto_sns_new_key(subscription))
+    return _MOTO_SNS_KEY[0]
+
+
 @pytest.fixture
-def moto_backend() -> Iterator[None]:
+def moto_backend(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """A fresh moto backend per test (moto's describe calls slow down as instances pile up)."""
+    monkeypatch.setattr(Subscription, "private_key", _moto_sns_key)
     with mocked_aws(AWS_TEST_ENV):
         yield
 
