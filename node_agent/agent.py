@@ -678,14 +678,10 @@ class Agent:
         tasks left) keeps the device ARMED, as the previous agent left it on purpose: the guard then feeds it only
         while this node holds a lease or once MinIO is confirmed stopped, and nothing magic-closes it before that.
         """
-        if self._service.is_running():
-            log.warning("MinIO runs without an agent decision: stopping it")
-            with contextlib.suppress(Exception):
-                self._service.stop()
-            if self._service.is_running():
-                with contextlib.suppress(Exception):
-                    self._service.kill()
         running = self._service.is_running()
+        if running:
+            log.warning("MinIO runs without an agent decision: stopping it")
+            running = self._stop_or_kill()
         with self._status_lock:
             self._status.may_run = running
             if running:
@@ -702,6 +698,15 @@ class Agent:
                 log.error("MinIO may still run (its stop could not be confirmed) and the watchdog cannot be armed")
         elif self.watchdog.test():
             log.info("watchdog %s ready (timeout %ds)", self.watchdog.path, self.watchdog.timeout_seconds)
+
+    def _stop_or_kill(self) -> bool:
+        """Graceful stop, SIGKILL if that did not end it; returns whether MinIO may still run."""
+        with contextlib.suppress(Exception):
+            self._service.stop()
+        if self._service.is_running():
+            with contextlib.suppress(Exception):
+                self._service.kill()
+        return self._service.is_running()
 
     def run(self) -> None:
         self.prepare()
@@ -733,12 +738,7 @@ class Agent:
         """
         self._stop_requested.set()
         self._notify("STOPPING=1")
-        with contextlib.suppress(Exception):
-            self._service.stop()
-        if self._service.is_running():
-            with contextlib.suppress(Exception):
-                self._service.kill()
-        running = self._service.is_running()
+        running = self._stop_or_kill()
         with self._status_lock:
             self._status.may_run = running
             if not running:
