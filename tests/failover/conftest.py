@@ -38,7 +38,7 @@ from failover_lambda import handler as handler_module
 from failover_lambda.aws import AwsClients
 from failover_lambda.runtime import Runtime
 from failover_lambda.settings import Settings
-from failover_lambda.telemetry import metrics
+from failover_lambda.telemetry import Telemetry, metrics
 from tests.support import FakeContext, mocked_aws, vip_route_targets
 
 REGION = "eu-west-1"
@@ -596,6 +596,7 @@ class _SettledCluster:
                 setattr(agent, name, value)
         harness.clock.t = self.clock
         harness.epochs[:] = self.epochs
+        Telemetry(None, None, harness.cluster_id)  # as the bootstrap run left it: the metrics' ClusterId set
 
 
 _SETTLED: list[_SettledCluster] = []
