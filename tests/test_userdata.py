@@ -213,7 +213,8 @@ def test_bootstrap_loads_softdog_with_the_watchdog_timeout_when_required() -> No
     assert "echo softdog > /etc/modules-load.d/efs-ha-softdog.conf" in script
     assert "\n  modprobe softdog\n" in script
     # Before the agent starts, so its start-up test finds the device
-    assert script.index("\nload_watchdog\n") < script.index("\nstart_services\n")
+    assert "for current_step in install_packages mount_efs install_minio install_agent load_watchdog; do" in script
+    assert script.index("load_watchdog; do") < script.index("\n  start_services\n")
 
 
 def test_bootstrap_with_watchdog_off_loads_no_softdog(tmp_path: Path) -> None:

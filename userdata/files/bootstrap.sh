@@ -2,7 +2,6 @@
 # First-boot setup of a cluster node: EFS mount, MinIO (installed, started only by the agent), node agent.
 # Rendered by userdata/render.py: each double-braced placeholder is filled in at synthesis time.
 set -euo pipefail
-exec > >(tee -a /var/log/efs-ha-bootstrap.log) 2>&1
 
 readonly file_system_id='{{FILE_SYSTEM_ID}}'
 readonly mount_point='{{MOUNT_POINT}}'
@@ -18,6 +17,24 @@ readonly watchdog_required='{{WATCHDOG_REQUIRED}}'
 readonly watchdog_timeout='{{WATCHDOG_TIMEOUT_SECONDS}}'
 # A fixed uid/gid, identical on every node, so files MinIO writes on EFS stay readable after a failover.
 readonly minio_uid=2049
+
+# Attempts (efs-ha-bootstrap.service restarts this script on failure). A failed attempt that is the last one
+# (max_attempts, or give_up_after_seconds after the first) signals FAILURE so CloudFormation rolls back at once
+# instead of at the CreationPolicy's 20-minute timeout, and exits with exit_gave_up, which the unit does not
+# restart (RestartPreventExitStatus=). give_up_after_seconds leaves one slow attempt of margin before 20 minutes.
+readonly max_attempts=10
+readonly give_up_after_seconds=720
+readonly exit_gave_up=75
+# Per boot (the unit runs only at first boot): the attempt count and what earlier attempts finished.
+state_dir=/run/efs-ha/bootstrap
+log_file=/var/log/efs-ha-bootstrap.log
+instance_id_file=/var/lib/cloud/data/instance-id
+# SignalResource: signal_tries calls, waiting signal_backoff_seconds, then twice as long each time (2+4+8+16 s).
+signal_tries=5
+signal_backoff_seconds=2
+attempt=0
+first_attempt_at=0
+current_step=start
 
 fetch() {  # fetch SOURCE DEST: s3:// through the instance role (asset bucket), https:// with retries
   case "$1" in
@@ -82,19 +99,89 @@ start_services() {
   systemctl enable --now efs-ha-agent.service
 }
 
-signal_ready() {
-  # The instance's CreationPolicy: a deploy goes on (and replaces the next node, or deletes the old instance)
-  # only once this node can take over. A later re-run of this script is not a creation: nothing to signal.
-  aws cloudformation signal-resource --region "$region" --stack-name "$stack_name" \
-    --logical-resource-id "$instance_logical_id" --unique-id "$(cat /var/lib/cloud/data/instance-id)" \
-    --status SUCCESS || echo "CloudFormation signal not accepted (already signalled?)"
+cfn_signal() {  # cfn_signal SUCCESS|FAILURE [REASON]: retried with backoff; non-zero if it never got through
+  local status=$1 reason=${2:-} unique_id output try delay=$signal_backoff_seconds
+  unique_id=$(<"$instance_id_file")
+  # SignalResource has no reason field: the UniqueId (at most 64 characters) is what the stack event shows.
+  [[ -z "$reason" ]] || unique_id="${unique_id}: ${reason}"
+  unique_id=${unique_id:0:64}
+  for ((try = 1; try <= signal_tries; try++)); do
+    if output=$(aws cloudformation signal-resource --region "$region" --stack-name "$stack_name" \
+        --logical-resource-id "$instance_logical_id" --unique-id "$unique_id" --status "$status" 2>&1); then
+      echo "CloudFormation signal $status sent (UniqueId: $unique_id)"
+      return 0
+    fi
+    echo "CloudFormation signal $status, try $try/$signal_tries, failed: $output" >&2
+    if [[ "$output" == *"cannot be signaled"* ]]; then
+      # The resource no longer waits (signalled by an earlier try whose answer was lost, or timed out): no retry helps.
+      echo "CloudFormation no longer waits for a signal from this instance; nothing left to signal" >&2
+      return 0
+    fi
+    if ((try < signal_tries)); then
+      sleep "$delay"
+      delay=$((delay * 2))
+    fi
+  done
+  return 1
 }
 
-install_packages
-mount_efs
-install_minio
-install_agent
-load_watchdog
-start_services
-signal_ready
-echo "efs-ha bootstrap finished"
+signal_ready() {
+  # The instance's CreationPolicy: a deploy goes on (and replaces the next node, or deletes the old instance)
+  # only once this node can take over. A signal that never gets through fails this attempt: systemd retries it
+  # (without redoing the finished setup), and the last attempt signals FAILURE.
+  [[ ! -e "$state_dir/signalled" ]] || { echo "CloudFormation already signalled"; return 0; }
+  cfn_signal SUCCESS
+  touch "$state_dir/signalled"
+}
+
+begin_attempt() {  # counts this attempt in $state_dir/attempts ("COUNT FIRST_EPOCH_SECONDS")
+  local count=0 first
+  first=$(date +%s)
+  install -d -m 0700 "$state_dir"
+  [[ ! -s "$state_dir/attempts" ]] || read -r count first <"$state_dir/attempts"
+  attempt=$((count + 1))
+  first_attempt_at=$first
+  echo "$attempt $first_attempt_at" >"$state_dir/attempts"
+  echo "efs-ha bootstrap attempt $attempt/$max_attempts"
+}
+
+is_last_attempt() {
+  ((attempt >= max_attempts || $(date +%s) - first_attempt_at >= give_up_after_seconds))
+}
+
+on_exit() {  # EXIT trap: on_exit STATUS. A failed attempt is retried by systemd; the last one signals FAILURE.
+  local status=$1
+  ((status != 0 && status != exit_gave_up)) || return 0
+  if ! is_last_attempt; then
+    echo "bootstrap attempt $attempt failed in $current_step (exit $status); systemd retries it" >&2
+    return 0
+  fi
+  echo "bootstrap gave up: attempt $attempt failed in $current_step (exit $status)" >&2
+  cfn_signal FAILURE "$current_step exit $status, attempt $attempt/$max_attempts" ||
+    echo "CloudFormation FAILURE signal not accepted either; the stack fails at the CreationPolicy timeout" >&2
+  exit "$exit_gave_up"
+}
+
+main() {
+  exec > >(tee -a "$log_file") 2>&1
+  begin_attempt
+  trap 'on_exit $?' EXIT
+  if [[ -e "$state_dir/setup-done" ]]; then
+    echo "setup finished by an earlier attempt"
+  else
+    for current_step in install_packages mount_efs install_minio install_agent load_watchdog; do
+      "$current_step"
+    done
+  fi
+  current_step=start_services
+  start_services
+  touch "$state_dir/setup-done"
+  current_step=signal_ready
+  signal_ready
+  echo "efs-ha bootstrap finished"
+}
+
+# Sourcing the script (the tests do) defines the functions only.
+if [[ "${BASH_SOURCE[0]}" == "$0" ]]; then
+  main
+fi
