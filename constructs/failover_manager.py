@@ -8,7 +8,17 @@ from pathlib import Path
 from typing import Any
 
 import jsii
-from aws_cdk import Acknowledgment, BundlingOptions, Duration, Fn, ILocalBundling, RemovalPolicy, Stack, Validations
+from aws_cdk import (
+    Acknowledgment,
+    ArnFormat,
+    BundlingOptions,
+    Duration,
+    Fn,
+    ILocalBundling,
+    RemovalPolicy,
+    Stack,
+    Validations,
+)
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
@@ -77,6 +87,18 @@ class FailoverManager(Construct):
         key.grant(iam.ServicePrincipal("cloudwatch.amazonaws.com"), "kms:Decrypt", "kms:GenerateDataKey*")
         topic = sns.Topic(self, "AlertTopic", master_key=key, enforce_ssl=True,
                           display_name="EFS HA cluster alerts")
+        # The topic policy enforce_ssl creates replaces SNS's default policy, so CloudWatch alarms need their own
+        # grant; the conditions (documented for SNS topic policies against the confused deputy) limit it to this
+        # account's alarms in this region. The checker publishes with its role (grant_publish); no EventBridge
+        # rule or other service targets the topic.
+        stack = Stack.of(self)
+        topic.add_to_resource_policy(iam.PolicyStatement(
+            sid="AllowCloudWatchAlarms", actions=["sns:Publish"], resources=[topic.topic_arn],
+            principals=[iam.ServicePrincipal("cloudwatch.amazonaws.com")],
+            conditions={"StringEquals": {"aws:SourceAccount": stack.account},
+                        "ArnLike": {"aws:SourceArn": stack.format_arn(
+                            service="cloudwatch", resource="alarm", resource_name="*",
+                            arn_format=ArnFormat.COLON_RESOURCE_NAME)}}))
         email = self._inputs.config.alarm_email
         if email:
             topic.add_subscription(subscriptions.EmailSubscription(email))

@@ -48,12 +48,12 @@ class ClusterMonitoring(Construct):
     def _alarm(self, id_: str, metric: cloudwatch.IMetric, description: str, *, threshold: float = 1,
                comparison: cloudwatch.ComparisonOperator =
                cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-               evaluation_periods: int = 1,
+               evaluation_periods: int = 1, datapoints_to_alarm: int | None = None,
                missing: cloudwatch.TreatMissingData = cloudwatch.TreatMissingData.NOT_BREACHING) -> None:
         self.alarms.append(cloudwatch.Alarm(
             self, id_, metric=metric, threshold=threshold, comparison_operator=comparison,
-            evaluation_periods=evaluation_periods, treat_missing_data=missing,
-            alarm_description=description))
+            evaluation_periods=evaluation_periods, datapoints_to_alarm=datapoints_to_alarm,
+            treat_missing_data=missing, alarm_description=description))
 
     def _alarm_on_checker_metrics(self) -> None:
         self._alarm("FailoverHappened", self._metric("Failovers"),
@@ -64,6 +64,19 @@ class ClusterMonitoring(Construct):
                     "The active node failed and no standby was healthy: the VIP did not move (runbook).")
         self._alarm("CheckerErrors", self._metric("CheckerErrors"),
                     "The failover checker hit AWS API errors it could not retry away.", evaluation_periods=3)
+        # Failover can stop without an error: AWS API errors or throttling make a cycle's result unknown (never a
+        # failed probe, so no failover), and a handled exception never reaches the Lambda Errors metric.
+        self._alarm("CheckerBlind", self._metric("ProbeUnknown"),
+                    "The failover checker could not see the cluster (AWS API errors or throttling) in 3 of the "
+                    "last 5 minutes: automatic failover is stalled (read its logs; runbook).",
+                    evaluation_periods=5, datapoints_to_alarm=3)
+        # ActiveNodePosition is written by every completed probe cycle: no sample for 3 minutes means no cycle
+        # completed (the checker runs but aborts each cycle, is stuck mid-takeover, or does not run at all).
+        self._alarm("CheckerSilent", self._metric("ActiveNodePosition", statistic="SampleCount"),
+                    "No probe cycle of the failover checker completed for 3 minutes: automatic failover is "
+                    "stopped (read its logs; runbook).",
+                    comparison=cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD, evaluation_periods=3,
+                    missing=cloudwatch.TreatMissingData.BREACHING)
 
     def _alarm_on_checker_function(self) -> None:
         checker = self._inputs.checker
@@ -82,6 +95,14 @@ class ClusterMonitoring(Construct):
                         f"{node} failed a health probe for 2 minutes (stale heartbeat, EFS write, MinIO or "
                         "instance state): a failover target is missing or the active node is failing.",
                         comparison=cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD, evaluation_periods=2)
+            # The alarm above cannot see silence (missing data is not breaching there): this one pages when the
+            # checker stops reporting this node's health at all.
+            self._alarm(f"NodeHealthMissing{node.capitalize()}",
+                        self._metric("NodeHealthy", statistic="SampleCount", Node=node),
+                        f"No health result for {node} for 3 minutes: the checker is not judging it, so a failure "
+                        "of this node would not be failed over (read the checker's logs; runbook).",
+                        comparison=cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD, evaluation_periods=3,
+                        missing=cloudwatch.TreatMissingData.BREACHING)
 
     def _alarm_on_storage(self) -> None:
         io_limit = cloudwatch.Metric(namespace="AWS/EFS", metric_name="PercentIOLimit", statistic="Maximum",

@@ -9,7 +9,8 @@ from aws_cdk.assertions import Match, Template
 from tests.conftest import VARIANT_CONTEXT
 
 EXPECTED_ALARMS = {"FailoverHappened", "RouteDrift", "NoHealthyStandby", "CheckerErrors", "CheckerFailing",
-                   "CheckerNotRunning", "NodeUnhealthyNode1", "NodeUnhealthyNode2", "EfsIoLimit"}
+                   "CheckerNotRunning", "NodeUnhealthyNode1", "NodeUnhealthyNode2", "EfsIoLimit",
+                   "CheckerBlind", "CheckerSilent", "NodeHealthMissingNode1", "NodeHealthMissingNode2"}
 
 
 def _alarms(template_json: dict[str, Any]) -> dict[str, dict[str, Any]]:
