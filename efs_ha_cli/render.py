@@ -15,7 +15,16 @@ from rich.markup import escape
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from efs_ha_cli.verdict import DEGRADED, DOWN, HEALTHY, NOT_INITIALISED, UNKNOWN, clock_time, seconds
+from efs_ha_cli.verdict import (
+    DEGRADED,
+    DOWN,
+    HEALTHY,
+    NOT_INITIALISED,
+    UNKNOWN,
+    clock_time,
+    last_seen_age,
+    seconds,
+)
 from efs_ha_cli.verify import StepResult, VerifyReport
 
 
@@ -113,13 +122,11 @@ def _maintenance_cell(cluster: dict[str, Any], now: float) -> str:
 
 
 def _last_seen_cell(node: dict[str, Any]) -> str:
-    renewal = node.get("lease_renewal_age_seconds")
-    if renewal is not None:
-        return f"last seen {seconds(renewal)} ago"
-    heartbeat = node.get("last_heartbeat_age_seconds")
-    if heartbeat is not None:
-        return f"last seen {seconds(heartbeat)} ago (node clock)"
-    return "never seen"
+    seen = last_seen_age(node)
+    if seen is None:
+        return "never seen"
+    age, node_clock = seen
+    return f"last seen {seconds(age)} ago{' (node clock)' if node_clock else ''}"
 
 
 def _was(value: Any) -> str:

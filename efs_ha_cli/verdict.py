@@ -122,13 +122,23 @@ def _agent_hint(node: dict[str, Any], name: str, region: str | None) -> str:
             f"`sudo journalctl -u efs-ha-agent -u minio -n 100`")
 
 
-def _last_seen(node: dict[str, Any]) -> str:
+def last_seen_age(node: dict[str, Any]) -> tuple[float, bool] | None:
+    """How long ago the node was last seen, and whether that age comes from the node's own clock (a renewal seen
+    on this machine's clock is preferred; the node's heartbeat time only stands in for display)."""
     renewal = node.get("lease_renewal_age_seconds")
     if renewal is not None:
-        return f"no lease renewal seen for {seconds(renewal)}"
+        return float(renewal), False
     heartbeat = node.get("last_heartbeat_age_seconds")
-    if heartbeat is not None:
-        return f"no lease renewal seen; last heartbeat {seconds(heartbeat)} ago (node clock)"
+    return (float(heartbeat), True) if heartbeat is not None else None
+
+
+def _last_seen(node: dict[str, Any]) -> str:
+    seen = last_seen_age(node)
+    if seen is not None:
+        age, node_clock = seen
+        if node_clock:
+            return f"no lease renewal seen; last heartbeat {seconds(age)} ago (node clock)"
+        return f"no lease renewal seen for {seconds(age)}"
     return "no node item" if node.get("lease_seq") is None and node.get("heartbeat_at") is None else \
         "no lease renewal seen"
 
