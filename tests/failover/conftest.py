@@ -1,9 +1,8 @@
 """A fake VPC in moto with two simulated node agents, a fake clock, and invariant checks on every test.
 
-The simulated agents follow the design's node-side rules (docs/failover-design.md, "Lease, watchdog and one
-clock"): every tick (each sleep of the fake clock) a live agent renews its lease (`lease_seq` + 1) and serves
-only while the table names it active at a stable phase, with EFS writable; it starts only when the role is bound
-to its instance (`active_instance`), a MinIO already serving while the role is unbound keeps serving. Their
+The simulated agents reconcile with the real node_agent.decision.decide(), so the checker is tested against the
+rules the nodes follow: every tick (each sleep of the fake clock) a live agent renews its lease (`lease_seq` + 1)
+and serves only while the table names it active at a stable phase, bound to its instance, with EFS writable. Their
 `heartbeat_at` is their own wall clock (`clock_skew`). Invariants checked during and after every test:
   S1  at most one node serves at a time, with an honest model of a node that stops renewing:
       - cut off from the table (`alive=False`): its guard kills MinIO when its lease ends (last renewal + G);
@@ -39,6 +38,7 @@ from failover_lambda.aws import AwsClients
 from failover_lambda.runtime import Runtime
 from failover_lambda.settings import Settings
 from failover_lambda.telemetry import Telemetry, metrics
+from node_agent.decision import Action, ClusterView, Observation, decide
 from tests.support import FakeContext, mocked_aws, vip_route_targets
 
 REGION = "eu-west-1"
@@ -361,7 +361,9 @@ class Harness:
     def agents_tick(self) -> None:
         """Every live agent reads the cluster item, reconciles by the design's rule and renews its lease."""
         item = self.cluster()
-        epoch, phase = int(item.get("epoch", 0)), item.get("phase", "stable")
+        epoch = int(item.get("epoch", 0))
+        view = ClusterView(active=item.get("active"), epoch=epoch, phase=item.get("phase", "stable"),
+                           active_instance=item.get("active_instance"))
         self._record_epoch(epoch)
         now = self.clock.now()
         beats: list[dict[str, Any]] = []
@@ -377,28 +379,7 @@ class Harness:
             if not agent.alive or agent.frozen:
                 continue
             if agent.obeys:
-                # node_agent/decision.py: START only when the role is bound to this instance; a MinIO already
-                # serving while the role is unbound keeps serving.
-                bound = item.get("active_instance")
-                active = (item.get("active") == agent.node and phase == "stable"
-                          and (bound == agent.instance_id or (bound is None and agent.serving)))
-                if agent.stopped_for:
-                    reason = agent.stopped_for
-                elif not active:
-                    reason = "role_lost"
-                elif not agent.efs_ok:
-                    reason = "efs_failed"
-                elif agent.watchdog == "unavailable":
-                    reason = "watchdog_unavailable"
-                else:
-                    reason = "none"
-                if reason == "none":
-                    agent.serving = True
-                elif agent.serving:
-                    agent.serving = False
-                    agent.stop_reason = reason
-                if agent.serving:
-                    agent.stop_reason = "none"
+                self._reconcile(agent, view)
             if agent.writes:
                 beats.append(self._beat(agent, seen_epoch=epoch))
         if len({beat["pk"] for beat in beats}) < len(beats):
@@ -413,6 +394,21 @@ class Harness:
         serving = self.serving_nodes()
         if len(serving) > 1:
             self.violations.append(f"S1: {serving} serve at once at t={self.clock.now() - T0:.1f}")
+
+    @staticmethod
+    def _reconcile(agent: SimAgent, view: ClusterView) -> None:
+        """What the real agent's reconcile loop does: node_agent.decision.decide() on this tick's view."""
+        if agent.stopped_for:
+            agent.serving, agent.stop_reason = False, agent.stopped_for
+            return
+        decision = decide(Observation(
+            me=agent.node, cluster=view, efs_ok=agent.efs_ok, serving=agent.serving, minio_healthy=agent.minio_ok,
+            lease_age_seconds=0.0, lease_seconds=agent.lease, instance_id=agent.instance_id,
+            watchdog=agent.watchdog))
+        if decision.action is Action.START_MINIO:
+            agent.serving, agent.stop_reason = True, "none"
+        elif decision.action is Action.STOP_MINIO:
+            agent.serving, agent.stop_reason = False, decision.stop_reason
 
     def heartbeat(self, agent: SimAgent, **overrides: Any) -> None:
         self.put_item(self._beat(agent, **overrides))
