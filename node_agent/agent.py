@@ -292,6 +292,8 @@ class Agent:
             may_run = self._status.may_run
         if may_run and not self.lease_valid():
             may_run = self._kill_for_lost_lease()
+        if not may_run:
+            self._reset_if_efs_hangs_after_a_lease_kill()
         if self.watchdog.armed and not self._reset_chosen() and (not may_run or self.lease_valid()):
             self.watchdog.feed()
         if self._threads_alive():
@@ -348,6 +350,26 @@ class Agent:
             log.error("lease lost while EFS was not healthy, but no watchdog is armed: MinIO's unwritten EFS pages "
                       "may still reach EFS")
         return running
+
+    def _reset_if_efs_hangs_after_a_lease_kill(self) -> None:
+        """A whole-network partition can end the lease before the EFS probe in flight counts as hung, so the kill
+        found EFS healthy. An EFS hang found while the lease is still lost, within the time a silent node is trusted
+        to be dead (G + 2W), means the killed MinIO's pages may still be queued: take the reset path after all."""
+        if self._reset_chosen() or not self.watchdog.armed or self.lease_valid():
+            return
+        if self.lease_age() >= self.config.lease_seconds + 2 * self.config.watchdog_timeout_seconds:
+            return
+        with self._status_lock:
+            killed_for_lease = self._status.stop_reason == STOP_LEASE_LOST
+        why_hung = self._efs_hung_now() if killed_for_lease else ""
+        if why_hung:
+            self._reset_for_hung_efs(Decision(Action.STOP_MINIO, "lease lost", STOP_LEASE_LOST), why_hung)
+
+    def _reset_if_efs_hung(self, reason: str, stop_reason: str) -> None:
+        """Stopping MinIO while EFS is hung takes the reset path whoever stops it (reconcile loop, shutdown)."""
+        why_hung = self._efs_hung_now()
+        if why_hung and not self._reset_chosen() and self._watchdog_armed_for_reset():
+            self._reset_for_hung_efs(Decision(Action.STOP_MINIO, reason, stop_reason), why_hung)
 
     def _reset_chosen(self) -> bool:
         with self._status_lock:
@@ -738,7 +760,9 @@ class Agent:
         """
         self._stop_requested.set()
         self._notify("STOPPING=1")
+        self._reset_if_efs_hung("agent stopping", STOP_AGENT_STOPPED)
         running = self._stop_or_kill()
+        self._reset_if_efs_hung("agent stopping", STOP_AGENT_STOPPED)  # EFS may have hung during the stop
         with self._status_lock:
             self._status.may_run = running
             if not running:

@@ -292,3 +292,38 @@ def test_efs_hanging_while_minio_stops_gracefully_takes_the_reset_path_too(
     assert watchdog_device.fired()
     assert "resets" in world.agent.status().reset_reason
     assert all(serving for _seq, serving, _epoch, _running in writes.items), writes.items
+
+
+def test_a_planned_stop_while_efs_is_hung_resets_instead_of_reporting_serving_false(
+        aws_env: None, tmp_path: Path, watchdog_device: FifoWatchdogDevice, release: threading.Event) -> None:
+    """SIGTERM (systemctl stop, an orderly OS shutdown) after the probe found EFS hung but before the reconcile loop
+    acted on it: the same reset path as any other stop while EFS is hung, never a disarm and a serving=false."""
+    world = _serving_world(tmp_path, watchdog="required", watchdog_path=watchdog_device.path)
+    writes = _Writes(world)
+    _hang_efs(world, release)
+    world.agent.shutdown()
+    assert world.agent.status().reset_reason
+    assert world.watchdog.armed
+    assert writes.items == []  # no final report, no serving=false: the checker fences by lease expiry
+
+
+def test_an_efs_hang_found_after_a_lease_lost_kill_still_resets_the_node(
+        aws_env: None, tmp_path: Path, watchdog_device: FifoWatchdogDevice, release: threading.Event) -> None:
+    """A whole-network partition: the lease ends before the EFS probe in flight counts as hung, so the kill finds EFS
+    healthy; the hang found right after must still lead to the reset (the killed MinIO's pages may be queued)."""
+    world = AgentWorld(tmp_path, watchdog="required", watchdog_path=watchdog_device.path, efs_timeout_seconds=2.0)
+    world.set_cluster("node1", epoch=1)
+    world.cycle()
+    world.fail("GetItem")
+    world.fail("PutItem")
+    world.efs._writer = lambda _path, _payload: release.wait(30)
+    world.agent.renew_once()
+    world.clocks.advance(1.5)  # the lease has ended
+    probe = threading.Thread(target=world.agent.probe_efs_once, daemon=True)
+    probe.start()
+    world.agent.guard_once()  # the kill: the probe in flight is not hung yet
+    assert not world.service.running and not world.agent.status().reset_reason
+    assert wait_for(lambda: world.efs.hung())
+    world.agent.guard_once()
+    assert world.agent.status().reset_reason
+    assert wait_for(watchdog_device.fired)
