@@ -46,6 +46,10 @@ DEFAULTS: dict[str, Any] = {
     "fence_timeout_seconds": 10,
     "alarm_email": "",
     "powertools_layer_version": 27,
+    "availability_zones": [],
+    "interface_endpoints": False,
+    "checker_reserved_concurrency": 0,
+    "tls": "on",
 }
 
 # Mount points become systemd unit names and shell arguments; keep them to characters both carry verbatim.
@@ -57,6 +61,11 @@ _STACK_NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9-]{0,127}$")
 _SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 _EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _INSTANCE_TYPE_RE = re.compile(r"^[a-z][a-z0-9-]*\.[a-z0-9]+$")
+# us-east-1a, cn-north-1b, us-gov-west-1a (names differ per account) or use1-az3, cnn1-az1 (IDs are the same in
+# every account: the form to use when a physical zone lacks something).
+_AZ_NAME_RE = re.compile(r"^[a-z]{2}(-[a-z]+)+-[0-9]+[a-z]$")
+_AZ_ID_RE = re.compile(r"^[a-z]{2,5}[0-9]+-az[0-9]+$")
+TLS_MODES = ("on", "off")
 
 
 class ConfigError(ValueError):
@@ -122,6 +131,15 @@ class ClusterConfig:
     timings: FailoverTimings
     alarm_email: str | None
     powertools_layer_version: int
+    # Empty: the region's first AZ_COUNT zones (Fn::GetAZs). Otherwise all names or all IDs, one per subnet pair.
+    availability_zones: tuple[str, ...]
+    interface_endpoints: bool  # VPC interface endpoints so failover and node start never depend on a NAT
+    checker_reserved_concurrency: int  # 0: no reservation (the loop lease keeps one probe loop)
+    tls: bool  # MinIO serves HTTPS with a per-cluster CA
+
+    @property
+    def availability_zones_are_ids(self) -> bool:
+        return bool(self.availability_zones) and bool(_AZ_ID_RE.match(self.availability_zones[0]))
 
 
 ContextGetter = Callable[[str], Any]
@@ -152,6 +170,10 @@ def load_config(get_context: ContextGetter, *, project_root: Path | None = None)
         timings=_timings(raw),
         alarm_email=_alarm_email(raw),
         powertools_layer_version=raw.integer("powertools_layer_version", minimum=1),
+        availability_zones=_availability_zones(raw),
+        interface_endpoints=raw.boolean("interface_endpoints"),
+        checker_reserved_concurrency=raw.integer("checker_reserved_concurrency", minimum=0, maximum=1000),
+        tls=raw.choice("tls", TLS_MODES) == "on",
     )
 
 
@@ -201,6 +223,15 @@ class _Raw:
         if not math.isfinite(number):
             raise ConfigError(key, f"must be a finite number, got {value!r}")
         return self._bounded(key, number, minimum, maximum)
+
+    def boolean(self, key: str) -> bool:
+        """JSON true/false in cdk.json; `-c key=true` arrives as a string."""
+        value = self.value(key)
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+            return value.strip().lower() == "true"
+        raise ConfigError(key, f"must be true or false, got {value!r}")
 
     def choice(self, key: str, allowed: tuple[str, ...]) -> str:
         value = self.text(key).lower()
@@ -297,6 +328,24 @@ def _node_names(raw: _Raw) -> tuple[str, ...]:
     if len(set(names)) != len(names):
         raise ConfigError("node_names", f"names must be unique, got {list(names)}")
     return names
+
+
+def _availability_zones(raw: _Raw) -> tuple[str, ...]:
+    zones = tuple(raw.list("availability_zones"))
+    if not zones:
+        return zones
+    if len(zones) != AZ_COUNT:
+        raise ConfigError("availability_zones", f"must list exactly {AZ_COUNT} zones (one per subnet pair, in the "
+                                                f"order of the subnet lists) or be empty, got {len(zones)}")
+    if len(set(zones)) != len(zones):
+        raise ConfigError("availability_zones", f"zones must be different, got {list(zones)}")
+    names = all(_AZ_NAME_RE.match(zone) for zone in zones)
+    ids = all(_AZ_ID_RE.match(zone) for zone in zones)
+    if not (names or ids):
+        raise ConfigError("availability_zones", f"must be all zone names (us-east-1a) or all zone IDs (use1-az1), "
+                                                f"got {list(zones)}; list the IDs with `aws ec2 describe-availability"
+                                                "-zones --query 'AvailabilityZones[].[ZoneName,ZoneId]'`")
+    return zones
 
 
 def _matching(raw: _Raw, key: str, pattern: re.Pattern[str], requirement: str) -> str:

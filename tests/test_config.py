@@ -78,6 +78,14 @@ def test_cli_style_string_values_are_parsed() -> None:
     ({"minio_local_file": "build/minio"}, "minio_url", "exactly one"),
     ({"minio_url": "", "minio_local_file": "no/such/minio"}, "minio_local_file", "does not exist"),
     ({"alarm_email": "ops"}, "alarm_email", "e-mail"),
+    ({"availability_zones": ["us-east-1a"]}, "availability_zones", "exactly 2"),
+    ({"availability_zones": ["us-east-1a", "us-east-1a"]}, "availability_zones", "different"),
+    ({"availability_zones": ["us-east-1a", "use1-az3"]}, "availability_zones", "all zone names"),
+    ({"availability_zones": ["east", "west"]}, "availability_zones", "describe-availability-zones"),
+    ({"interface_endpoints": "yes"}, "interface_endpoints", "true or false"),
+    ({"checker_reserved_concurrency": -1}, "checker_reserved_concurrency", "at least 0"),
+    ({"checker_reserved_concurrency": "one"}, "checker_reserved_concurrency", "whole number"),
+    ({"tls": "maybe"}, "tls", "one of on, off"),
 ])
 def test_bad_values_raise_one_clear_error_naming_the_key(override: dict[str, Any], key: str,
                                                          fragment: str) -> None:
@@ -93,6 +101,30 @@ def test_fractional_seconds_from_the_command_line_are_parsed() -> None:
                                          watchdog="OFF")).timings
     assert (timings.heartbeat_interval_seconds, timings.lease_seconds) == (0.25, 0.75)
     assert timings.watchdog == "off" and not timings.watchdog_required
+
+
+@pytest.mark.parametrize(("zones", "are_ids"), [
+    (["us-east-1a", "us-east-1c"], False),
+    (["use1-az1", "use1-az3"], True),
+    ("cn-north-1a,cn-north-1b", False),
+    (["usgw1-az1", "usgw1-az2"], True),
+    ([], False),
+])
+def test_availability_zones_take_names_or_ids(zones: Any, are_ids: bool) -> None:
+    config = load_config(context_getter(availability_zones=zones))
+    expected = zones.split(",") if isinstance(zones, str) else zones
+    assert list(config.availability_zones) == expected
+    assert config.availability_zones_are_ids is are_ids
+
+
+def test_new_account_friendly_defaults() -> None:
+    """No concurrency reservation (new accounts cannot grant one), TLS on, endpoints off (they cost money)."""
+    config = load_config(context_getter())
+    assert config.checker_reserved_concurrency == 0
+    assert config.tls is True
+    assert config.interface_endpoints is False
+    flipped = load_config(context_getter(interface_endpoints="true", tls="OFF", checker_reserved_concurrency="2"))
+    assert (flipped.interface_endpoints, flipped.tls, flipped.checker_reserved_concurrency) == (True, False, 2)
 
 
 def test_shipped_timings_keep_the_safety_inequality() -> None:
