@@ -10,6 +10,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any, Protocol
 
 # States in which the unit's process can be running; anything not "inactive"/"failed" may still serve.
@@ -54,11 +55,17 @@ class ServiceController(Protocol):
 Runner = Callable[..., "subprocess.CompletedProcess[str]"]
 
 
+# cgroup v2, as on Amazon Linux 2023.
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+
+
 class SystemdController:
-    def __init__(self, unit: str, *, runner: Runner = subprocess.run, timeout_seconds: float = 60) -> None:
+    def __init__(self, unit: str, *, runner: Runner = subprocess.run, timeout_seconds: float = 60,
+                 cgroup_root: Path = CGROUP_ROOT) -> None:
         self.unit = unit
         self._run = runner
         self._timeout = timeout_seconds
+        self._cgroup_root = cgroup_root
 
     def start(self) -> None:
         # --no-block: MinIO's start (credentials fetch, Type=notify) must not stall heartbeats and the lease.
@@ -76,7 +83,8 @@ class SystemdController:
 
     def is_running(self) -> bool:
         try:
-            result = self._systemctl("show", "--property=ActiveState,TasksCurrent", self.unit, check=False)
+            result = self._systemctl("show", "--property=ActiveState,TasksCurrent,ControlGroup", self.unit,
+                                     check=False)
         except (OSError, subprocess.SubprocessError):
             return True
         properties = dict(line.split("=", 1) for line in result.stdout.splitlines() if "=" in line)
@@ -85,7 +93,20 @@ class SystemdController:
         # A "failed" stop can leave a process stuck in uninterruptible NFS I/O inside the unit's cgroup: it may
         # still write to EFS, so the unit counts as stopped only once its cgroup is empty.
         tasks = properties.get("TasksCurrent", "")
-        return tasks.isdigit() and 0 < int(tasks) < 2**63
+        if tasks.isdigit() and int(tasks) < 2**63:
+            return int(tasks) > 0
+        # "[not set]" (task accounting off) or the unset maximum: ask the cgroup itself.
+        return self._cgroup_has_processes(properties.get("ControlGroup", ""))
+
+    def _cgroup_has_processes(self, control_group: str) -> bool:
+        if not control_group.strip("/"):
+            return False  # systemd removed the unit's cgroup: nothing is left in it
+        try:
+            return bool((self._cgroup_root / control_group.lstrip("/") / "cgroup.procs").read_text().strip())
+        except FileNotFoundError:
+            return False
+        except OSError:
+            return True  # cannot tell: a process may still write to EFS
 
     def restarts(self) -> int:
         try:

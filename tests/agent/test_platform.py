@@ -74,15 +74,17 @@ def test_main_prints_one_line_and_exits_2_on_bad_config(capsys: pytest.CaptureFi
 
 
 class FakeSystemctl:
-    def __init__(self, state: str = "active", tasks: str = "[not set]") -> None:
+    def __init__(self, state: str = "active", tasks: str = "[not set]", cgroup: str = "") -> None:
         self.state = state
         self.tasks = tasks
+        self.cgroup = cgroup
         self.calls: list[list[str]] = []
 
     def __call__(self, argv: list[str], **kwargs: Any) -> subprocess.CompletedProcess[str]:
         self.calls.append(argv)
         assert kwargs["timeout"] > 0 and kwargs["text"] is True
-        return subprocess.CompletedProcess(argv, 0, stdout=f"ActiveState={self.state}\nTasksCurrent={self.tasks}\n")
+        return subprocess.CompletedProcess(argv, 0, stdout=f"ActiveState={self.state}\nTasksCurrent={self.tasks}\n"
+                                                           f"ControlGroup={self.cgroup}\n")
 
 
 def test_systemd_controller_runs_systemctl() -> None:
@@ -125,6 +127,27 @@ def test_systemd_is_running_is_false_only_when_surely_stopped(state: str, runnin
 def test_a_failed_unit_with_processes_left_in_its_cgroup_still_counts_as_running(tasks: str, running: bool) -> None:
     # A stop that timed out on a process stuck in NFS I/O leaves the unit "failed" with that process alive.
     assert SystemdController("minio.service", runner=FakeSystemctl("failed", tasks)).is_running() is running
+
+
+@pytest.mark.parametrize(("procs", "running"), [("4242\n", True), ("", False), (None, False)])
+def test_without_task_accounting_the_cgroup_itself_tells_whether_processes_are_left(
+        tmp_path: Path, procs: str | None, running: bool) -> None:
+    """TasksCurrent is "[not set]" when task accounting is off: a process stuck in NFS I/O must still count."""
+    cgroup = "/system.slice/minio.service"
+    if procs is not None:
+        (tmp_path / "system.slice/minio.service").mkdir(parents=True)
+        (tmp_path / "system.slice/minio.service/cgroup.procs").write_text(procs)
+    controller = SystemdController("minio.service", runner=FakeSystemctl("failed", "[not set]", cgroup),
+                                   cgroup_root=tmp_path)
+    assert controller.is_running() is running
+
+
+def test_an_unreadable_cgroup_counts_as_running(tmp_path: Path) -> None:
+    (tmp_path / "system.slice/minio.service/cgroup.procs").mkdir(parents=True)  # reading it fails (a directory)
+    controller = SystemdController("minio.service", runner=FakeSystemctl("failed", "[not set]",
+                                                                         "/system.slice/minio.service"),
+                                   cgroup_root=tmp_path)
+    assert controller.is_running() is True
 
 
 def test_systemd_is_running_assumes_running_when_systemctl_fails() -> None:
