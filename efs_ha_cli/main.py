@@ -30,6 +30,7 @@ from efs_ha_cli.errors import (
     describe_aws_error,
     one_line_errors,
 )
+from efs_ha_cli.preflight import preflight as preflight_command
 from efs_ha_cli.render import (
     print_json,
     progress_view,
@@ -344,6 +345,9 @@ def _confirm_verify() -> None:
 def _switch(app: App, target: str, timeout: float) -> SwitchResult:
     with progress_view(timeout) as view:
         return Switcher(app, on_progress=view.update).run(target, timeout)
+
+
+cli.add_command(json_option(preflight_command))
 
 
 def _runner(app: App) -> CommandRunner:
