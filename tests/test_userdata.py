@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from node_agent.config import AgentConfig
 from tests.conftest import PROJECT_ROOT, VARIANT_CONTEXT
 from userdata.render import INSTALLED_FILES, NodeUserDataInputs, render_file, render_node_user_data
 from userdata.systemd_names import mount_unit_name
@@ -264,3 +265,44 @@ def test_minio_restart_policy_is_the_one_the_agent_and_checker_assume() -> None:
     assert limit == service.START_LIMIT_BURST
     # One restart's start is bounded, and so is the whole restart-in-place budget
     assert 0 < float(lines["TimeoutStartSec"]) < 30
+
+
+def test_tls_on_serves_from_the_certs_dir_installed_at_each_start_and_probes_https_with_the_ca() -> None:
+    inputs = NodeUserDataInputs(**{**sample_inputs().__dict__, "tls": True, "tls_secret_arn": "arn:tls",
+                                   "tls_ca_secret_arn": "arn:tls-ca"})
+    values = inputs.placeholders()
+    unit = render_file("minio.service", values)
+    assert "--certs-dir /run/minio/certs\n" in unit
+    # After the credentials, before MinIO; "+": root, outside the unit's ProtectSystem=strict and User=.
+    assert unit.index("minio-credentials\n") < unit.index("ExecStartPre=+/opt/efs-ha/bin/minio-tls install\n") \
+        < unit.index("ExecStart=")
+    env = render_file("agent.env", values)
+    assert "MINIO_HEALTH_URL=https://127.0.0.1:9000/minio/health/live\n" in env
+    assert "MINIO_CA_FILE=/run/efs-ha/minio-ca.crt\n" in env
+    script = render_file("minio-tls.sh", values)
+    assert "readonly tls_enabled='true'" in script
+    assert "readonly secret_arn='arn:tls'" in script and "readonly ca_secret_arn='arn:tls-ca'" in script
+    assert "\n  ensure_tls\n}" in render_file("bootstrap.sh", values)
+    assert " openssl\n" in render_file("bootstrap.sh", values)
+    config = AgentConfig.from_env(_env_file_values(env))
+    assert (config.minio_health_url, config.minio_ca_file) == ("https://127.0.0.1:9000/minio/health/live",
+                                                               "/run/efs-ha/minio-ca.crt")
+
+
+def test_tls_off_keeps_plain_http_and_an_empty_certs_dir() -> None:
+    values = sample_inputs().placeholders()
+    assert "--certs-dir /run/minio/certs\n" in render_file("minio.service", values)
+    assert "readonly tls_enabled='false'" in render_file("minio-tls.sh", values)
+    env = render_file("agent.env", values)
+    assert "MINIO_HEALTH_URL=http://127.0.0.1:9000/minio/health/live\n" in env
+    config = AgentConfig.from_env(_env_file_values(env))
+    assert (config.minio_health_url, config.minio_ca_file) == ("http://127.0.0.1:9000/minio/health/live", None)
+
+
+def test_rendering_refuses_tls_without_its_secrets() -> None:
+    with pytest.raises(ValueError, match="TLS_SECRET_ARN"):
+        NodeUserDataInputs(**{**sample_inputs().__dict__, "tls": True}).placeholders()
+
+
+def _env_file_values(text: str) -> dict[str, str]:
+    return dict(line.split("=", 1) for line in text.splitlines() if "=" in line)

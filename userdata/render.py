@@ -11,6 +11,13 @@ from userdata.systemd_names import mount_unit_name
 FILES_DIR = Path(__file__).parent / "files"
 _PLACEHOLDER = re.compile(r"\{\{([A-Z0-9_]+)\}\}")
 _HEREDOC_END = "EFS_HA_FILE_END"
+# MinIO's --certs-dir: on tmpfs, so the server key never reaches a disk (userdata/files/minio-tls.sh writes it).
+MINIO_CERTS_DIR = "/run/minio/certs"
+# The CA alone, for the agent's local health check and `efs-ha verify` (root-only directory).
+MINIO_CA_FILE = "/run/efs-ha/minio-ca.crt"
+# The DNS name every client that connects by a node address verifies the certificate against (the checker's probe);
+# the certificate also names the VIP, 127.0.0.1 and localhost.
+TLS_SERVER_NAME = "minio.efs-ha.internal"
 
 
 @dataclass(frozen=True)
@@ -26,6 +33,7 @@ INSTALLED_FILES = (
     InstalledFile("efs-ha-agent.service", "/etc/systemd/system/efs-ha-agent.service", "0644"),
     InstalledFile("efs-ha-vip.service", "/etc/systemd/system/efs-ha-vip.service", "0644"),
     InstalledFile("minio-credentials.sh", "/opt/efs-ha/bin/minio-credentials", "0755"),
+    InstalledFile("minio-tls.sh", "/opt/efs-ha/bin/minio-tls", "0755"),
     InstalledFile("agent.env", "/etc/efs-ha/agent.env", "0600"),
     InstalledFile("bootstrap.sh", "/opt/efs-ha/bin/bootstrap", "0755"),
     InstalledFile("efs-ha-bootstrap.service", "/etc/systemd/system/efs-ha-bootstrap.service", "0644"),
@@ -55,6 +63,10 @@ class NodeUserDataInputs:
     # The agent unit's WatchdogSec= (a second layer, < the checker's lease deadline); FailoverTimings computes it.
     systemd_watchdog_seconds: int
     watchdog_device: str = "/dev/watchdog"
+    # MinIO over TLS (config `tls`): the secret with the server certificate and key, and the CA-only secret.
+    tls: bool = False
+    tls_secret_arn: str = ""
+    tls_ca_secret_arn: str = ""
     # Filled in by the node construct: where the bootstrap reports success (CloudFormation CreationPolicy).
     stack_name: str = ""
     instance_logical_id: str = ""
@@ -69,11 +81,26 @@ class NodeUserDataInputs:
         if self.watchdog not in ("required", "off"):
             raise ValueError(f"user-data value WATCHDOG={self.watchdog!r} must be required or off")
         values["WATCHDOG_REQUIRED"] = "true" if self.watchdog == "required" else "false"
+        values.update(self._tls_placeholders())
         for name, value in values.items():
             # Values land inside single quotes and heredocs; config validation keeps them plain, this proves it.
             if any(bad in value for bad in ("'", "\n", _HEREDOC_END)):
                 raise ValueError(f"user-data value {name}={value!r} cannot be embedded safely")
         return values
+
+    def _tls_placeholders(self) -> dict[str, str]:
+        if self.tls and not (self.tls_secret_arn and self.tls_ca_secret_arn):
+            raise ValueError("user-data with tls needs TLS_SECRET_ARN and TLS_CA_SECRET_ARN")
+        scheme = "https" if self.tls else "http"
+        return {
+            "TLS_ENABLED": "true" if self.tls else "false",
+            "TLS_SERVER_NAME": TLS_SERVER_NAME,
+            "MINIO_CERTS_DIR": MINIO_CERTS_DIR,
+            # Empty with tls off: the agent then probes without a CA (node_agent/config.py).
+            "MINIO_CA_FILE": MINIO_CA_FILE if self.tls else "",
+            "MINIO_CA_COPY": MINIO_CA_FILE,
+            "MINIO_HEALTH_URL": f"{scheme}://127.0.0.1:9000/minio/health/live",
+        }
 
 
 def render_file(template: str, values: dict[str, str]) -> str:

@@ -45,7 +45,7 @@ fetch() {  # fetch SOURCE DEST: s3:// through the instance role (asset bucket), 
 }
 
 install_packages() {
-  dnf install -y --setopt=retries=10 amazon-efs-utils python3-boto3 unzip
+  dnf install -y --setopt=retries=10 amazon-efs-utils python3-boto3 unzip openssl
 }
 
 mount_efs() {
@@ -68,6 +68,7 @@ install_minio() {
   install -m 0755 "$download" /usr/local/bin/minio
   rm -f "$download"
   chown minio-user:minio-user "$mount_point"
+  ensure_tls
 }
 
 load_watchdog() {
@@ -90,6 +91,12 @@ install_agent() {
   install -d -m 0755 /opt/efs-ha/agent/node_agent
   unzip -q -o "$archive" -d /opt/efs-ha/agent/node_agent
   rm -f "$archive"
+}
+
+ensure_tls() {
+  # The cluster's MinIO certificate exists (and its CA is published for the checker and clients) before this node
+  # reports ready, so the deploy completes with TLS material in place; MinIO's start installs it (minio-tls install).
+  /opt/efs-ha/bin/minio-tls ensure
 }
 
 start_services() {
