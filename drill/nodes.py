@@ -111,6 +111,7 @@ class Node:
         self._starts = 0
         self.device = view.parent / "watchdog"
         self.control_dir = view.parent  # s3_start.py's delay and crash files
+        self.run_dir = view.parent / f"run-{name}"
         argv, health = s3_server_argv(str(view / "data"))
         self._env = {
             **base_env(),
@@ -130,6 +131,8 @@ class Node:
             # Never /dev/watchdog: the simulated device (a FIFO this drill reads).
             "WATCHDOG": timings.watchdog, "WATCHDOG_DEVICE": str(self.device),
             "WATCHDOG_TIMEOUT_SECONDS": str(timings.watchdog_timeout_seconds),
+            # The node's /run (never this machine's): a reboot of the simulated node clears it.
+            "RESET_INTENT_FILE": str(self.run_dir / "reset-pending"),
         }
 
     # ----- the simulated watchdog device -----
@@ -158,8 +161,13 @@ class Node:
         elif kind in ("armed", "disarmed", "poweroff"):
             self._on_event(self.name, float(record["t"]), f"watchdog {kind}")
 
+    def _clear_run_dir(self) -> None:
+        """/run is a tmpfs: a reboot empties it."""
+        shutil.rmtree(self.run_dir, ignore_errors=True)
+
     def _boot(self) -> None:
         with self._lock:
+            self._clear_run_dir()
             if self.powered:
                 self._on_event(self.name, time.time(), "boots after the watchdog reset")
                 self.start_agent()
@@ -223,6 +231,7 @@ class Node:
 
     def power_on(self) -> None:
         with self._lock:
+            self._clear_run_dir()
             self.powered = True
 
     def freeze(self) -> int | None:

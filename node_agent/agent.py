@@ -39,6 +39,7 @@ import math
 import os
 import queue
 import signal
+import ssl
 import sys
 import threading
 import time
@@ -46,6 +47,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
+from pathlib import Path
 from types import FrameType
 from typing import Any
 
@@ -89,9 +91,12 @@ WATCHDOG_RETEST_SECONDS = 30.0
 MINIO_RESTART_BUDGET_SECONDS = 30.0
 
 
-def minio_health(url: str, timeout: float = HEALTH_TIMEOUT_SECONDS) -> bool:
+def minio_health(url: str, timeout: float = HEALTH_TIMEOUT_SECONDS, ca_file: str | None = None) -> bool:
+    """GET MinIO's liveness URL; with `ca_file` (MinIO over TLS) the certificate must verify against that CA. The
+    CA file is read at every check: it appears when MinIO's start installs it, and a rotation needs no restart."""
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:
+        context = ssl.create_default_context(cafile=ca_file) if ca_file else None
+        with urllib.request.urlopen(url, timeout=timeout, context=context) as response:
             return int(response.status) == 200
     except (urllib.error.URLError, OSError, ValueError):
         return False
@@ -331,7 +336,8 @@ class Agent:
                         f"checker must force-stop the instance)")
             running = self._service.is_running()
             with self._status_lock:
-                if reset and not self._status.reset_reason:
+                chose_reset = bool(reset) and not self._status.reset_reason
+                if chose_reset:
                     self._status.reset_reason = reset
                 if held and not self._status.serving_held:
                     self._status.serving_held = held
@@ -339,6 +345,8 @@ class Agent:
                     self._status.may_run = False
                     self._status.stop_reason = STOP_LEASE_LOST
                     self._status.detail = f"lease lost ({age:.1f}s since the last renewal was sent): MinIO killed"
+        if chose_reset:
+            self._persist_reset_intent(reset)
         if running:
             log.error("lease lost (%.1fs): MinIO kill not confirmed yet%s; the watchdog is no longer fed", age,
                       error)
@@ -370,6 +378,34 @@ class Agent:
         why_hung = self._efs_hung_now()
         if why_hung and not self._reset_chosen() and self._watchdog_armed_for_reset():
             self._reset_for_hung_efs(Decision(Action.STOP_MINIO, reason, stop_reason), why_hung)
+
+    def _persist_reset_intent(self, reason: str) -> None:
+        """A restarted agent (a crash, WatchdogSec's SIGKILL) must not undo the reset: it would find MinIO stopped,
+        disarm the device and renew the lease while the killed MinIO's pages may still reach EFS."""
+        path = Path(self.config.reset_intent_path)
+        try:
+            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            path.write_text(reason)
+        except OSError as error:
+            log.error("could not record the chosen reset in %s: %s", path, error)
+
+    def _inherit_reset(self) -> bool:
+        """prepare(): a reset chosen by an earlier run of this agent since the last boot is this run's too."""
+        try:
+            earlier = Path(self.config.reset_intent_path).read_text().strip()
+        except FileNotFoundError:
+            return False
+        except OSError as error:  # unreadable: cannot tell, so the reset stands
+            earlier = f"its record is unreadable: {error}"
+        with self._status_lock:
+            self._status.reset_reason = f"a previous run of this agent chose a reset ({earlier}): waiting for it"
+            self._status.may_run = True
+            self._status.detail = "waiting for the watchdog reset chosen before this agent restarted"
+        if not self.watchdog.armed and not self.watchdog.arm():
+            log.error("a reset was chosen before this agent restarted, and the watchdog cannot be armed: nothing "
+                      "resets the node, the checker must force-stop the instance")
+        log.error("%s", self._status.reset_reason)
+        return True
 
     def _reset_chosen(self) -> bool:
         with self._status_lock:
@@ -600,6 +636,8 @@ class Agent:
                 first = not self._status.reset_reason
                 if first:
                     self._status.reset_reason = reset
+            if first:
+                self._persist_reset_intent(reset)
             try:
                 self._service.kill()
             except Exception as caught:  # confirmed (or not) by is_running() below
@@ -700,6 +738,8 @@ class Agent:
         tasks left) keeps the device ARMED, as the previous agent left it on purpose: the guard then feeds it only
         while this node holds a lease or once MinIO is confirmed stopped, and nothing magic-closes it before that.
         """
+        if self._inherit_reset():
+            return
         running = self._service.is_running()
         if running:
             log.warning("MinIO runs without an agent decision: stopping it")
@@ -868,7 +908,7 @@ def build_agent(config: AgentConfig) -> Agent:
         efs=EfsProbe(config.mount_point, config.node_name, config.efs_timeout_seconds,
                      require_mount=config.efs_require_mount),
         instance_id=identity.instance_id, eni_id=identity.eni_id, private_ip=identity.private_ip,
-        minio_check=lambda: minio_health(config.minio_health_url),
+        minio_check=lambda: minio_health(config.minio_health_url, ca_file=config.minio_ca_file),
     )
 
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 DEFAULT_WATCHDOG_DEVICE = "/dev/watchdog"
 WATCHDOG_MODES = ("required", "off")
+DEFAULT_RESET_INTENT_PATH = "/run/efs-ha/reset-pending"
 
 
 class ConfigError(ValueError):
@@ -28,6 +29,8 @@ class AgentConfig:
     lease_seconds: float = 1.5
     minio_unit: str = "minio.service"
     minio_health_url: str = "http://127.0.0.1:9000/minio/health/live"
+    # MinIO over TLS: the cluster CA the local health check verifies MinIO's certificate against (None: plain HTTP).
+    minio_ca_file: str | None = None
     # Identity from IMDS unless given (the drill gives them): reported so the checker can move routes without EC2.
     instance_id: str | None = None
     eni_id: str | None = None
@@ -42,6 +45,8 @@ class AgentConfig:
     # A plain child process instead of a systemd unit (the local drill): the server's argv, and its log file.
     minio_command: tuple[str, ...] | None = None
     minio_log: str | None = None
+    # A chosen watchdog reset survives an agent restart (tmpfs: the reset's reboot clears it).
+    reset_intent_path: str = DEFAULT_RESET_INTENT_PATH
 
     @property
     def watchdog_required(self) -> bool:
@@ -127,6 +132,10 @@ class AgentConfig:
             # The local drill must never arm the watchdog of the machine it runs on: it names its simulator.
             raise ConfigError("WATCHDOG_DEVICE", "must be set (the drill's simulated device) when MINIO_COMMAND "
                                                  "is set and WATCHDOG is required")
+        health_url = raw("MINIO_HEALTH_URL") or "http://127.0.0.1:9000/minio/health/live"
+        if health_url.startswith("https://") != (raw("MINIO_CA_FILE") is not None):
+            raise ConfigError("MINIO_CA_FILE", "must be set exactly when MINIO_HEALTH_URL is https (the cluster CA "
+                                               f"that MinIO's certificate is verified against); URL {health_url!r}")
         region = raw("AWS_REGION") or raw("AWS_DEFAULT_REGION")
         if region is None:
             raise ConfigError("AWS_REGION", "is required and missing or empty")
@@ -138,7 +147,8 @@ class AgentConfig:
             heartbeat_interval_seconds=interval,
             lease_seconds=lease,
             minio_unit=raw("MINIO_UNIT") or "minio.service",
-            minio_health_url=raw("MINIO_HEALTH_URL") or "http://127.0.0.1:9000/minio/health/live",
+            minio_health_url=health_url,
+            minio_ca_file=raw("MINIO_CA_FILE"),
             instance_id=raw("INSTANCE_ID"),
             eni_id=raw("ENI_ID"),
             private_ip=raw("PRIVATE_IP"),
@@ -150,4 +160,5 @@ class AgentConfig:
             efs_require_mount=require_mount == "true",
             minio_command=minio_command,
             minio_log=minio_log,
+            reset_intent_path=raw("RESET_INTENT_FILE") or DEFAULT_RESET_INTENT_PATH,
         )

@@ -209,7 +209,8 @@ class AgentWorld:
         settings: dict[str, Any] = {"heartbeat_interval_seconds": 0.5, "lease_seconds": 1.5,
                                     "efs_require_mount": False, "watchdog": watchdog,
                                     "watchdog_device": str(watchdog_path or tmp_path / "no-watchdog"),
-                                    "watchdog_timeout_seconds": 1, **overrides}
+                                    "watchdog_timeout_seconds": 1,
+                                    "reset_intent_path": str(tmp_path / "run" / "reset-pending"), **overrides}
         self.config = AgentConfig(state_table_name=TABLE, node_name=node, mount_point=str(self.mount),
                                   region=REGION, **settings)
         self.clocks = Clocks()
@@ -220,14 +221,23 @@ class AgentWorld:
         self.watchdog = SpyWatchdog(self.config.watchdog_device, self.config.watchdog_timeout_seconds,
                                     self.service.events, required=self.config.watchdog_required)
         self.efs = EfsProbe(str(self.mount), node, self.config.efs_timeout_seconds, require_mount=False)
-        clocks: dict[str, Any] = {} if real_clock else {
+        self._clock_args: dict[str, Any] = {} if real_clock else {
             "wall_clock": lambda: self.clocks.wall, "monotonic": lambda: self.clocks.mono}
-        self.agent = Agent(self.config, table=self.table, service=self.service, efs=self.efs,
-                           instance_id=INSTANCE, eni_id=ENI, private_ip=PRIVATE_IP,
-                           minio_check=lambda: self.minio_healthy, watchdog=self.watchdog,
-                           notifier=notifier or self._notify, **clocks)
+        self._notifier = notifier or self._notify
+        self.agent = self._agent(self.watchdog)
         if prepare:
             self.agent.prepare()  # what run() does first: MinIO confirmed stopped, the watchdog tested
+
+    def _agent(self, watchdog: SpyWatchdog) -> Agent:
+        return Agent(self.config, table=self.table, service=self.service, efs=self.efs,
+                     instance_id=INSTANCE, eni_id=ENI, private_ip=PRIVATE_IP,
+                     minio_check=lambda: self.minio_healthy, watchdog=watchdog, notifier=self._notifier,
+                     **self._clock_args)
+
+    def new_agent(self) -> Agent:
+        """The agent restarted by systemd: same node, settings, MinIO unit and device; no memory of the last run."""
+        return self._agent(SpyWatchdog(self.config.watchdog_device, self.config.watchdog_timeout_seconds,
+                                       self.service.events, required=self.config.watchdog_required))
 
     def _notify(self, message: str) -> bool:
         self.notifications.append(message)

@@ -327,3 +327,39 @@ def test_an_efs_hang_found_after_a_lease_lost_kill_still_resets_the_node(
     world.agent.guard_once()
     assert world.agent.status().reset_reason
     assert wait_for(watchdog_device.fired)
+
+
+def test_a_restarted_agent_keeps_the_reset_its_predecessor_chose(
+        aws_env: None, tmp_path: Path, watchdog_device: FifoWatchdogDevice, release: threading.Event) -> None:
+    """The agent chose a reset, then died (a crash, WatchdogSec's SIGKILL) and systemd restarted it before the
+    kernel reset (watchdog_timeout_seconds can exceed RestartSec). Failed before the fix: the new agent found MinIO
+    stopped, tested the device (open + magic close = disarmed) and renewed its lease, so the killed MinIO's dirty
+    pages could reach EFS after the checker took its serving=false as fencing."""
+    intent = tmp_path / "run" / "reset-pending"
+    world = _serving_world(tmp_path, watchdog="required", watchdog_path=watchdog_device.path,
+                           reset_intent_path=str(intent))
+    _hang_efs(world, release)
+    _cycles_in_real_time(world, 5, until=lambda: bool(world.agent.status().reset_reason))
+    assert "EFS" in intent.read_text()
+    successor = world.new_agent()  # same node and settings, none of the dead process's memory
+    writes = _Writes(world)
+    successor.prepare()
+    status = successor.status()
+    assert status.reset_reason.startswith("a previous run of this agent chose a reset")
+    assert successor.watchdog.armed and not watchdog_device.data().endswith(b"V")
+    assert successor.renew_once() is False
+    successor.reconcile_once()
+    successor.guard_once()
+    successor.shutdown()
+    assert writes.items == []  # no renewal, no final report: the lease ends on the checker's clock
+    assert world.service.actions.count("start") == 1
+    assert successor.watchdog.armed
+
+
+def test_without_a_reset_intent_the_agent_starts_as_usual(
+        aws_env: None, tmp_path: Path) -> None:
+    """No intent file (the reboot cleared /run): the agent starts as usual."""
+    world = AgentWorld(tmp_path, reset_intent_path=str(tmp_path / "run" / "reset-pending"))
+    world.set_cluster("node1", epoch=1)
+    assert world.cycle() == "start_minio"
+    assert not (tmp_path / "run" / "reset-pending").exists()
