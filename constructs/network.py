@@ -4,12 +4,31 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from aws_cdk import ArnFormat, Fn, RemovalPolicy, Stack, Tags
+from aws_cdk import ArnFormat, Aws, CfnMapping, Fn, RemovalPolicy, Stack, Tags
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_logs as logs
 
 from cluster_config import ClusterConfig
 from constructs import Construct
+
+# What failover and a node's start call without a NAT, read from the code (tests/test_network.py derives the
+# same set from the boto3 clients and `aws` CLI calls and fails when a new one appears): service -> its callers.
+# DynamoDB and S3 are gateway endpoints (add_gateway_endpoints). Not here: CloudFormation (only the first boot's
+# signal, while the deploy's NATs are up) and CloudWatch Logs/metrics (the Lambda service ships the checker's
+# logs and its EMF metrics, not the function's VPC interface; the node agent logs to the journal only).
+INTERFACE_ENDPOINT_SERVICES: dict[str, str] = {
+    "ec2": "checker: Describe*, ReplaceRoute/CreateRoute, StopInstances (the fence)",
+    "ssm": "checker: SendCommand (the fence's MinIO stop); nodes: the SSM agent",
+    "ec2messages": "nodes: the SSM agent receives Run Command (the fence's MinIO stop)",
+    "ssmmessages": "nodes: Session Manager, the operator's way in (no SSH)",
+    "sns": "checker: Publish (failover and no-standby notifications)",
+    "secretsmanager": "nodes: MinIO's root credentials, read at every MinIO start",
+}
+# The service-name prefix per partition, as CDK's own table has it (aws-cdk PR 16139): in the China regions EC2's
+# endpoint service is cn.com.amazonaws.<region>.ec2. The stack is region-agnostic, so the prefix is looked up at
+# deploy time instead of CDK's synth-time guess from an unresolved region.
+_CN_PREFIXED_SERVICES = {"ec2"}
+_PARTITIONS = ("aws", "aws-cn", "aws-us-gov")
 
 
 @dataclass(frozen=True)
@@ -33,6 +52,7 @@ class ClusterNetwork(Construct):
         super().__init__(scope, id_)
         # What a node needs before its first boot can succeed: outbound routes and the gateway endpoints.
         self.egress_ready: list[Construct] = []
+        self._config = config
         self._cfn_vpc = ec2.CfnVPC(self, "Vpc", cidr_block=str(config.vpc_cidr),
                                    enable_dns_support=True, enable_dns_hostnames=True)
         Tags.of(self._cfn_vpc).add("Name", f"{Stack.of(self).stack_name}-vpc")
@@ -55,6 +75,7 @@ class ClusterNetwork(Construct):
             private_subnet_route_table_ids=[zone.private_route_table_id for zone in self.zones],
         )
         self._flow_log()
+        self.interface_endpoints = self._interface_endpoints() if config.interface_endpoints else []
 
     @property
     def route_table_ids(self) -> list[str]:
@@ -82,6 +103,43 @@ class ClusterNetwork(Construct):
     def private_subnets(self) -> list[ec2.ISubnet]:
         return [zone.private for zone in self.zones]
 
+    def allow_endpoint_clients(self, *clients: ec2.IConnectable) -> None:
+        """HTTPS to the interface endpoints from these (the nodes, the checker) and nobody else in the VPC."""
+        if not self.interface_endpoints:
+            return
+        group = self._endpoint_security_group
+        for client in clients:
+            group.connections.allow_from(client, ec2.Port.tcp(443), "AWS APIs without a NAT")
+        # A node's first boot may already resolve these services to the endpoints (private DNS): the endpoints,
+        # which the nodes wait for (egress_ready), are not ready before their ingress rules are.
+        rules = [child for child in group.node.find_all() if isinstance(child, ec2.CfnSecurityGroupIngress)]
+        for endpoint in self.interface_endpoints:
+            endpoint.node.add_dependency(*rules)
+
+    def _interface_endpoints(self) -> list[ec2.InterfaceVpcEndpoint]:
+        self._endpoint_security_group = ec2.SecurityGroup(
+            self, "EndpointSecurityGroup", vpc=self.vpc, allow_all_outbound=False,
+            description="Interface endpoints: HTTPS from the cluster nodes and the failover checker only")
+        prefixes = CfnMapping(self, "EndpointServicePrefix", mapping={
+            partition: {name: "cn.com.amazonaws" if partition == "aws-cn" and name in _CN_PREFIXED_SERVICES
+                        else "com.amazonaws" for name in INTERFACE_ENDPOINT_SERVICES}
+            for partition in _PARTITIONS})
+        endpoints = [
+            ec2.InterfaceVpcEndpoint(
+                self, f"{name.capitalize()}Endpoint", vpc=self.vpc,
+                service=ec2.InterfaceVpcEndpointService(
+                    Fn.join(".", [prefixes.find_in_map(Aws.PARTITION, name), Aws.REGION, name]), 443),
+                subnets=ec2.SubnetSelection(subnets=self.private_subnets),
+                private_dns_enabled=True,
+                security_groups=[self._endpoint_security_group],
+                # Not the whole VPC CIDR (CDK's default): only the clients named in allow_endpoint_clients.
+                open=False,
+            )
+            for name in INTERFACE_ENDPOINT_SERVICES
+        ]
+        self.egress_ready += endpoints
+        return endpoints
+
     def _flow_log(self) -> None:
         # Rejected/accepted flows are what an SRE reads first when the VIP "does not answer".
         log_group = logs.LogGroup(self, "FlowLogs", retention=logs.RetentionDays.ONE_MONTH,
@@ -96,12 +154,12 @@ class ClusterNetwork(Construct):
 
     def _zone(self, index: int, config: ClusterConfig, attachment: ec2.CfnVPCGatewayAttachment) -> ZoneSubnets:
         letter = chr(ord("A") + index)
-        # Fn::GetAZs keeps the stack environment-agnostic: no lookup, yet two distinct AZs.
-        availability_zone = Fn.select(index, Fn.get_azs())
-        public = self._subnet(f"PublicSubnet{letter}", config.public_subnet_cidrs[index], availability_zone,
-                              public=True)
-        private = self._subnet(f"PrivateSubnet{letter}", config.private_subnet_cidrs[index], availability_zone,
+        placement = _placement(config, index)
+        public = self._subnet(f"PublicSubnet{letter}", config.public_subnet_cidrs[index], placement, public=True)
+        private = self._subnet(f"PrivateSubnet{letter}", config.private_subnet_cidrs[index], placement,
                                public=False)
+        # With AZ IDs the name is the account's own mapping, known only once the subnet exists.
+        availability_zone = placement.name or private.attr_availability_zone
         ec2.CfnSubnetRouteTableAssociation(self, f"PublicSubnet{letter}RouteTable", subnet_id=public.ref,
                                            route_table_id=self.public_route_table.ref)
         nat_ip = ec2.CfnEIP(self, f"NatGateway{index + 1}Ip", domain="vpc")
@@ -125,9 +183,29 @@ class ClusterNetwork(Construct):
             private_route_table_id=route_table.ref,
         )
 
-    def _subnet(self, id_: str, cidr: object, availability_zone: str, *, public: bool) -> ec2.CfnSubnet:
+    def _subnet(self, id_: str, cidr: object, placement: _Placement, *, public: bool) -> ec2.CfnSubnet:
         subnet = ec2.CfnSubnet(self, id_, vpc_id=self._cfn_vpc.ref, cidr_block=str(cidr),
-                               availability_zone=availability_zone, map_public_ip_on_launch=False)
+                               availability_zone=placement.name, availability_zone_id=placement.zone_id,
+                               map_public_ip_on_launch=False)
         Tags.of(subnet).add("Name", f"{Stack.of(self).stack_name}-{'public' if public else 'private'}-"
                                     f"{id_[-1].lower()}")
         return subnet
+
+
+@dataclass(frozen=True)
+class _Placement:
+    """A subnet's zone: by name (or an Fn::GetAZs token) or by AZ ID, never both (CloudFormation refuses that)."""
+
+    name: str | None = None
+    zone_id: str | None = None
+
+
+def _placement(config: ClusterConfig, index: int) -> _Placement:
+    """The subnet pair `index`'s zone: config.availability_zones[index] (a name or an AZ ID), else the region's
+    index-th zone. Fn::GetAZs keeps the stack environment-agnostic (no lookup), but its first zones may lack the
+    instance type or Lambda's VPC support; an AZ ID names the same physical zone in every account."""
+    if not config.availability_zones:
+        return _Placement(name=Fn.select(index, Fn.get_azs()))
+    if config.availability_zones_are_ids:
+        return _Placement(zone_id=config.availability_zones[index])
+    return _Placement(name=config.availability_zones[index])

@@ -64,6 +64,7 @@ class EfsHaClusterStack(Stack):
         self.failover = FailoverManager(self, "FailoverManager", inputs=FailoverInputs(
             config=config, network=self.network, state=self.state, nodes=self.nodes,
             node_security_group=node_group))
+        self.network.allow_endpoint_clients(node_group, self.failover.function)
         self.monitoring = ClusterMonitoring(self, "Monitoring", inputs=MonitoringInputs(
             checker=self.failover.function, topic=self.failover.topic, file_system=self.storage.file_system,
             node_names=config.node_names))

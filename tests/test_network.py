@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from aws_cdk.assertions import Match, Template
+
+from constructs.network import INTERFACE_ENDPOINT_SERVICES
+from tests.conftest import PROJECT_ROOT
+from tests.network_variants import IDS, NAMES_AND_ENDPOINTS, ZONE_IDS, ZONE_NAMES, variant_template
 
 
 def _resources(template_json: dict[str, Any], type_: str) -> dict[str, dict[str, Any]]:
@@ -99,3 +104,146 @@ def test_gateway_endpoints_for_s3_and_dynamodb_serve_the_private_route_tables(te
             "ServiceName": Match.object_like({"Fn::Join": ["", Match.array_with([f".{service}"])]}),
             "RouteTableIds": Match.array_with([{"Ref": Match.string_like_regexp("NetworkRouteTableA")}]),
         })
+
+
+# ----- availability_zones: subnet pair i in zone i, by name or by AZ ID; nothing else picks a zone -----
+
+def _placements(template_json: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {s["Properties"]["CidrBlock"]: {k: v for k, v in s["Properties"].items()
+                                          if k in {"AvailabilityZone", "AvailabilityZoneId"}}
+            for s in _resources(template_json, "AWS::EC2::Subnet").values()}
+
+
+def _uses_get_azs(value: Any) -> bool:
+    if isinstance(value, dict):
+        return "Fn::GetAZs" in value or any(_uses_get_azs(v) for v in value.values())
+    return isinstance(value, list) and any(_uses_get_azs(v) for v in value)
+
+
+def _node_zones(template_json: dict[str, Any]) -> dict[str, Any]:
+    return {next(t["Value"] for t in r["Properties"]["Tags"] if t["Key"] == "efs-ha:node"):
+            r["Properties"].get("AvailabilityZone")
+            for r in _resources(template_json, "AWS::EC2::Instance").values()}
+
+
+def test_zone_names_place_subnet_pair_i_in_zone_i_and_the_nodes_with_them() -> None:
+    template_json = variant_template(NAMES_AND_ENDPOINTS)
+    first, second = ({"AvailabilityZone": name} for name in ZONE_NAMES)
+    assert _placements(template_json) == {"10.0.10.0/24": first, "10.0.110.0/24": first,
+                                          "10.0.20.0/24": second, "10.0.120.0/24": second}
+    assert _node_zones(template_json) == {"node1": ZONE_NAMES[0], "node2": ZONE_NAMES[1]}
+    assert not _uses_get_azs(template_json["Resources"])
+
+
+def test_zone_ids_place_subnet_pair_i_in_zone_i_and_the_nodes_follow_their_subnet() -> None:
+    template_json = variant_template(IDS)
+    first, second = ({"AvailabilityZoneId": zone_id} for zone_id in ZONE_IDS)
+    assert _placements(template_json) == {"10.0.10.0/24": first, "10.0.110.0/24": first,
+                                          "10.0.20.0/24": second, "10.0.120.0/24": second}
+    by_cidr = _subnet_ids_by_cidr(template_json)
+    assert _node_zones(template_json) == {
+        "node1": {"Fn::GetAtt": [by_cidr["10.0.110.0/24"], "AvailabilityZone"]},
+        "node2": {"Fn::GetAtt": [by_cidr["10.0.120.0/24"], "AvailabilityZone"]}}
+    assert not _uses_get_azs(template_json["Resources"])
+
+
+def test_default_zones_stay_the_regions_first_two_for_the_nodes_too(template_json: dict[str, Any]) -> None:
+    assert _node_zones(template_json) == {"node1": {"Fn::Select": [0, {"Fn::GetAZs": ""}]},
+                                          "node2": {"Fn::Select": [1, {"Fn::GetAZs": ""}]}}
+
+
+# ----- interface_endpoints: what failover and a node's start call, without a NAT -----
+
+def _interface_endpoints(template_json: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {k: r["Properties"] for k, r in _resources(template_json, "AWS::EC2::VPCEndpoint").items()
+            if r["Properties"].get("VpcEndpointType") == "Interface"}
+
+
+def _service(endpoint: dict[str, Any]) -> str:
+    prefix, region, name = endpoint["ServiceName"]["Fn::Join"][1]
+    assert prefix["Fn::FindInMap"][1:] == [{"Ref": "AWS::Partition"}, name] and region == {"Ref": "AWS::Region"}
+    return str(name)
+
+
+def test_no_interface_endpoints_by_default(template_json: dict[str, Any]) -> None:
+    assert not _interface_endpoints(template_json)
+
+
+def test_interface_endpoints_serve_both_private_subnets_with_private_dns() -> None:
+    template_json = variant_template(NAMES_AND_ENDPOINTS)
+    endpoints = _interface_endpoints(template_json)
+    assert sorted(_service(e) for e in endpoints.values()) == sorted(INTERFACE_ENDPOINT_SERVICES)
+    by_cidr = _subnet_ids_by_cidr(template_json)
+    private = [{"Ref": by_cidr["10.0.110.0/24"]}, {"Ref": by_cidr["10.0.120.0/24"]}]
+    for endpoint in endpoints.values():
+        assert endpoint["PrivateDnsEnabled"] is True
+        assert endpoint["SubnetIds"] == private
+
+
+def test_endpoint_service_names_follow_the_partition_china_prefixes_ec2() -> None:
+    template_json = variant_template(NAMES_AND_ENDPOINTS)
+    (mapping,) = template_json["Mappings"].values()
+    assert mapping["aws-cn"]["ec2"] == "cn.com.amazonaws"
+    assert {prefix for partition in mapping.values() for name, prefix in partition.items()
+            if (partition, name) != (mapping["aws-cn"], "ec2")} == {"com.amazonaws"}
+    assert set(mapping) >= {"aws", "aws-cn", "aws-us-gov"}
+
+
+def test_only_the_nodes_and_the_checker_reach_the_endpoints_on_443() -> None:
+    template_json = variant_template(NAMES_AND_ENDPOINTS)
+    resources = template_json["Resources"]
+    (group,) = {g["Fn::GetAtt"][0] for e in _interface_endpoints(template_json).values()
+                for g in e["SecurityGroupIds"]}
+    assert "SecurityGroupIngress" not in resources[group]["Properties"]  # no CIDR-wide rule
+    sources = {r["Properties"]["SourceSecurityGroupId"]["Fn::GetAtt"][0]
+               for r in _resources(template_json, "AWS::EC2::SecurityGroupIngress").values()
+               if r["Properties"]["GroupId"] == {"Fn::GetAtt": [group, "GroupId"]}
+               and (r["Properties"]["FromPort"], r["Properties"]["ToPort"]) == (443, 443)}
+    rules = [r for r in _resources(template_json, "AWS::EC2::SecurityGroupIngress").values()
+             if r["Properties"]["GroupId"] == {"Fn::GetAtt": [group, "GroupId"]}]
+    assert len(rules) == len(sources) == 2
+    node_groups = {g["Fn::GetAtt"][0] for r in _resources(template_json, "AWS::EC2::Instance").values()
+                   for g in r["Properties"]["SecurityGroupIds"]}
+    (checker,) = [r for r in _resources(template_json, "AWS::Lambda::Function").values()
+                  if "VpcConfig" in r["Properties"]]
+    checker_groups = {g["Fn::GetAtt"][0] for g in checker["Properties"]["VpcConfig"]["SecurityGroupIds"]}
+    assert sources == node_groups | checker_groups
+
+
+def test_nodes_wait_for_the_endpoints_and_the_endpoints_for_their_ingress_rules() -> None:
+    template_json = variant_template(NAMES_AND_ENDPOINTS)
+    resources = template_json["Resources"]
+    endpoints = set(_interface_endpoints(template_json))
+    for node in _resources(template_json, "AWS::EC2::Instance").values():
+        assert endpoints <= set(node["DependsOn"])
+    rules = {k for k, r in _resources(template_json, "AWS::EC2::SecurityGroupIngress").items()
+             if r["Properties"]["FromPort"] == 443}
+    for endpoint in endpoints:
+        assert rules <= set(resources[endpoint]["DependsOn"])
+
+
+# Where each AWS service the runtime code calls is reached without a NAT.
+GATEWAY_ENDPOINT_SERVICES = {"dynamodb", "s3"}
+NO_ENDPOINT_NEEDED = {"cloudformation"}  # the first boot's signal only, while the deploy's NATs are up
+SOURCE_PATTERNS = {
+    "failover_lambda/*.py": re.compile(r"""(?:make|\.client)\(\s*["'](\w+)["']"""),
+    "node_agent/*.py": re.compile(r"""\.client\(\s*["'](\w+)["']"""),
+    "userdata/files/*.sh": re.compile(r"""\baws\s+(\w+)\s"""),
+}
+
+
+def _services_called_by_runtime_code() -> set[str]:
+    found: set[str] = set()
+    for pattern, regex in SOURCE_PATTERNS.items():
+        for path in sorted(PROJECT_ROOT.glob(pattern)):
+            found |= set(regex.findall(path.read_text()))
+    return found
+
+
+def test_every_service_the_checker_and_the_nodes_call_has_an_endpoint_or_a_reason() -> None:
+    called = _services_called_by_runtime_code()
+    assert {"ec2", "ssm", "sns", "dynamodb", "secretsmanager", "s3"} <= called, called
+    missing = called - set(INTERFACE_ENDPOINT_SERVICES) - GATEWAY_ENDPOINT_SERVICES - NO_ENDPOINT_NEEDED
+    assert not missing, f"runtime code calls {sorted(missing)}: add an interface endpoint in constructs/network.py"
+    # The SSM agent's own channels (Run Command reaches the node through ec2messages) are not boto3 calls.
+    assert set(INTERFACE_ENDPOINT_SERVICES) - called == {"ec2messages", "ssmmessages"}

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from aws_cdk.assertions import Match, Template
+
+from tests.network_variants import IDS, NAMES_AND_ENDPOINTS, variant_template
 
 
 def test_file_system_is_encrypted_backed_up_and_retained(template: Template) -> None:
@@ -48,3 +51,13 @@ def test_efs_security_group_only_ingress_is_nfs_from_the_node_security_group(
     }]
     # No egress either: mount targets only answer.
     assert efs_group["SecurityGroupEgress"][0]["CidrIp"] == "255.255.255.255/32"
+
+
+@pytest.mark.parametrize("overrides", [NAMES_AND_ENDPOINTS, IDS], ids=["zone-names", "zone-ids"])
+def test_mount_targets_follow_the_private_subnets_into_the_chosen_zones(overrides: dict[str, Any]) -> None:
+    resources = variant_template(overrides)["Resources"]
+    zone_of = {k: r["Properties"].get("AvailabilityZone", r["Properties"].get("AvailabilityZoneId"))
+               for k, r in resources.items() if r["Type"] == "AWS::EC2::Subnet"
+               and r["Properties"]["CidrBlock"] in {"10.0.110.0/24", "10.0.120.0/24"}}
+    targets = [r["Properties"]["SubnetId"]["Ref"] for r in resources.values() if r["Type"] == "AWS::EFS::MountTarget"]
+    assert sorted(zone_of[t] for t in targets) == sorted(overrides["availability_zones"])
