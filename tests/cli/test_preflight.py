@@ -4,7 +4,9 @@ Service Quotas); the command's text, JSON and exit codes through click."""
 
 from __future__ import annotations
 
+import hashlib
 import json
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,7 +18,9 @@ from moto import mock_aws
 
 from efs_ha_cli.context import App
 from efs_ha_cli.preflight_checks import OK, PROBLEM, SKIPPED, AccountChecks, Check, Zones
+from efs_ha_cli.preflight_config import known_keys, load_project_config, parse_overrides
 from tests.cli.conftest import REGION, invoke
+from tests.cli.test_help import CONSOLE_SCRIPT
 
 REPO_CDK_JSON = Path(__file__).resolve().parents[2] / "cdk.json"
 BOOTSTRAP_PARAMETER = "/cdk-bootstrap/hnb659fds/version"
@@ -450,3 +454,82 @@ def test_ami_parameter_missing_is_a_problem(account: Account) -> None:
         check = account.checks().ami()
 
     assert_problem(check, "al2023-ami-kernel-6.1-x86_64 does not exist in eu-west-1", "Amazon Linux 2023")
+
+
+# ----- the MinIO source and the config, read like `cdk synth` reads them -----
+def _minio(tmp_path: Path, **context: Any) -> Check:
+    write_cdk_json(tmp_path)
+    return load_project_config({key: str(value) for key, value in context.items()}, cwd=tmp_path).minio_check
+
+
+def test_minio_from_the_default_https_url(tmp_path: Path) -> None:
+    check = _minio(tmp_path)
+
+    assert check.status == OK
+    assert "https download https://github.com/minio/minio/releases/download/" in check.summary
+    assert "sha256 7c5bd8512c6e" in check.summary
+
+
+def test_minio_from_a_local_file_present_and_matching(tmp_path: Path) -> None:
+    binary = tmp_path / "build" / "minio"
+    binary.parent.mkdir()
+    binary.write_bytes(b"not really minio")
+    digest = hashlib.sha256(b"not really minio").hexdigest()
+
+    check = _minio(tmp_path, minio_url="", minio_local_file="build/minio", minio_sha256=digest)
+
+    assert check.status == OK and f"local file {binary} (sha256 matches" in check.summary
+
+
+@pytest.mark.parametrize("context, words", [
+    ({"minio_url": "", "minio_local_file": "build/missing"}, "'minio_local_file'"),
+    ({"minio_url": "", "minio_local_file": "cdk.json"}, "'minio_sha256' does not match"),
+    ({"minio_url": "http://example.com/minio"}, "'minio_url' must be an https:// URL"),
+    ({"minio_sha256": "abc"}, "'minio_sha256' must be the 64-hex-digit sha256"),
+    ({"minio_local_file": "cdk.json"}, "set exactly one of minio_url"),
+])
+def test_minio_source_problems(tmp_path: Path, context: dict[str, str], words: str) -> None:
+    check = _minio(tmp_path, **context)
+
+    assert check.status == PROBLEM and words in check.summary, check
+    assert check.fix is not None and "README 'MinIO binary'" in check.fix
+
+
+def test_a_bad_minio_key_does_not_hide_the_rest_of_the_config(tmp_path: Path) -> None:
+    write_cdk_json(tmp_path)
+
+    project = load_project_config({"minio_sha256": "abc", "instance_type": "m7i.large"}, cwd=tmp_path)
+
+    assert project.minio_check.status == PROBLEM and project.config_check.status == OK
+    assert project.config is not None and project.config.instance_type == "m7i.large"
+
+
+def test_the_cli_reads_cdk_json_of_the_folder_it_runs_from(tmp_path: Path) -> None:
+    write_cdk_json(tmp_path, stack_name="Elsewhere")
+
+    project = load_project_config({}, cwd=tmp_path)
+
+    assert project.root == tmp_path and project.config is not None and project.config.stack_name == "Elsewhere"
+    assert project.config_check.summary.startswith("stack Elsewhere, t3.small")
+
+
+def test_override_values_stay_strings_like_the_cdk_cli_passes_them() -> None:
+    overrides = parse_overrides(("checker_reserved_concurrency=2", "availability_zones=use1-az1,use1-az2",
+                                 "@aws-cdk/core:bootstrapQualifier=abc"), known_keys())
+
+    assert overrides == {"checker_reserved_concurrency": "2", "availability_zones": "use1-az1,use1-az2",
+                         "@aws-cdk/core:bootstrapQualifier": "abc"}
+
+
+# ----- help, through the installed console script -----
+def test_console_script_preflight_help() -> None:
+    assert CONSOLE_SCRIPT.exists(), "run `.venv/bin/pip install -e .` to install the efs-ha console script"
+    result = subprocess.run([str(CONSOLE_SCRIPT), "preflight", "--help"], capture_output=True, text=True,
+                            timeout=60, check=False)
+    top = subprocess.run([str(CONSOLE_SCRIPT), "--help"], capture_output=True, text=True, timeout=60, check=False)
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("Usage: efs-ha preflight [OPTIONS]")
+    for words in ("-c, --context KEY=VALUE", "--json", "Exit codes:", "64  usage error"):
+        assert words in result.stdout
+    assert top.returncode == 0 and "preflight" in top.stdout
