@@ -3,14 +3,34 @@ EC2 when it answered, and the optional MinIO HTTP probe. A node's `heartbeat_at`
 
 from __future__ import annotations
 
+import http.client
+import json
+import logging
+import math
+import os
+import ssl
+import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
+from failover_lambda.aws import AWS_ERRORS, CLIENT_CONFIG
 from failover_lambda.lease import LeaseTracker
 from failover_lambda.model import HOLD_STOP_REASON, ClusterState, Instance, NodeReport
 from failover_lambda.settings import Settings
 
 HTTP_TIMEOUT_SECONDS = 1.0
+LIVE_PATH = "/minio/health/live"
+# MinIO over TLS (docs/failover-design.md): the certificate names this fixed DNS name, which the probe verifies
+# while it connects to a node's own address (node addresses change with every replacement; the name does not).
+DEFAULT_TLS_SERVER_NAME = "minio.efs-ha.internal"
+# The CA is re-read this often (a rotation), and at a failed verification once this long after the last read.
+CA_REFRESH_SECONDS = 300.0
+CA_RETRY_SECONDS = 30.0
+log = logging.getLogger(__name__)
+_CA_READ_ERRORS: tuple[type[Exception], ...] = (*AWS_ERRORS, ValueError, KeyError, ssl.SSLError)
 # A standby seen for the first time in this invocation is not fresh until one renewal has been observed;
 # this problem alone means "wait one renewal period", not "unhealthy".
 NOT_OBSERVED_YET = "no lease renewal observed yet"
@@ -115,13 +135,134 @@ def restart_excused(settings: Settings, report: NodeReport | None, problems: lis
     return restarting_for < settings.minio_restart_budget_seconds
 
 
-def http_probe(ip: str, port: int, timeout: float = HTTP_TIMEOUT_SECONDS) -> bool:
-    """GET /minio/health/live from inside the VPC; any error or non-200 is a failed probe."""
+class CaTrust:
+    """The cluster CA that MinIO's certificate must chain to, read from the CA-only secret (the checker may read
+    that one, never the secret with the server key) and kept for CA_REFRESH_SECONDS."""
+
+    def __init__(self, secret_arn: str, client: Any = None, clock: Callable[[], float] = time.monotonic) -> None:
+        self.secret_arn = secret_arn
+        self._client = client
+        self._clock = clock
+        self._context: ssl.SSLContext | None = None
+        self._read_at = -math.inf
+
+    def context(self) -> ssl.SSLContext | None:
+        """The verifying context, or None while the CA cannot be read (not generated yet, AWS unreachable)."""
+        if self._clock() - self._read_at >= CA_REFRESH_SECONDS:
+            self._read()
+        return self._context
+
+    def reread_after_failure(self) -> bool:
+        """A certificate that failed verification may come from a rotated CA: re-read it (at most every
+        CA_RETRY_SECONDS). True when a different CA was read, so the probe is worth repeating."""
+        if self._clock() - self._read_at < CA_RETRY_SECONDS:
+            return False
+        before = self._context
+        self._read()
+        return self._context is not None and self._context is not before
+
+    def _read(self) -> None:
+        self._read_at = self._clock()
+        try:
+            client = self._client or _secrets_client()
+            secret = json.loads(client.get_secret_value(SecretId=self.secret_arn)["SecretString"])
+            pem = secret.get("ca_certificate") if isinstance(secret, dict) else None
+            if not pem:
+                log.warning("MinIO CA secret has no CA yet (the first node creates it); TLS probe skipped")
+                return
+            self._context = verifying_context(pem)
+        except _CA_READ_ERRORS as error:
+            log.warning("MinIO CA secret unreadable; the TLS probe keeps the CA it has: %s", error)
+
+
+def verifying_context(ca_pem: str) -> ssl.SSLContext:
+    """Trust only the cluster CA, check the name, and apply Python 3.13's strict X.509 rules on every version."""
+    context = ssl.create_default_context(cadata=ca_pem)
+    context.verify_flags |= ssl.VERIFY_X509_STRICT
+    return context
+
+
+@dataclass(frozen=True)
+class TlsProbe:
+    server_name: str
+    trust: CaTrust
+
+
+class _NamedHttps(http.client.HTTPSConnection):
+    """HTTPS to an address, verifying the certificate for another name (curl's --connect-to, as a connection)."""
+
+    def __init__(self, host: str, port: int, *, server_name: str, context: ssl.SSLContext, timeout: float) -> None:
+        super().__init__(host, port, timeout=timeout, context=context)
+        self._server_name = server_name
+        self._verifying = context
+
+    def connect(self) -> None:
+        http.client.HTTPConnection.connect(self)
+        self.sock = self._verifying.wrap_socket(self.sock, server_hostname=self._server_name)
+
+
+_environment_probes: dict[tuple[str, str], TlsProbe] = {}
+
+
+def _secrets_client() -> Any:
+    import boto3
+
+    return boto3.client("secretsmanager", config=CLIENT_CONFIG)
+
+
+def environment_tls() -> TlsProbe | None:
+    """The checker's TLS probe from its environment (MINIO_TLS, MINIO_CA_SECRET_ARN, MINIO_TLS_SERVER_NAME, set
+    by the stack and validated by Settings at cold start); one cached CA per sandbox."""
+    if os.environ.get("MINIO_TLS", "").strip().lower() not in ("true", "1", "yes"):
+        return None
+    arn = os.environ.get("MINIO_CA_SECRET_ARN", "").strip()
+    name = os.environ.get("MINIO_TLS_SERVER_NAME", "").strip() or DEFAULT_TLS_SERVER_NAME
+    if not arn:
+        return None
+    key = (arn, name)
+    if key not in _environment_probes:
+        _environment_probes[key] = TlsProbe(name, CaTrust(arn))
+    return _environment_probes[key]
+
+
+def http_probe(ip: str, port: int, timeout: float = HTTP_TIMEOUT_SECONDS, tls: TlsProbe | None = None) -> bool | None:
+    """GET /minio/health/live from inside the VPC; any error or non-200 is a failed probe. Over TLS (`tls`, else
+    the checker's environment) the certificate must verify against the cluster CA for the fixed server name;
+    None (no verdict, not a failure) while the CA cannot be read: the agent's own check still covers MinIO."""
+    probe = tls or environment_tls()
+    if probe is None:
+        try:
+            with urllib.request.urlopen(f"http://{ip}:{port}{LIVE_PATH}", timeout=timeout) as response:
+                return int(response.status) == 200
+        except (urllib.error.URLError, OSError, ValueError):
+            return False
+    context = probe.trust.context()
+    if context is None:
+        return None
     try:
-        with urllib.request.urlopen(f"http://{ip}:{port}/minio/health/live", timeout=timeout) as response:
-            return int(response.status) == 200
-    except (urllib.error.URLError, OSError, ValueError):
+        return _https_live(ip, port, probe.server_name, context, timeout)
+    except ssl.SSLCertVerificationError:
+        if not probe.trust.reread_after_failure():
+            return False
+    fresh = probe.trust.context()
+    try:
+        return fresh is not None and _https_live(ip, port, probe.server_name, fresh, timeout)
+    except (OSError, http.client.HTTPException, ValueError):
         return False
+
+
+def _https_live(ip: str, port: int, server_name: str, context: ssl.SSLContext, timeout: float) -> bool:
+    """Raises ssl.SSLCertVerificationError for a certificate that does not verify; False for any other error."""
+    connection = _NamedHttps(ip, port, server_name=server_name, context=context, timeout=timeout)
+    try:
+        connection.request("GET", LIVE_PATH)
+        return int(connection.getresponse().status) == 200
+    except ssl.SSLCertVerificationError:
+        raise
+    except (OSError, http.client.HTTPException, ValueError):
+        return False
+    finally:
+        connection.close()
 
 
 def service_only(problems: list[str]) -> bool:

@@ -54,6 +54,10 @@ class Settings:
     fence_timeout_seconds: float = 10.0
     minio_port: int = 9000
     http_probe: bool = True
+    # MinIO over TLS: the HTTP probe verifies MinIO's certificate (for this name) against the CA in this secret.
+    minio_tls: bool = False
+    minio_ca_secret_arn: str | None = None
+    minio_tls_server_name: str = "minio.efs-ha.internal"
     loop_safety_margin_seconds: float = 54.0
     max_probes: int | None = None
     fence_command_document: str = "AWS-RunShellScript"
@@ -105,6 +109,9 @@ class Settings:
             fence_timeout_seconds=reader.number("FENCE_TIMEOUT_SECONDS", 10.0, float, minimum=0),
             minio_port=reader.number("MINIO_PORT", 9000, int, minimum=1),
             http_probe=reader.boolean("HTTP_PROBE", True),
+            minio_tls=reader.boolean("MINIO_TLS", False),
+            minio_ca_secret_arn=reader.text("MINIO_CA_SECRET_ARN", "") or None,
+            minio_tls_server_name=reader.text("MINIO_TLS_SERVER_NAME", "minio.efs-ha.internal"),
             loop_safety_margin_seconds=reader.number("LOOP_SAFETY_MARGIN_SECONDS", 54.0, float, minimum=0),
             max_probes=reader.optional_int("MAX_PROBES"),
             fence_command_document=reader.text("FENCE_COMMAND_DOCUMENT", "AWS-RunShellScript"),
@@ -127,6 +134,9 @@ class Settings:
                 f"({self.lease_seconds} + 2 x {self.watchdog_timeout_seconds} + {RESET_MARGIN_SECONDS}), "
                 f"got {self.lease_deadline_seconds}: a frozen node could still serve when its lease counts as "
                 f"expired"))
+        if self.minio_tls and self.http_probe and not self.minio_ca_secret_arn:
+            raise SettingsError("MINIO_CA_SECRET_ARN", "is required when MINIO_TLS is true: the secret holding the "
+                                                       "CA that MinIO's certificate is verified against")
         if self.fence_timeout_seconds < self.lease_deadline_seconds:
             raise SettingsError("FENCE_TIMEOUT_SECONDS", f"must be >= LEASE_DEADLINE_SECONDS "
                                 f"({self.lease_deadline_seconds}), got {self.fence_timeout_seconds}")
