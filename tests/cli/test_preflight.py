@@ -28,23 +28,28 @@ EVERY_CHECK = ["config", "minio-source", "credentials", "cdk-bootstrap", "lambda
                "instance-type", "lambda-vpc-zones", "elastic-ips", "nat-gateways", "ami"]
 
 
+# Built once per process (building a client costs more than most moto calls); moto hooks every client.
+_CLIENTS: dict[tuple[str, str], Any] = {}
+
+
 class Account:
     """A moto account with stubbed Lambda and Service Quotas clients; queue their answers before a run."""
 
     def __init__(self) -> None:
-        self._clients: dict[tuple[str, str], Any] = {}
-        self.stubs: dict[str, Stubber] = {}
-        for service in ("lambda", "service-quotas"):
-            client = boto3.Session(region_name=REGION).client(service)
-            self.stubs[service] = Stubber(client)
-            self.stubs[service].activate()
-            self._clients[(service, REGION)] = client
+        self.stubs = {service: Stubber(self.client(service)) for service in ("lambda", "service-quotas")}
+        for stub in self.stubs.values():
+            stub.activate()
         self.client("ssm").put_parameter(Name=BOOTSTRAP_PARAMETER, Value="27", Type="String")
 
-    def client(self, service: str, region: str = REGION) -> Any:
-        if (service, region) not in self._clients:
-            self._clients[(service, region)] = boto3.Session(region_name=region).client(service)
-        return self._clients[(service, region)]
+    def close(self) -> None:
+        for stub in self.stubs.values():
+            stub.deactivate()
+
+    @staticmethod
+    def client(service: str, region: str = REGION) -> Any:
+        if (service, region) not in _CLIENTS:
+            _CLIENTS[(service, region)] = boto3.Session(region_name=region).client(service)
+        return _CLIENTS[(service, region)]
 
     def checks(self, region: str = REGION) -> AccountChecks:
         return AccountChecks(lambda service: self.client(service, region), region)
@@ -85,6 +90,7 @@ def account(aws_env: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[Account]
         # The CLI's clients are the account's (stubbed Lambda and Service Quotas, moto for the rest).
         monkeypatch.setattr(App, "client", lambda app, service: fake.client(service, app.region))
         yield fake
+        fake.close()
 
 
 def write_cdk_json(folder: Path, **context: Any) -> Path:
