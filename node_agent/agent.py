@@ -320,14 +320,21 @@ class Agent:
                     return False
                 efs_ok, efs_detail = self._status.efs_ok, self._status.efs_detail
             efs_hung = self._efs.hung()
-            try:
-                self._service.kill()
-            except Exception as caught:  # confirmed (or not) by is_running() below
-                error = f" ({caught})"
             if (not efs_ok or efs_hung) and self.watchdog.armed:
                 why = "an EFS write is hung" if efs_hung else efs_detail
                 reset = (f"lease lost while EFS was not healthy ({why}): MinIO killed, the watchdog is no longer "
                          f"fed and the node resets, so that MinIO's unwritten EFS pages are discarded")
+            # Chosen BEFORE the kill: a shutdown racing a kill that hangs must already see it.
+            with self._status_lock:
+                chose_reset = bool(reset) and not self._status.reset_reason
+                if chose_reset:
+                    self._status.reset_reason = reset
+            if chose_reset:
+                self._persist_reset_intent(reset)
+            try:
+                self._service.kill()
+            except Exception as caught:  # confirmed (or not) by is_running() below
+                error = f" ({caught})"
             held = ""
             if (not efs_ok or efs_hung) and not reset:
                 why = "an EFS write is hung" if efs_hung else efs_detail
@@ -336,17 +343,12 @@ class Agent:
                         f"checker must force-stop the instance)")
             running = self._service.is_running()
             with self._status_lock:
-                chose_reset = bool(reset) and not self._status.reset_reason
-                if chose_reset:
-                    self._status.reset_reason = reset
                 if held and not self._status.serving_held:
                     self._status.serving_held = held
                 if not running:
                     self._status.may_run = False
                     self._status.stop_reason = STOP_LEASE_LOST
                     self._status.detail = f"lease lost ({age:.1f}s since the last renewal was sent): MinIO killed"
-        if chose_reset:
-            self._persist_reset_intent(reset)
         if running:
             log.error("lease lost (%.1fs): MinIO kill not confirmed yet%s; the watchdog is no longer fed", age,
                       error)

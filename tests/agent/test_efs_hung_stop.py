@@ -363,3 +363,29 @@ def test_without_a_reset_intent_the_agent_starts_as_usual(
     world.set_cluster("node1", epoch=1)
     assert world.cycle() == "start_minio"
     assert not (tmp_path / "run" / "reset-pending").exists()
+
+
+def test_a_lease_lost_kill_with_efs_failing_chooses_the_reset_before_it_kills(
+        aws_env: None, tmp_path: Path, watchdog_device: FifoWatchdogDevice) -> None:
+    """The reset is chosen (no more feeds, renewals or final report) before the kill starts, as for a stop while
+    EFS hangs: a shutdown racing a guard stuck in the kill must already see it. Failed before the fix (the reset was
+    chosen only after the kill and its confirmation)."""
+    world = AgentWorld(tmp_path, watchdog="required", watchdog_path=watchdog_device.path)
+    world.set_cluster("node1", epoch=1)
+    world.cycle()
+    monitor = world.mount / ".efs-ha" / "monitor-node1.txt"
+    monitor.unlink()
+    monitor.mkdir()
+    world.agent.probe_efs_once()
+    seen_at_kill: list[str] = []
+    kill = world.service.kill
+
+    def observed_kill() -> None:
+        seen_at_kill.append(world.agent.status().reset_reason)
+        kill()
+
+    world.service.kill = observed_kill  # type: ignore[method-assign]
+    world.fail("GetItem")
+    world.clocks.advance(2.0)
+    world.agent.guard_once()
+    assert seen_at_kill and "resets" in seen_at_kill[0]
