@@ -61,7 +61,7 @@ def run_preflight(clients: Callable[[str], Any], region: str, project: ProjectCo
     if account is None:
         later = ("cdk-bootstrap", "lambda-concurrency", "availability-zones", "instance-type", "lambda-vpc-zones",
                  "elastic-ips", "nat-gateways", "ami")
-        checks += [skipped(name, "needs working AWS credentials (see credentials)") for name in later]
+        checks += [skipped(name, "needs a passing credentials check (see credentials)") for name in later]
         return PreflightReport(region, None, tuple(checks))
     qualifier = str(project.context.get(BOOTSTRAP_QUALIFIER_CONTEXT) or DEFAULT_BOOTSTRAP_QUALIFIER)
     checks.append(aws.bootstrap(qualifier))

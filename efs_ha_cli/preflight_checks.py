@@ -126,9 +126,11 @@ class AccountChecks:
             return problem(name, "no AWS credentials found",
                            "run `aws configure` (or `aws sso login`), or set AWS_PROFILE / AWS_ACCESS_KEY_ID and "
                            "AWS_SECRET_ACCESS_KEY"), None
-        except AWS_ERRORS as error:
+        except ClientError as error:  # STS answered: it rejects these credentials
             return problem(name, f"the credentials do not work: {describe_aws_error(error)}",
                            "refresh them (`aws sso login`, new session token) or pick another AWS_PROFILE"), None
+        except AWS_ERRORS as error:  # no answer (network, endpoint): nothing known about the credentials
+            return aws_failure(name, error, "sts:GetCallerIdentity"), None
         account = str(identity.get("Account", ""))
         return ok(name, f"account {account} as {identity.get('Arn', '?')}"), account
 

@@ -13,6 +13,7 @@ from typing import Any
 
 import boto3
 import pytest
+from botocore.exceptions import EndpointConnectionError
 from botocore.stub import Stubber
 from moto import mock_aws
 
@@ -265,6 +266,22 @@ def test_expired_credentials_are_a_problem_with_the_fix(account: Account) -> Non
 
     assert found is None
     assert_problem(check, "ExpiredToken", "aws sso login")
+
+
+class _Unreachable:
+    """An STS client with no route to AWS."""
+
+    def get_caller_identity(self) -> Any:
+        raise EndpointConnectionError(endpoint_url="https://sts.eu-west-1.amazonaws.com/")
+
+
+def test_aws_unreachable_is_not_a_credentials_problem(account: Account) -> None:
+    checks = AccountChecks(lambda service: _Unreachable(), REGION)
+
+    check, found = checks.credentials()
+
+    assert found is None and check.status == PROBLEM and check.aws_error
+    assert check.summary.startswith("could not check: cannot reach AWS")
 
 
 def test_bootstrap_missing_or_too_old(account: Account) -> None:
