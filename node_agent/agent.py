@@ -802,9 +802,13 @@ class Agent:
         """
         self._stop_requested.set()
         self._notify("STOPPING=1")
+        with self._status_lock:
+            was_serving = self._status.may_run
         self._reset_if_efs_hung("agent stopping", STOP_AGENT_STOPPED)
         running = self._stop_or_kill()
         self._reset_if_efs_hung("agent stopping", STOP_AGENT_STOPPED)  # EFS may have hung during the stop
+        if was_serving:
+            self._hold_serving_if_efs_hung()
         with self._status_lock:
             self._status.may_run = running
             if not running:
@@ -826,6 +830,19 @@ class Agent:
             log.error("waiting for the watchdog reset: no final node item (the lease ends on the checker's clock)")
             return
         self._final_report()
+
+    def _hold_serving_if_efs_hung(self) -> None:
+        """No reset possible (no watchdog) and MinIO stopped while EFS hangs: its pages may still reach EFS, so the
+        final report keeps serving=true (the checker must force-stop the instance), as in the reconcile loop."""
+        why_hung = "" if self._reset_chosen() else self._efs_hung_now()
+        if not why_hung:
+            return
+        held = (f"MinIO stopped at agent shutdown while EFS was hung ({why_hung}) and no watchdog is armed: its "
+                f"unwritten EFS pages may still reach EFS, so this node keeps reporting serving=true")
+        with self._status_lock:
+            if not self._status.serving_held:
+                self._status.serving_held = held
+        log.error("%s", held)
 
     def _arm_for_exit(self) -> None:
         """MinIO may still run and this agent is exiting: leave an armed, unfed device, so the kernel resets the node.

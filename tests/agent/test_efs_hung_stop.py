@@ -389,3 +389,27 @@ def test_a_lease_lost_kill_with_efs_failing_chooses_the_reset_before_it_kills(
     world.clocks.advance(2.0)
     world.agent.guard_once()
     assert seen_at_kill and "resets" in seen_at_kill[0]
+
+
+def test_without_a_watchdog_a_shutdown_while_efs_hangs_keeps_reporting_serving(
+        aws_env: None, tmp_path: Path, release: threading.Event) -> None:
+    """watchdog: off, the agent is stopped (systemctl stop, a reboot) while an EFS write hangs: the stopped MinIO's
+    pages may still reach EFS, so the final report must not say serving=false (the checker would take it as
+    fencing). Failed before the fix: the final report said serving=false, agent_stopped."""
+    world = _serving_world(tmp_path)
+    _hang_efs(world, release)
+    world.agent.shutdown()
+    beat = world.heartbeat()
+    assert beat["serving"] is True
+    assert "no watchdog" in beat["detail"]
+
+
+def test_a_standby_shut_down_while_efs_hangs_reports_serving_false(
+        aws_env: None, tmp_path: Path, release: threading.Event) -> None:
+    """Nothing ran there, so nothing can be held back: the usual final report."""
+    world = AgentWorld(tmp_path, efs_timeout_seconds=0.2)
+    world.set_cluster("node2", epoch=1)
+    world.cycle()
+    _hang_efs(world, release)
+    world.agent.shutdown()
+    assert world.heartbeat()["serving"] is False
