@@ -22,6 +22,7 @@ from efs_ha_cli.confirm import FenceConfirmer
 from efs_ha_cli.context import App, Hooks
 from efs_ha_cli.errors import (
     EXIT_FAILED,
+    EXIT_OK,
     EXIT_UNKNOWN,
     EXIT_USAGE,
     AwsAccessError,
@@ -44,10 +45,11 @@ from efs_ha_cli.stack import (
     FAILOVER_FUNCTION_NAME,
     MINIO_SECRET_ARN,
     VERIFY_OUTPUTS,
+    _is_missing_stack,
     default_stack_name,
 )
 from efs_ha_cli.switchover import DEFAULT_TIMEOUT_SECONDS, Switcher, SwitchResult
-from efs_ha_cli.verdict import UNKNOWN
+from efs_ha_cli.verdict import UNKNOWN, seconds
 from efs_ha_cli.verify import CommandRunner, SsmRunner, StepResult, Target, Verifier, new_bucket_name
 from failover_lambda.aws import AwsUnavailable
 
@@ -56,6 +58,8 @@ CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 
 
 
 JSON_REQUESTED = "efs_ha.json"
+# `status --require-healthy --wait`: after a deploy that replaced nodes, boot, EFS mount and MinIO start take minutes.
+GATE_WAIT_SECONDS = 900.0
 
 
 class EfsHaGroup(click.Group):
@@ -147,9 +151,18 @@ def cli(ctx: click.Context, stack_name: str, region: str | None, json_output: bo
               help="Seconds between refreshes with --watch.")
 @click.option("--refreshes", type=click.IntRange(min=1), default=None, hidden=True,
               help="Stop --watch after this many refreshes (tests, scripts).")
+@click.option("--require-healthy", is_flag=True,
+              help="Deploy gate: exit 0 only when HEALTHY, else the code of the worst problem (below).")
+@click.option("--wait", is_flag=True, help="With --require-healthy: re-read every --interval seconds until "
+              "HEALTHY or --timeout, then exit with the last reading's code.")
+@click.option("--timeout", type=click.FloatRange(min=1), default=None, metavar="SECONDS",
+              help=f"With --wait: give up after this many seconds.  [default: {GATE_WAIT_SECONDS:g}]")
+@click.option("--if-deployed", is_flag=True,
+              help="With --require-healthy: a stack that does not exist yet passes (a first deploy).")
 @json_option
 @click.pass_obj
-def status(app: App, watch: bool, interval: float, refreshes: int | None) -> None:
+def status(app: App, watch: bool, interval: float, refreshes: int | None, require_healthy: bool, wait: bool,
+           timeout: float | None, if_deployed: bool) -> None:
     """A one-line verdict, then the active node, epoch and phase, maintenance, the checker's liveness, every
     node's health and the VIP route of every route table, with a next step for each problem.
 
@@ -167,12 +180,33 @@ def status(app: App, watch: bool, interval: float, refreshes: int | None) -> Non
       6  AWS access (credentials, region, permissions, throttling);
          64 usage error, 130 interrupted: as for every command (`efs-ha --help`)
 
+    \b
+    With --require-healthy (the deploy gate), instead of 1 and 2:
+      0   HEALTHY
+      10  takeover fencing in progress (no active node)
+      11  the active node down or failing, or no VIP route to it
+      12  no healthy standby (no failover target)
+      13  maintenance on
+      14  checker silent (no automatic failover)
+      15  some route tables send the VIP elsewhere
+      3   cannot tell (not initialised, routes unreadable, status failed)
+    The worst problem decides (the order above); --json adds
+    "gate": {"exit_code": ..., "blocked_by": [...]} (always present).
+
     A node counts as up only while this machine sees its lease renewals (lease_seq growing, on this machine's
     clock; the first reading watches for about one renewal period). A node without one is shown `down` with
     its last report marked as such. A standby's stopped MinIO is normal. Route tables whose VIP route does not
     point at the active node's ENI are flagged DRIFT. Computed from the state table and EC2 directly (not by
     invoking the checker). --json keeps `ok` for "the call worked" and adds `verdict`, `reasons`, `hints`.
     """
+    if require_healthy:
+        if watch:
+            raise click.UsageError("--watch and --require-healthy do not go together: --require-healthy --wait "
+                                   "waits for HEALTHY")
+        raise click.exceptions.Exit(_gate(app, wait, interval, timeout, if_deployed))
+    for flag, given in (("--wait", wait), ("--timeout", timeout is not None), ("--if-deployed", if_deployed)):
+        if given:
+            raise click.UsageError(f"{flag} needs --require-healthy")
     count = 0
     code = EXIT_UNKNOWN
     try:
@@ -192,9 +226,59 @@ class StatusUnknown(CliError):
     exit_code = EXIT_UNKNOWN
 
 
-def _show_status(app: App, watch: bool, clear: bool) -> int:
+def _gate(app: App, wait: bool, interval: float, timeout: float | None, if_deployed: bool) -> int:
+    """The deploy gate: the verdict's gate code, waiting for HEALTHY with --wait. Only the last reading is
+    shown in full; each earlier one is a progress line on stderr."""
+    if if_deployed and not _stack_exists(app):
+        click.echo(f"efs-ha: stack {app.stack_name} is not deployed yet: nothing to protect, the gate passes",
+                   err=True)
+        return EXIT_OK
+    limit = timeout if timeout is not None else GATE_WAIT_SECONDS
+    start = app.clock.monotonic()
+    while True:
+        report, error = _gate_reading(app, wait)
+        code = int(report["gate"]["exit_code"]) if report else EXIT_UNKNOWN
+        waited = app.clock.monotonic() - start
+        if code == EXIT_OK or not wait or waited >= limit:
+            break
+        line = report["verdict_line"] if report else f"cannot tell: {error}"
+        click.echo(f"efs-ha: waiting for HEALTHY ({seconds(waited)} of {seconds(limit)}): {line}", err=True)
+        app.clock.sleep(interval)
+    if report is None:
+        raise StatusUnknown(f"still cannot tell after {seconds(waited)}: {error}")
+    _print_report(app, report, watch=False, clear=False)
+    if code != EXIT_OK:
+        late = f"still not healthy after {seconds(limit)}; " if wait else ""
+        click.echo(f"efs-ha: {late}not healthy (exit {code}, {', '.join(report['gate']['blocked_by'])}): "
+                   f"{report['verdict_line']}", err=True)
+    return code
+
+
+def _stack_exists(app: App) -> bool:
     try:
-        report = read_full_status(app)
+        app.client("cloudformation").describe_stacks(StackName=app.stack_name)
+    except ClientError as error:
+        if _is_missing_stack(error):
+            return False
+        raise AwsAccessError(describe_aws_error(error)) from error
+    except BotoCoreError as error:
+        raise AwsAccessError(describe_aws_error(error)) from error
+    return True
+
+
+def _gate_reading(app: App, wait: bool) -> tuple[dict[str, Any] | None, str | None]:
+    """One status reading; with --wait a "cannot tell" failure (e.g. outputs missing mid-update) is retried."""
+    try:
+        return _read_report(app), None
+    except StatusUnknown as error:
+        if not wait:
+            raise
+        return None, error.message
+
+
+def _read_report(app: App) -> dict[str, Any]:
+    try:
+        return read_full_status(app)
     except AwsAccessError:
         raise
     except CliError as error:
@@ -203,6 +287,15 @@ def _show_status(app: App, watch: bool, clear: bool) -> int:
         raise
     except (BotoCoreError, ClientError, AwsUnavailable) as error:
         raise AwsAccessError(describe_aws_error(error)) from error
+
+
+def _show_status(app: App, watch: bool, clear: bool) -> int:
+    report = _read_report(app)
+    _print_report(app, report, watch, clear)
+    return int(report["exit_code"])
+
+
+def _print_report(app: App, report: dict[str, Any], watch: bool, clear: bool) -> None:
     if app.json_output:
         if watch:
             click.echo(json.dumps(report, sort_keys=True, default=str))  # --watch: one JSON object per line
@@ -213,7 +306,6 @@ def _show_status(app: App, watch: bool, clear: bool) -> int:
         if clear and console.is_terminal:
             console.clear()
         console.print(status_view(report))
-    return int(report["exit_code"])
 
 
 @cli.command(context_settings=CONTEXT_SETTINGS)

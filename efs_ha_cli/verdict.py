@@ -35,12 +35,26 @@ CHECKER_SILENT_SECONDS = 30.0
 CHECKER_RUN_SILENT_SECONDS = 150.0
 NOT_INITIALISED = "not initialised yet (the checker starts within a minute)"
 
+# `efs-ha status --require-healthy`: the pipeline's gate exits with the code of the worst problem (the order
+# below), so a deploy job can tell why it refused. 3 stays "cannot tell"; none collides with another exit code.
+FENCING = "fencing"  # a takeover is fencing the old node: no active node, replacing nodes now is unsafe
+ACTIVE_DOWN = "active_down"  # the active node is down or failing, or no route table sends the VIP to it
+NO_STANDBY = "no_standby"  # no healthy standby: replacing the active node would be an outage
+MAINTENANCE = "maintenance"  # automatic failover is suspended
+CHECKER = "checker"  # the checker is silent or never probed: nobody would fail over
+ROUTE_DRIFT = "route_drift"  # some route tables send the VIP elsewhere
+CANNOT_TELL = "unknown"
+GATE_EXIT_CODES = {FENCING: 10, ACTIVE_DOWN: 11, CANNOT_TELL: EXIT_UNKNOWN, NO_STANDBY: 12, MAINTENANCE: 13,
+                   CHECKER: 14, ROUTE_DRIFT: 15}
+_GATE_ORDER = list(GATE_EXIT_CODES)
+
 
 @dataclass(frozen=True)
 class Finding:
     severity: str
     text: str
     hint: str | None = None
+    kind: str = CANNOT_TELL  # which gate problem it is (GATE_EXIT_CODES)
 
 
 @dataclass
@@ -48,8 +62,8 @@ class Verdict:
     state: str = HEALTHY
     findings: list[Finding] = field(default_factory=list)
 
-    def add(self, severity: str, text: str, hint: str | None = None) -> None:
-        self.findings.append(Finding(severity, text, hint))
+    def add(self, severity: str, text: str, hint: str | None = None, *, kind: str) -> None:
+        self.findings.append(Finding(severity, text, hint, kind))
         if _RANK[severity] > _RANK[self.state]:
             self.state = severity
 
@@ -65,10 +79,21 @@ class Verdict:
         ordered = sorted(self.findings, key=lambda f: -_RANK[f.severity])
         return f"{self.state} ({'; '.join(f.text for f in ordered)})"
 
+    @property
+    def blocked_by(self) -> list[str]:
+        """The gate problems found, worst first (each once)."""
+        return sorted({f.kind for f in self.findings}, key=_GATE_ORDER.index)
+
+    @property
+    def gate_exit_code(self) -> int:
+        blocked = self.blocked_by
+        return GATE_EXIT_CODES[blocked[0]] if blocked else EXIT_OK
+
     def to_json(self) -> dict[str, Any]:
         return {"verdict": self.state, "verdict_line": self.line, "exit_code": self.exit_code,
                 "reasons": [{"severity": f.severity, "text": f.text, "hint": f.hint} for f in self.findings],
-                "hints": [f.hint for f in self.findings if f.hint]}
+                "hints": [f.hint for f in self.findings if f.hint],
+                "gate": {"exit_code": self.gate_exit_code, "blocked_by": self.blocked_by}}
 
 
 def seconds(value: float) -> str:
@@ -172,7 +197,7 @@ def judge(report: dict[str, Any], now: float) -> Verdict:
     if not report.get("initialised", True):
         verdict.add(UNKNOWN, NOT_INITIALISED if checker["state"] == "not_initialised" else checker["text"],
                     "wait a minute; if it stays, read the checker function's logs (CloudWatch Logs) and its "
-                    "CheckerNotRunning alarm")
+                    "CheckerNotRunning alarm", kind=CANNOT_TELL)
         return verdict
     _judge_active(verdict, report, now, region)
     _judge_routes(verdict, report)
@@ -182,11 +207,11 @@ def judge(report: dict[str, Any], now: float) -> Verdict:
         since = cluster.get("maintenance_changed_at")
         how_long = f" for {seconds(now - since)}" if since else ""
         verdict.add(DEGRADED, f"maintenance on{how_long}: automatic failover and drift repair suspended",
-                    "`efs-ha maintenance off` when the work is done")
+                    "`efs-ha maintenance off` when the work is done", kind=MAINTENANCE)
     if checker["state"] in ("silent", "never"):
         verdict.add(DEGRADED, f"{checker['text']}: no automatic failover, no drift repair",
                     "read the checker function's logs (CloudWatch Logs) and its CheckerNotRunning/CheckerFailing "
-                    "alarms; its schedule rule must be enabled")
+                    "alarms; its schedule rule must be enabled", kind=CHECKER)
     return verdict
 
 
@@ -200,25 +225,26 @@ def _judge_active(verdict: Verdict, report: dict[str, Any], now: float, region: 
         verdict.add(DOWN, f"no active node: takeover fencing {fencing}{for_how_long}, epoch {cluster['epoch']}, "
                           f"candidate {cluster.get('candidate') or '?'}",
                     f"the checker completes it; if {fencing} is really down and fencing never completes, "
-                    f"`efs-ha confirm-fenced {fencing} --yes`")
+                    f"`efs-ha confirm-fenced {fencing} --yes`", kind=FENCING)
         return
     node = nodes.get(active)
     if node is None:
-        verdict.add(DOWN, f"active node {active} is not one of the configured nodes")
+        verdict.add(DOWN, f"active node {active} is not one of the configured nodes", kind=ACTIVE_DOWN)
         return
     threshold = report.get("failure_threshold") or 0
     fails = node.get("consecutive_failures") or 0
     countdown = f" (fails {fails}/{threshold}" + (", failover then" if threshold else "") + ")" if fails else ""
     if not node.get("live"):
-        verdict.add(DOWN, f"active {active} down: {_last_seen(node)}{countdown}", _agent_hint(node, active, region))
+        verdict.add(DOWN, f"active {active} down: {_last_seen(node)}{countdown}", _agent_hint(node, active, region),
+                    kind=ACTIVE_DOWN)
         return
     if node.get("problems"):
         verdict.add(DOWN, f"active {active} failing: {'; '.join(node['problems'])}{countdown}",
-                    _agent_hint(node, active, region))
+                    _agent_hint(node, active, region), kind=ACTIVE_DOWN)
         return
     if not node.get("serving") or not node.get("minio_ok"):
         verdict.add(DOWN, f"active {active}: MinIO not serving yet (start grace after the role change)",
-                    "wait a few seconds; if it stays, `sudo journalctl -u minio` on the node")
+                    "wait a few seconds; if it stays, `sudo journalctl -u minio` on the node", kind=ACTIVE_DOWN)
 
 
 def _judge_routes(verdict: Verdict, report: dict[str, Any]) -> None:
@@ -227,7 +253,8 @@ def _judge_routes(verdict: Verdict, report: dict[str, Any]) -> None:
         return
     if not all(route.get("known", True) for route in routes):
         verdict.add(UNKNOWN, "VIP routes unreadable (EC2 DescribeRouteTables failed): cannot tell where the VIP "
-                             "goes", "check the caller's ec2:DescribeRouteTables permission and EC2 throttling")
+                             "goes", "check the caller's ec2:DescribeRouteTables permission and EC2 throttling",
+                    kind=CANNOT_TELL)
         return
     drifted = [route for route in routes if route["drift"]]
     if not drifted or not report["cluster"]["active"]:
@@ -236,9 +263,10 @@ def _judge_routes(verdict: Verdict, report: dict[str, Any]) -> None:
     hint = (f"the checker puts it back (not while maintenance is on); find who changed it: CloudTrail "
             f"ReplaceRoute/DeleteRoute events on {', '.join(r['route_table_id'] for r in drifted)}")
     if len(drifted) == len(routes):
-        verdict.add(DOWN, f"no route table sends the VIP to {report['cluster']['active']} (drift in {names})", hint)
+        verdict.add(DOWN, f"no route table sends the VIP to {report['cluster']['active']} (drift in {names})", hint,
+                    kind=ACTIVE_DOWN)
     else:
-        verdict.add(DEGRADED, f"VIP route drift in {names}", hint)
+        verdict.add(DEGRADED, f"VIP route drift in {names}", hint, kind=ROUTE_DRIFT)
 
 
 def _route_label(route: dict[str, Any]) -> str:
@@ -258,7 +286,7 @@ def _judge_standbys(verdict: Verdict, nodes: dict[str, Any], active: str, now: f
             return  # one healthy standby is a failover target
         problems.append(problem)
     if not problems:
-        verdict.add(DEGRADED, "no failover target: no other node configured")
+        verdict.add(DEGRADED, "no failover target: no other node configured", kind=NO_STANDBY)
         return
     for text, hint in problems:
-        verdict.add(DEGRADED, f"no failover target: {text}", hint)
+        verdict.add(DEGRADED, f"no failover target: {text}", hint, kind=NO_STANDBY)
