@@ -13,12 +13,14 @@ from constructs import Construct
 from constructs.cluster_node import ClusterNode, NodeSettings, node_security_group
 from constructs.cluster_state import ClusterState
 from constructs.failover_manager import FailoverInputs, FailoverManager
+from constructs.lambda_dependencies import drop_redundant_role_dependency
 from constructs.minio_credentials import MinioCredentials
+from constructs.minio_tls import MinioTls
 from constructs.monitoring import ClusterMonitoring, MonitoringInputs
 from constructs.network import ClusterNetwork
 from constructs.shared_storage import SharedStorage
 from constructs.vip_routes import VipRoutes
-from userdata.render import NodeUserDataInputs
+from userdata.render import TLS_SERVER_NAME, NodeUserDataInputs
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -36,6 +38,7 @@ class EfsHaClusterStack(Stack):
         self.storage = SharedStorage(self, "SharedStorage", network=self.network, node_security_group=node_group)
         self.state = ClusterState(self, "ClusterState")
         self.credentials = MinioCredentials(self, "MinioCredentials")
+        self.tls = MinioTls(self, "MinioTls") if config.tls else None
         minio_binary = self._minio_binary_source()
         agent_code = s3_assets.Asset(self, "NodeAgentCode", path=str(PROJECT_ROOT / "node_agent"),
                                      exclude=["__pycache__", "*.pyc"])
@@ -53,6 +56,8 @@ class EfsHaClusterStack(Stack):
                                               *self.network.egress_ready)
         for node in self.nodes:
             self.credentials.grant_read(node.role)
+            if self.tls is not None:
+                self.tls.grant_node(node.role)
             self.state.grant_node_agent(node.role, node.name)
             node.grant_object_read(agent_code)
             if isinstance(minio_binary, s3_assets.Asset):
@@ -65,10 +70,22 @@ class EfsHaClusterStack(Stack):
             config=config, network=self.network, state=self.state, nodes=self.nodes,
             node_security_group=node_group))
         self.network.allow_endpoint_clients(node_group, self.failover.function)
+        self._wire_checker_tls()
+        drop_redundant_role_dependency(self.failover.function)
         self.monitoring = ClusterMonitoring(self, "Monitoring", inputs=MonitoringInputs(
             checker=self.failover.function, topic=self.failover.topic, file_system=self.storage.file_system,
             node_names=config.node_names))
         self._outputs()
+
+    def _wire_checker_tls(self) -> None:
+        """The checker's health probe verifies MinIO's certificate: it reads the CA-only secret, never the key."""
+        if self.tls is None:
+            return
+        function = self.failover.function
+        function.add_environment("MINIO_TLS", "true")
+        function.add_environment("MINIO_CA_SECRET_ARN", self.tls.ca_secret.secret_arn)
+        function.add_environment("MINIO_TLS_SERVER_NAME", TLS_SERVER_NAME)
+        self.tls.grant_ca_read(function)
 
     def _minio_binary_source(self) -> s3_assets.Asset | str:
         """The https URL from config, or the user's own build shipped as an asset (fetched via the S3 endpoint)."""
@@ -102,6 +119,9 @@ class EfsHaClusterStack(Stack):
                 watchdog=config.timings.watchdog,
                 watchdog_timeout_seconds=config.timings.watchdog_timeout_seconds,
                 systemd_watchdog_seconds=config.timings.systemd_watchdog_seconds,
+                tls=self.tls is not None,
+                tls_secret_arn=self.tls.secret.secret_arn if self.tls else "",
+                tls_ca_secret_arn=self.tls.ca_secret.secret_arn if self.tls else "",
             ),
         )
 
@@ -115,6 +135,11 @@ class EfsHaClusterStack(Stack):
         CfnOutput(self, "FileSystemId", value=self.storage.file_system.file_system_id)
         CfnOutput(self, "MountPoint", value=self.config.mount_point)
         CfnOutput(self, "MinioSecretArn", value=self.credentials.secret.secret_arn)
+        scheme = "https" if self.tls else "http"
+        CfnOutput(self, "MinioEndpoint", value=f"{scheme}://{self.config.vip}:9000")
+        if self.tls is not None:
+            # `efs-ha ca-cert` prints the CA from here; its absence means tls: off.
+            CfnOutput(self, "MinioCaSecretArn", value=self.tls.ca_secret.secret_arn)
         CfnOutput(self, "FailoverFunctionName", value=self.failover.function.function_name)
         CfnOutput(self, "AlarmTopicArn", value=self.failover.topic.topic_arn)
         CfnOutput(self, "DashboardName", value=self.monitoring.dashboard.dashboard_name)

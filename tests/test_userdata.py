@@ -81,11 +81,14 @@ def test_minio_binary_is_pinned_and_checked_before_install(template_json: dict[s
 
 def test_secrets_never_appear_in_user_data(template_json: dict[str, Any]) -> None:
     text = _user_data_text(template_json, "node1")
-    (secret,) = [k for k, r in template_json["Resources"].items() if r["Type"] == "AWS::SecretsManager::Secret"]
+    (secret,) = [k for k, r in template_json["Resources"].items() if r["Type"] == "AWS::SecretsManager::Secret"
+                 and "root user" in r["Properties"].get("Description", "")]
     # Only the secret's ARN travels in user-data; the value is fetched at MinIO start by the instance role.
     assert f"readonly secret_arn='<Ref:{secret}>'" in text
     assert "secretsmanager get-secret-value" in text
     assert "resolve:secretsmanager" not in text and "SecretString\":" not in text
+    # The TLS material likewise: generated and fetched on the node, never a PEM in user-data.
+    assert "BEGIN" not in text and "PRIVATE KEY" not in text
 
 
 def test_custom_mount_point_renders_escaped_unit_name(variant_template_json: dict[str, Any]) -> None:
