@@ -56,6 +56,7 @@ from failover_lambda.health import (
     restart_excused,
 )
 from failover_lambda.lease import LeaseTracker
+from failover_lambda.loop_lease import LoopEnded, LoopLease
 from failover_lambda.model import (
     FENCING,
     STABLE,
@@ -76,6 +77,7 @@ from failover_lambda.telemetry import (
     DETECTION_SECONDS,
     FAILOVERS,
     NO_HEALTHY_STANDBY,
+    PROBE_GAP_SECONDS,
     PROBE_UNKNOWN,
     ROUTE_DRIFT_REPAIRED,
     SWITCH_SECONDS,
@@ -128,6 +130,8 @@ class Checker:
         self._failed_last_probe: dict[str, bool] = {}
         self._fenced: dict[int, str] = {}  # epoch -> how its fencing was confirmed (this invocation)
         self._probe_recorded_at: float | None = None  # last_probe_at as this invocation last wrote it
+        self._lease: LoopLease | None = None  # set while this invocation runs (or waits for) the probe loop
+        self._probed_at: float | None = None  # monotonic time of this invocation's latest probe
         self._fencer = Fencer(self._s, self._read, self.tracker, self._ec2, runtime.aws.ec2, runtime.aws.ssm,
                               self._clock, self.telemetry)
 
@@ -160,13 +164,42 @@ class Checker:
                                                  fence_timeout=self._s.fence_timeout_seconds))
 
     # ----- probe loop -----
-    def probe_loop(self, trigger: str) -> dict[str, Any]:
+    def probe_loop(self, trigger: str, *, wait_for_loop: bool = True) -> dict[str, Any]:
+        """Run the probe loop if this invocation gets the loop lease (failover_lambda/loop_lease.py); with
+        `wait_for_loop` (a scheduled run) ask a running loop to hand over, else return at once."""
+        lease = LoopLease(self._store, self._clock, poll_seconds=self._s.probe_interval_seconds / 2)
+        try:
+            refused = lease.acquire(wait=wait_for_loop, time_left=self.time_left)
+        except AwsUnavailable as error:
+            # The cycles would all be unknown too; counted so the CheckerBlind alarm sees it.
+            logger.warning("probe loop not started: the loop lease is unreadable", extra={"error": str(error)})
+            self.telemetry.count(PROBE_UNKNOWN)
+            return refuse(f"AWS API unavailable, try again: {error}")
+        if refused is not None:
+            logger.info("probe loop not started", extra={"trigger": trigger, "reason": refused})
+            return {"ok": True, "trigger": trigger, "cycles": 0, "outcomes": [], "skipped": refused}
+        self._lease = lease
+        try:
+            return self._run_loop(trigger)
+        finally:
+            self._lease = None
+            try:
+                lease.release()
+            except AwsUnavailable as error:
+                logger.warning("could not release the loop lease; it expires on its own", extra={"error": str(error)})
+
+    def _run_loop(self, trigger: str) -> dict[str, Any]:
         # Without a Lambda context (a script) and without MAX_PROBES, run one cycle instead of forever.
         limit = self._s.max_probes or (1 if self._context is None else None)
         outcomes: list[str] = []
+        ended = None
         while True:
             started = self._clock.monotonic()
-            outcomes.append(self._guarded_cycle())
+            try:
+                outcomes.append(self._guarded_cycle())
+            except LoopEnded as reason:
+                ended = str(reason)
+                break
             if outcomes[-1] != "unknown":  # the table did not answer: a write would cost time and likely fail
                 self._record_probe()
             if limit is not None and len(outcomes) >= limit:
@@ -177,8 +210,11 @@ class Checker:
             self._clock.sleep(pause)
         self._record_run()
         logger.info("probe loop finished", extra={"trigger": trigger, "cycles": len(outcomes),
-                                                  "last": outcomes[-1]})
-        return {"ok": True, "trigger": trigger, "cycles": len(outcomes), "outcomes": outcomes}
+                                                  "last": outcomes[-1] if outcomes else None, "ended": ended})
+        result: dict[str, Any] = {"ok": True, "trigger": trigger, "cycles": len(outcomes), "outcomes": outcomes}
+        if ended:
+            result["ended"] = ended
+        return result
 
     def _guarded_cycle(self) -> str:
         try:
@@ -188,6 +224,8 @@ class Checker:
             logger.warning("probe result unknown: AWS API unavailable", extra={"error": str(error)})
             self.telemetry.count(PROBE_UNKNOWN)
             return "unknown"
+        except LoopEnded:
+            raise
         except Exception:
             logger.exception("probe cycle failed")
             self.telemetry.count(CHECKER_ERRORS)
@@ -195,6 +233,9 @@ class Checker:
 
     def cycle(self) -> str:
         snap = self._snapshot()
+        if self._lease is not None:
+            self._lease.check(snap.loop)  # handed over or lost: this cycle does not probe
+            self._note_probe(snap)
         if snap.request is not None:
             self._run_request(snap.request)
             snap = self._snapshot()
@@ -210,6 +251,22 @@ class Checker:
             logger.warning("EC2 view partly unknown; going on with the state table",
                            extra={"errors": list(view.errors)})
         return self._probe_active(snap, cluster, view)
+
+    def _note_probe(self, snap: Snapshot) -> None:
+        """ProbeGapSeconds: time since the previous probe. Within this invocation on its monotonic clock; for its
+        first probe, from the previous loop's last probe as the table has it (another invocation's wall clock:
+        a metric, never a decision)."""
+        assert self._lease is not None
+        now, mono = self._clock.now(), self._clock.monotonic()
+        if self._probed_at is not None:
+            gap: float | None = mono - self._probed_at
+        else:
+            previous = max(self._lease.previous_probe_at, snap.checker.last_probe_at)
+            gap = now - previous if previous > 0 else None
+        if gap is not None:
+            self.telemetry.seconds(PROBE_GAP_SECONDS, gap)
+        self._probed_at = mono
+        self._lease.last_probe_at = now
 
     def _probe_active(self, snap: Snapshot, cluster: ClusterState, view: Ec2View) -> str:
         # Bind first, whatever the probe says: an unbound node's MinIO refuses to start, which must not look like
@@ -612,6 +669,8 @@ class Checker:
         snap = self._store.read()
         self._renewed = set(self.tracker.observe(snap.nodes.values()))
         self._latest = snap
+        if self._lease is not None:
+            self._lease.renew_if_due()
         return snap
 
     def _snapshot(self) -> Snapshot:

@@ -4,7 +4,7 @@ Events:
   - EventBridge schedule / anything without "action" -> probe loop until the time is up
   - EC2 state-change (the rule matches every instance of the account and region: EventBridge cannot filter by
     tag) -> one Scan; an instance that is not one of the nodes' known instances returns at once (no EC2 call,
-    no probe loop); a node's instance starts the probe loop
+    no probe loop); a node's instance starts the probe loop unless one is running (the loop lease)
   - {"action": "status"} -> cluster, nodes and routes as JSON
   - {"action": "switchover", "target": "node2"} -> planned move
   - {"action": "maintenance", "enabled": true|false}
@@ -76,7 +76,9 @@ def dispatch(checker: Checker, event: Any) -> dict[str, Any]:
             instance_id = _ec2_instance(event)
             if instance_id is None or not checker.known_instance(instance_id):
                 return {"ok": True, "ignored": f"EC2 event for {instance_id or 'no instance'}: not a cluster node"}
-        return checker.probe_loop(trigger=_trigger(event))
+        # A state-change run adds nothing to a running loop (it probes every interval); a scheduled one takes over
+        # from it, so the loop never ends before its successor has started (failover_lambda/loop_lease.py).
+        return checker.probe_loop(trigger=_trigger(event), wait_for_loop=event.get("source") != "aws.ec2")
     if action == "status":
         return checker.status()
     if action == "switchover":

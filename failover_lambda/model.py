@@ -231,6 +231,25 @@ class Request:
 
 
 @dataclass(frozen=True)
+class LoopState:
+    """The `loop` item: which invocation runs the probe loop (failover_lambda/loop_lease.py).
+
+    `expires_at` is the holder's wall clock at its last renewal plus LOOP_LEASE_SECONDS; a contender compares it
+    with its own wall clock. `successor` is an invocation waiting for the loop to be handed over to it.
+    `last_probe_at` (holder's wall clock) is its latest probe as of its last renewal, hand-over or release."""
+
+    holder: str | None = None
+    expires_at: float = 0.0
+    successor: str | None = None
+    last_probe_at: float = 0.0
+
+    @classmethod
+    def from_item(cls, item: dict[str, Any]) -> LoopState:
+        return cls(holder=_str(item.get("holder")), expires_at=_num(item.get("expires_at")),
+                   successor=_str(item.get("successor")), last_probe_at=_num(item.get("last_probe_at")))
+
+
+@dataclass(frozen=True)
 class Snapshot:
     """Everything the table holds, from one consistent read."""
 
@@ -238,6 +257,7 @@ class Snapshot:
     nodes: dict[str, NodeReport]
     checker: CheckerState
     request: Request | None
+    loop: LoopState = field(default_factory=LoopState)
 
 
 UNKNOWN_STATE = "unknown"

@@ -13,6 +13,7 @@ from failover_lambda.model import (
     STABLE,
     CheckerState,
     ClusterState,
+    LoopState,
     NodeReport,
     Request,
     Snapshot,
@@ -21,6 +22,7 @@ from failover_lambda.model import (
 CLUSTER_KEY = "cluster"
 CHECKER_KEY = "checker"
 REQUEST_KEY = "request"
+LOOP_KEY = "loop"
 NODE_PREFIX = "node#"
 
 _serializer = TypeSerializer()
@@ -68,7 +70,42 @@ class StateStore:
             nodes=nodes,
             checker=CheckerState.from_item(by_key.get(CHECKER_KEY, {})),
             request=Request.from_item(by_key[REQUEST_KEY]) if REQUEST_KEY in by_key else None,
+            loop=LoopState.from_item(by_key.get(LOOP_KEY, {})),
         )
+
+    def read_loop(self) -> LoopState:
+        response = self._call("GetItem", self._client.get_item, TableName=self._table,
+                              Key=_to_ddb({"pk": LOOP_KEY}), ConsistentRead=True)
+        return LoopState.from_item(_from_ddb(response.get("Item") or {}))
+
+    # ----- the loop lease (failover_lambda/loop_lease.py): each write is conditional on who holds it -----
+    def take_loop(self, me: str, now: float, expires_at: float) -> bool:
+        """Take a free or expired loop lease (or one handed over to `me`). `:now` is the taker's wall clock."""
+        return self._loop_write("SET holder = :me, expires_at = :exp REMOVE successor",
+                                "attribute_not_exists(holder) OR expires_at < :now OR holder = :me",
+                                {":me": me, ":exp": expires_at, ":now": now})
+
+    def ask_for_loop(self, me: str) -> bool:
+        """Ask the holder to hand the loop over at its next cycle (a newer ask replaces an older one)."""
+        return self._loop_write("SET successor = :me", "attribute_exists(holder) AND holder <> :me", {":me": me})
+
+    def renew_loop(self, me: str, expires_at: float, last_probe_at: float) -> bool:
+        return self._loop_write("SET expires_at = :exp, last_probe_at = :probe", "holder = :me",
+                                {":me": me, ":exp": expires_at, ":probe": last_probe_at})
+
+    def hand_over_loop(self, me: str, successor: str, expires_at: float, last_probe_at: float) -> bool:
+        return self._loop_write("SET holder = :next, expires_at = :exp, last_probe_at = :probe REMOVE successor",
+                                "holder = :me AND successor = :next",
+                                {":me": me, ":next": successor, ":exp": expires_at, ":probe": last_probe_at})
+
+    def release_loop(self, me: str, last_probe_at: float) -> bool:
+        return self._loop_write("SET last_probe_at = :probe REMOVE holder, expires_at", "holder = :me",
+                                {":me": me, ":probe": last_probe_at})
+
+    def _loop_write(self, expression: str, condition: str, values: dict[str, Any]) -> bool:
+        return self._conditional("UpdateItem", self._client.update_item, TableName=self._table,
+                                 Key=_to_ddb({"pk": LOOP_KEY}), UpdateExpression=expression,
+                                 ConditionExpression=condition, ExpressionAttributeValues=_to_ddb(values))
 
     def read_node(self, name: str) -> NodeReport | None:
         response = self._call("GetItem", self._client.get_item, TableName=self._table,

@@ -26,6 +26,8 @@ PROBE_UNKNOWN = "ProbeUnknown"
 FENCE_STOPS = "FenceStopInstances"
 NODE_HEALTHY = "NodeHealthy"
 ACTIVE_NODE_POSITION = "ActiveNodePosition"
+# Seconds since the previous probe cycle, whichever invocation ran it: the probe loop's gaps (the alarm's input).
+PROBE_GAP_SECONDS = "ProbeGapSeconds"
 # Per node, same dimensions as NodeHealthy: node wall clock (heartbeat_at) minus the checker's wall clock when
 # a renewal was observed. Display only: leases are judged on the checker's clock. Biased towards negative by
 # at most one probe interval (the item was written before the read that observed it).

@@ -133,6 +133,10 @@ def shared_clients() -> _SharedClients:
     return _SHARED[0]
 
 
+def is_loop_lease_call(params: dict[str, Any]) -> bool:
+    return params.get("Key", {}).get("pk", {}).get("S") == "loop"
+
+
 def _decimals(value: Any) -> Any:
     if isinstance(value, float):
         return Decimal(str(value))
@@ -226,6 +230,8 @@ class Harness:
     _read_cache: dict[str, dict[str, Any]] = field(default_factory=dict)
     # The agents' latest renewals not yet written, by key: written before any table call reads or writes.
     _pending_beats: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # Two invocations in threads (tests of the loop lease) sleep, and so tick the agents, at the same time.
+    _tick_lock: threading.RLock = field(default_factory=threading.RLock)
 
     def __post_init__(self) -> None:
         # Unique names anyway, so nothing depends on moto being reset between tests.
@@ -312,6 +318,10 @@ class Harness:
             self._read_cache.pop(key, None)  # type: ignore[arg-type]
 
     def _flush_beats(self) -> None:
+        with self._tick_lock:
+            self._flush_beats_now()
+
+    def _flush_beats_now(self) -> None:
         if self._pending_beats:
             beats, self._pending_beats = list(self._pending_beats.values()), {}
             self.ddb.batch_write_item(RequestItems={self.table: [{"PutRequest": {"Item": beat}} for beat in beats]})
@@ -360,6 +370,10 @@ class Harness:
 
     def agents_tick(self) -> None:
         """Every live agent reads the cluster item, reconciles by the design's rule and renews its lease."""
+        with self._tick_lock:
+            self._agents_tick()
+
+    def _agents_tick(self) -> None:
         item = self.cluster()
         epoch = int(item.get("epoch", 0))
         view = ClusterView(active=item.get("active"), epoch=epoch, phase=item.get("phase", "stable"),
@@ -489,8 +503,10 @@ class Harness:
     def metric_total(self, name: str) -> float:
         return sum(value for metric, value in self.metric_log if metric == name)
 
-    def operations(self) -> list[str]:
-        return [operation for operation, _ in self.calls]
+    def operations(self, *, loop_lease: bool = False) -> list[str]:
+        """The API calls made, in order; the loop lease's own reads and writes (item `loop`) only on request:
+        they are bookkeeping of who probes, not what a probe or a takeover does."""
+        return [operation for operation, params in self.calls if loop_lease or not is_loop_lease_call(params)]
 
     # ----- invariants -----
     def _record_epoch(self, epoch: int | None = None) -> None:

@@ -21,6 +21,8 @@ def is_begin_fencing(params: dict[str, Any]) -> bool:
 
 
 def test_two_concurrent_runs_bump_the_epoch_exactly_once(cluster: Harness) -> None:
+    """Two runs can still overlap although the loop lease keeps one probe loop: a holder frozen mid-takeover
+    whose lease expired meanwhile (or one run's clock ahead of the other's). The epoch write decides."""
     # Given node1 failed twice already, so the next failed probe of either run decides a takeover
     cluster.agent("node1").alive = False
     cluster.settle(3)
@@ -37,17 +39,18 @@ def test_two_concurrent_runs_bump_the_epoch_exactly_once(cluster: Harness) -> No
                 assert b_done.wait(30)
 
     cluster.call_hooks["UpdateItem"] = hold_run_a
-    cluster.configure(MAX_PROBES="2")
+    cluster.configure(MAX_PROBES="4")
     results: dict[str, Any] = {}
 
     def run(name: str) -> None:
         try:
-            results[name] = handler_module.handler(SCHEDULED_EVENT, FakeContext(cluster.clock, 60))
+            results[name] = handler_module.handler(SCHEDULED_EVENT, FakeContext(cluster.clock, 120))
         finally:
             if name == "run-b":
                 b_done.set()
 
-    # When run A has read epoch 1 and is about to write, run B does the whole takeover
+    # When run A has read epoch 1 and is about to write, and freezes there until its loop lease has expired,
+    # run B takes the loop over and does the whole takeover
     run_a = threading.Thread(target=run, args=("run-a",), name="run-a")
     run_a.start()
     assert a_waiting.wait(30)
@@ -57,8 +60,11 @@ def test_two_concurrent_runs_bump_the_epoch_exactly_once(cluster: Harness) -> No
     run_a.join(30)
     # Then both tried, one won: a single epoch bump, a single failover, and A lost the conditional write
     assert sorted(fence_writes) == ["run-a", "run-b"]
-    assert results["run-b"]["outcomes"][0] == "failover node1 -> node2"
-    assert results["run-a"]["outcomes"][0] == "lost race"
+    # (B's wait for the expiry aged A's count out: B counts its own three failed probes)
+    assert results["run-b"]["outcomes"][2] == "failover node1 -> node2"
+    assert results["run-a"]["outcomes"] == ["lost race"]
+    # And A, thawed, probed no more: its next cycle's read showed B's lease
+    assert results["run-a"]["ended"].startswith("lost the probe-loop lease")
     item = cluster.cluster()
     assert (item["active"], item["epoch"], item["phase"]) == ("node2", 2, "stable")
     assert cluster.metric_total("Failovers") == 1
