@@ -121,7 +121,8 @@ def test_a_pull_request_tests_synthesizes_every_stage_and_diffs_each_with_the_di
     diff = jobs["diff"]
     assert diff["strategy"]["matrix"]["stage"] == "${{ fromJSON(needs.synth.outputs.stages) }}"
     credentials = next(s for s in diff["steps"] if "configure-aws-credentials" in s.get("uses", ""))
-    assert credentials["with"]["role-to-assume"] == "${{ vars.AWS_DIFF_ROLE_ARN }}"
+    assert credentials["with"]["role-to-assume"] == (
+        "${{ fromJSON(vars.AWS_DIFF_ROLE_ARNS || '{}')[matrix.stage.stage] || vars.AWS_DIFF_ROLE_ARN }}")
     assert "environment" not in diff  # a pull request's token must carry the pull_request subject
     assert "--method=template" in " ".join(step.get("run", "") for step in diff["steps"])
     uploads = [s for job in jobs.values() for s in job["steps"] if "upload-artifact" in s.get("uses", "")]
