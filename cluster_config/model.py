@@ -61,6 +61,8 @@ _STACK_NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9-]{0,127}$")
 _SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 _EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _INSTANCE_TYPE_RE = re.compile(r"^[a-z][a-z0-9-]*\.[a-z0-9]+$")
+# Graviton families: a1, and a "g" right after the generation digit (t4g, m7g, c7gn, r8gd, x2gd, im4gn, is4gen).
+_GRAVITON_RE = re.compile(r"^(a1|[a-z]+[0-9]+g[a-z]*)\.")
 # us-east-1a, cn-north-1b, us-gov-west-1a (names differ per account) or use1-az3, cnn1-az1 (IDs are the same in
 # every account: the form to use when a physical zone lacks something).
 _AZ_NAME_RE = re.compile(r"^[a-z]{2}(-[a-z]+)+-[0-9]+[a-z]$")
@@ -162,8 +164,7 @@ def load_config(get_context: ContextGetter, *, project_root: Path | None = None)
         private_subnet_cidrs=private,
         vip=vip,
         mount_point=_mount_point(raw),
-        instance_type=_matching(raw, "instance_type", _INSTANCE_TYPE_RE, "must be an EC2 instance type such "
-                                "as t3.small"),
+        instance_type=_instance_type(raw),
         client_cidrs=client_cidrs,
         node_names=_node_names(raw),
         minio=_minio(raw, project_root or Path.cwd()),
@@ -346,6 +347,14 @@ def _availability_zones(raw: _Raw) -> tuple[str, ...]:
                                                 f"got {list(zones)}; list the IDs with `aws ec2 describe-availability"
                                                 "-zones --query 'AvailabilityZones[].[ZoneName,ZoneId]'`")
     return zones
+
+
+def _instance_type(raw: _Raw) -> str:
+    value = _matching(raw, "instance_type", _INSTANCE_TYPE_RE, "must be an EC2 instance type such as t3.small")
+    if _GRAVITON_RE.match(value):
+        raise ConfigError("instance_type", f"{value} is an arm64 (Graviton) type, but the node image and the MinIO "
+                                           "binary are x86_64: choose an x86_64 type such as t3.small or m7i.large")
+    return value
 
 
 def _matching(raw: _Raw, key: str, pattern: re.Pattern[str], requirement: str) -> str:

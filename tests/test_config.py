@@ -63,6 +63,9 @@ def test_cli_style_string_values_are_parsed() -> None:
     ({"node_names": ["node1", "node1"]}, "node_names", "unique"),
     ({"node_names": ["Node_1", "node2"]}, "node_names", "lower-case"),
     ({"instance_type": "big"}, "instance_type", "instance type"),
+    ({"instance_type": "t4g.small"}, "instance_type", "arm64"),
+    ({"instance_type": "c7gn.large"}, "instance_type", "x86_64"),
+    ({"instance_type": "a1.medium"}, "instance_type", "Graviton"),
     ({"failure_threshold": "1"}, "failure_threshold", "at least 2"),
     ({"lease_seconds": "soon"}, "lease_seconds", "must be a number"),
     ({"lease_seconds": "nan"}, "lease_seconds", "finite"),
@@ -115,6 +118,11 @@ def test_availability_zones_take_names_or_ids(zones: Any, are_ids: bool) -> None
     expected = zones.split(",") if isinstance(zones, str) else zones
     assert list(config.availability_zones) == expected
     assert config.availability_zones_are_ids is are_ids
+
+
+@pytest.mark.parametrize("instance_type", ["t3.small", "m7i.large", "c6in.xlarge", "g4dn.xlarge", "m5a.large"])
+def test_x86_64_instance_types_are_accepted(instance_type: str) -> None:
+    assert load_config(context_getter(instance_type=instance_type)).instance_type == instance_type
 
 
 def test_new_account_friendly_defaults() -> None:
