@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 import click
 from botocore.exceptions import BotoCoreError, ClientError
 
+from efs_ha_cli.ca_cert import MINIO_CA_SECRET_ARN, read_ca_certificate
 from efs_ha_cli.checker_api import CheckerFunction, Throttled, set_maintenance_flag
 from efs_ha_cli.cluster import read_full_status, read_status, state_store
 from efs_ha_cli.confirm import DEFAULT_TIMEOUT_SECONDS as CONFIRM_TIMEOUT_SECONDS
@@ -400,7 +401,7 @@ def verify(app: App, timeout: float, yes: bool) -> None:
         _confirm_verify()
     app.outputs.require(*VERIFY_OUTPUTS)
     target = Target(vip=app.settings.vip, region=app.region, secret_arn=app.outputs.get(MINIO_SECRET_ARN),
-                    bucket=new_bucket_name())
+                    bucket=new_bucket_name(), ca_secret_arn=app.outputs.optional(MINIO_CA_SECRET_ARN))
     console = stdout_console()
 
     def on_step(step: StepResult) -> None:
@@ -440,6 +441,27 @@ def _switch(app: App, target: str, timeout: float) -> SwitchResult:
 
 
 cli.add_command(json_option(preflight_command))
+
+
+@cli.command("ca-cert", context_settings=CONTEXT_SETTINGS)
+@json_option
+@click.pass_obj
+def ca_cert(app: App) -> None:
+    """Print the cluster's MinIO CA certificate (PEM) for clients to verify MinIO's TLS certificate with.
+
+    \b
+      efs-ha ca-cert > minio-ca.pem
+      aws s3 ls --endpoint-url https://VIP:9000 --ca-bundle minio-ca.pem
+      mc alias set efs-ha https://VIP:9000 USER PASSWORD   (CA in ~/.mc/certs/CAs/)
+
+    Read from the CA-only secret of the stack output MinioCaSecretArn; exit 1 when the stack has `tls: off`.
+    --json adds the certificate's SHA-256 fingerprint and the MinIO endpoint.
+    """
+    certificate = read_ca_certificate(app.outputs, app.client("secretsmanager"))
+    if app.json_output:
+        print_json(certificate.to_json())
+    else:
+        click.echo(certificate.pem, nl=False)
 
 
 def _runner(app: App) -> CommandRunner:

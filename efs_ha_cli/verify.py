@@ -64,11 +64,21 @@ class Target:
     bucket: str
     key: str = "verify.txt"
     port: int = MINIO_PORT
+    # MinIO over TLS (stack output MinioCaSecretArn): requests use https and verify against this CA.
+    ca_secret_arn: str | None = None
 
     @property
     def secret_region(self) -> str:
-        parts = self.secret_arn.split(":")
-        return parts[3] if len(parts) > 3 and parts[3] else self.region
+        return _arn_region(self.secret_arn, self.region)
+
+    @property
+    def endpoint(self) -> str:
+        return f"{'https' if self.ca_secret_arn else 'http'}://{self.vip}:{self.port}"
+
+
+def _arn_region(arn: str, default: str) -> str:
+    parts = arn.split(":")
+    return parts[3] if len(parts) > 3 and parts[3] else default
 
 
 # ---------------------------------------------------------------- scripts (run as root by AWS-RunShellScript)
@@ -81,14 +91,32 @@ secret_json=$(aws secretsmanager get-secret-value --region {q(target.secret_regi
 user=$(SECRET_JSON="$secret_json" python3 -c 'import json,os; print(json.loads(os.environ["SECRET_JSON"])["username"])')
 pass=$(SECRET_JSON="$secret_json" python3 -c 'import json,os; print(json.loads(os.environ["SECRET_JSON"])["password"])')
 body=$(mktemp)
-trap 'rm -f "$body"' EXIT
-s3() {{  # s3 METHOD PATH [curl args]: prints the HTTP status (000 = no connection)
+ca_file=$(mktemp)
+trap 'rm -f "$body" "$ca_file"' EXIT
+{_ca_lines(target)}s3() {{  # s3 METHOD PATH [curl args]: prints the HTTP status (000 = no connection)
   local method=$1 path=$2; shift 2
   curl -sS -o "$body" -w '%{{http_code}}' --max-time 20 -X "$method" \\
-    --aws-sigv4 {q(f"aws:amz:{target.region}:s3")} --user "$user:$pass" \\
-    -H 'x-amz-content-sha256: UNSIGNED-PAYLOAD' "$@" {q(f"http://{target.vip}:{target.port}")}"$path" || true
+    --aws-sigv4 {q(f"aws:amz:{target.region}:s3")} --user "$user:$pass" {_tls_option(target)}\\
+    -H 'x-amz-content-sha256: UNSIGNED-PAYLOAD' "$@" {q(target.endpoint)}"$path" || true
 }}
 """
+
+
+def _ca_lines(target: Target) -> str:
+    """The cluster CA from its CA-only secret (a standby has not installed it: MinIO never started there)."""
+    if not target.ca_secret_arn:
+        return ""
+    q = shlex.quote
+    region = _arn_region(target.ca_secret_arn, target.region)
+    return f"""ca_json=$(aws secretsmanager get-secret-value --region {q(region)} \\
+  --secret-id {q(target.ca_secret_arn)} --query SecretString --output text)
+CA_JSON="$ca_json" python3 -c 'import json,os; print(json.loads(os.environ["CA_JSON"])["ca_certificate"])' > "$ca_file"
+"""
+
+
+def _tls_option(target: Target) -> str:
+    # The certificate names the VIP, so https://VIP verifies as is; curl checks the chain and the name.
+    return '--cacert "$ca_file" ' if target.ca_secret_arn else ""
 
 
 def write_script(target: Target, content: str) -> str:
@@ -306,8 +334,9 @@ class Verifier:
         client = self._client(node)
         self._sent_write = True
         markers = self._run(client, write_script(self._target, self._content))
-        _expect(markers, "create_bucket", f"create bucket {self._target.bucket}", client)
-        _expect(markers, "put_object", f"put object {self._target.key}", client)
+        tls = self._target.ca_secret_arn is not None
+        _expect(markers, "create_bucket", f"create bucket {self._target.bucket}", client, tls)
+        _expect(markers, "put_object", f"put object {self._target.key}", client, tls)
         return f"bucket {self._target.bucket}, object {self._target.key} ({len(self._content.encode())} bytes, " \
                f"sha256 {_sha256(self._content)[:12]}) written from {client.node} through " \
                f"{self._target.vip} ({client.routes})"
@@ -315,7 +344,7 @@ class Verifier:
     def _read(self, node: str) -> str:
         client = self._client(node)
         markers = self._run(client, read_script(self._target))
-        _expect(markers, "get_object", f"get object {self._target.key}", client)
+        _expect(markers, "get_object", f"get object {self._target.key}", client, self._target.ca_secret_arn is not None)
         got = markers.get("body_sha256", "")
         if not got:
             raise StepFailed(f"no checksum of the object in the output from {client.node}")
@@ -370,11 +399,12 @@ class _PlanDetail:
     detail: str
 
 
-def _expect(markers: dict[str, str], key: str, what: str, client: _Client) -> None:
+def _expect(markers: dict[str, str], key: str, what: str, client: _Client, tls: bool = False) -> None:
     code = markers.get(key, "")
     if not code.startswith("2"):
-        unreachable = f" (MinIO not reachable from {client.node} through the VIP; active {client.active or 'none'}, " \
-                      f"{client.routes})" if code == "000" else ""
+        certificate = ", or its TLS certificate did not verify against the cluster CA" if tls else ""
+        unreachable = f" (MinIO not reachable from {client.node} through the VIP{certificate}; active " \
+                      f"{client.active or 'none'}, {client.routes})" if code == "000" else ""
         raise StepFailed(f"{what} from {client.node}: HTTP {code or 'no answer'}{unreachable}")
 
 
