@@ -5,6 +5,7 @@ SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
 TOOLS := .tools
+CHECKOV_VENV := $(TOOLS)/checkov
 CDK_CLI_VERSION := 2.1148.1
 # jsii prints an end-of-life banner on Node 20 (Debian's); a local Node 22 keeps synth output clean.
 NODE_VERSION := 22.23.3
@@ -53,7 +54,7 @@ test-fast:
 
 # ruff + mypy run alongside pytest (mypy on a cold cache takes about a minute; warm, a second); their output
 # follows pytest's, and either failing fails the target.
-test-steps test-fast-steps: $(VENV)/.installed $(TOOLS)/.installed
+test-steps test-fast-steps: $(VENV)/.installed $(TOOLS)/.installed $(CHECKOV_VENV)/.installed
 	@lint_log=$$(mktemp); status=0; \
 	$(MAKE) --no-print-directory lint > "$$lint_log" 2>&1 & lint_pid=$$!; \
 	$(PY) -m pytest $(PYTEST_PARALLEL) $(if $(filter test-fast-steps,$@),-m "not slow_gate") || status=$$?; \
@@ -82,6 +83,12 @@ destroy: $(VENV)/.installed $(TOOLS)/.installed
 $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt -e .
+	touch $@
+
+# checkov in a venv of its own (its pins clash with the project's boto3); tests/test_review_gates.py runs it.
+$(CHECKOV_VENV)/.installed: audit/checkov-requirements.txt
+	test -x $(CHECKOV_VENV)/bin/python || python3 -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r audit/checkov-requirements.txt
 	touch $@
 
 $(TOOLS)/.installed: Makefile

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from aws_cdk import Acknowledgment, Stack, Validations
+from aws_cdk import Acknowledgment, RemovalPolicy, Stack, Validations
 from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
 from aws_cdk import custom_resources as cr
 
 from constructs import Construct
+from constructs.lambda_dependencies import drop_redundant_role_dependency
 
 
 class VipRoutes(Construct):
@@ -24,6 +27,10 @@ class VipRoutes(Construct):
         policy = cr.AwsCustomResourcePolicy.from_statements([
             iam.PolicyStatement(actions=["ec2:CreateRoute"], resources=route_table_arns),
         ])
+        # CDK's provider is a singleton: the first resource's log group is its log group. Without one, Lambda
+        # creates /aws/lambda/<name> on first use, outside the stack and kept forever.
+        log_group = logs.LogGroup(self, "ProviderLogs", retention=logs.RetentionDays.THREE_MONTHS,
+                                  removal_policy=RemovalPolicy.DESTROY)
         self.routes = [
             cr.AwsCustomResource(
                 self, f"Route{index}",
@@ -38,11 +45,19 @@ class VipRoutes(Construct):
                 ),
                 policy=policy,
                 install_latest_aws_sdk=False,
+                log_group=log_group,
             )
             for index, table_id in enumerate(route_table_ids)
         ]
         provider = Stack.of(self).node.find_child("AWS" + cr.AwsCustomResource.PROVIDER_FUNCTION_UUID.replace("-", ""))
+        drop_redundant_role_dependency(_provider_function(provider))
         Validations.of(provider).acknowledge(Acknowledgment(
             id="AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/"
                "AWSLambdaBasicExecutionRole]",
             reason="CDK's AwsCustomResource provider; the basic execution role only lets it write its own logs."))
+
+
+def _provider_function(provider: object) -> lambda_.IFunction:
+    """The singleton's underlying function (the construct found under the stack is the lambda.Function)."""
+    assert isinstance(provider, lambda_.Function), f"CDK's AwsCustomResource provider changed shape: {provider!r}"
+    return provider

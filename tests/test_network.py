@@ -247,3 +247,12 @@ def test_every_service_the_checker_and_the_nodes_call_has_an_endpoint_or_a_reaso
     assert not missing, f"runtime code calls {sorted(missing)}: add an interface endpoint in constructs/network.py"
     # The SSM agent's own channels (Run Command reaches the node through ec2messages) are not boto3 calls.
     assert set(INTERFACE_ENDPOINT_SERVICES) - called == {"ec2messages", "ssmmessages"}
+
+
+def test_vip_route_provider_logs_to_its_own_log_group_with_a_retention(template_json: dict[str, Any]) -> None:
+    resources = template_json["Resources"]
+    (provider,) = {r["Properties"]["ServiceToken"]["Fn::GetAtt"][0]
+                   for r in _resources(template_json, "Custom::AWS").values()}
+    log_group = resources[provider]["Properties"]["LoggingConfig"]["LogGroup"]["Ref"]
+    assert resources[log_group]["Type"] == "AWS::Logs::LogGroup"
+    assert resources[log_group]["Properties"]["RetentionInDays"] == 90
