@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import aws_cdk as cdk
 import pytest
 
 from cluster_config import ConfigError
@@ -133,7 +134,8 @@ def test_the_matrix_command_prints_the_checked_in_stages(capsys: pytest.CaptureF
 
 
 def test_synth_with_the_checked_in_stages_writes_every_stages_template_without_credentials() -> None:
-    assembly = staged_assembly()
+    assembly = staged_assembly()  # in process (this module runs on the CDK worker: aws_cdk imported above)
+    assert isinstance(assembly, cdk.cx_api.CloudAssembly)
 
     names = sorted(stack.stack_name for stack in assembly.stacks)
     assert names == ["EfsHaCiAccess", "EfsHaCluster-dev", "EfsHaCluster-prod"]
