@@ -209,6 +209,7 @@ def _describe(args: argparse.Namespace, timings: Timings, server: str, work: Pat
   checker: the real failover_lambda handler, 1-minute schedule, {timeout:g} s timeout (loop margin {margin:g} s), \
 concurrency 1, against moto
   HTTP_PROBE=false: moto's ENI addresses are 10.0.x.x, which are no host of this drill and must never be contacted
+  MinIO TLS: off in the drill (its S3 stand-in serves plain HTTP, so the agents probe http); a deployed cluster serves https by default (tls: on)
   nodes: the real node agent + {server}, sharing one tmpfs as EFS through per-node bind mounts
   network: namespaces {args.prefix}-{{aws,cl,node1,node2}}; the client reaches only the VIP, routed like the VPC
   RTO excludes AWS route propagation; work dir {work}

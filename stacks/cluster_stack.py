@@ -140,6 +140,8 @@ class EfsHaClusterStack(Stack):
         if self.tls is not None:
             # `efs-ha ca-cert` prints the CA from here; its absence means tls: off.
             CfnOutput(self, "MinioCaSecretArn", value=self.tls.ca_secret.secret_arn)
+            # Only its ARN: the rotation request is written to it (README, MinIO over TLS).
+            CfnOutput(self, "MinioTlsSecretArn", value=self.tls.secret.secret_arn)
         CfnOutput(self, "FailoverFunctionName", value=self.failover.function.function_name)
         CfnOutput(self, "AlarmTopicArn", value=self.failover.topic.topic_arn)
         CfnOutput(self, "DashboardName", value=self.monitoring.dashboard.dashboard_name)

@@ -89,6 +89,7 @@ def test_nodes_get_both_secret_arns_in_user_data_and_clients_find_the_ca_in_the_
     key, ca = _tls_secret_ids(template_json)
     outputs = template_json["Outputs"]
     assert outputs["MinioCaSecretArn"]["Value"] == {"Ref": ca}
+    assert outputs["MinioTlsSecretArn"]["Value"] == {"Ref": key}
     assert outputs["MinioEndpoint"]["Value"].startswith("https://")
     for resource in template_json["Resources"].values():
         if resource["Type"] == "AWS::EC2::Instance":
@@ -110,7 +111,7 @@ def tls_off_template() -> dict[str, Any]:
 def test_tls_off_serves_plain_http_with_no_tls_secret(tls_off_template: dict[str, Any]) -> None:
     assert _secrets(tls_off_template) == {}
     assert "MINIO_TLS" not in _checker(tls_off_template)["Environment"]["Variables"]
-    assert "MinioCaSecretArn" not in tls_off_template["Outputs"]
+    assert not {"MinioCaSecretArn", "MinioTlsSecretArn"} & set(tls_off_template["Outputs"])
     assert tls_off_template["Outputs"]["MinioEndpoint"]["Value"].startswith("http://")
     for resource in tls_off_template["Resources"].values():
         if resource["Type"] == "AWS::EC2::Instance":
