@@ -166,3 +166,13 @@ def test_settings_name_the_missing_ca_secret_when_tls_is_on() -> None:
     assert (settings.minio_tls, settings.minio_ca_secret_arn, settings.minio_tls_server_name) == (
         True, "arn:ca", SERVER_NAME)
     assert Settings.from_env({k: v for k, v in env.items() if k != "MINIO_TLS"}).minio_tls is False
+
+
+def test_the_agent_refuses_an_https_probe_without_a_ca_file_and_a_ca_file_without_https() -> None:
+    from node_agent.config import AgentConfig, ConfigError
+
+    base = {"STATE_TABLE_NAME": "t", "NODE_NAME": "node1", "MOUNT_POINT": "/mnt/efs", "AWS_REGION": "us-east-1"}
+    with pytest.raises(ConfigError, match="MINIO_CA_FILE"):
+        AgentConfig.from_env({**base, "MINIO_HEALTH_URL": "https://127.0.0.1:9000/minio/health/live"})
+    with pytest.raises(ConfigError, match="MINIO_CA_FILE"):
+        AgentConfig.from_env({**base, "MINIO_CA_FILE": "/run/efs-ha/minio-ca.crt"})
