@@ -45,7 +45,6 @@ DEFAULTS: dict[str, Any] = {
     "watchdog_timeout_seconds": 1,
     "fence_timeout_seconds": 10,
     "alarm_email": "",
-    "powertools_layer_version": 27,
     "availability_zones": [],
     "interface_endpoints": False,
     "checker_reserved_concurrency": 0,
@@ -132,7 +131,6 @@ class ClusterConfig:
     minio: MinioBinary
     timings: FailoverTimings
     alarm_email: str | None
-    powertools_layer_version: int
     # Empty: the region's first AZ_COUNT zones (Fn::GetAZs). Otherwise all names or all IDs, one per subnet pair.
     availability_zones: tuple[str, ...]
     interface_endpoints: bool  # VPC interface endpoints so failover and node start never depend on a NAT
@@ -170,7 +168,6 @@ def load_config(get_context: ContextGetter, *, project_root: Path | None = None)
         minio=_minio(raw, project_root or Path.cwd()),
         timings=_timings(raw),
         alarm_email=_alarm_email(raw),
-        powertools_layer_version=raw.integer("powertools_layer_version", minimum=1),
         availability_zones=_availability_zones(raw),
         interface_endpoints=raw.boolean("interface_endpoints"),
         checker_reserved_concurrency=raw.integer("checker_reserved_concurrency", minimum=0, maximum=1000),

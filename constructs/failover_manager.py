@@ -2,19 +2,14 @@
 
 from __future__ import annotations
 
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-import jsii
 from aws_cdk import (
     Acknowledgment,
     ArnFormat,
-    BundlingOptions,
     Duration,
     Fn,
-    ILocalBundling,
     RemovalPolicy,
     Stack,
     Validations,
@@ -29,8 +24,9 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sns_subscriptions as subscriptions
 
-from cluster_config import ClusterConfig
+from cluster_config import ClusterConfig, ConfigError
 from constructs import Construct
+from constructs.checker_bundle import RUNTIME, checker_code
 from constructs.cluster_node import CLUSTER_TAG, ClusterNode
 from constructs.cluster_state import ClusterState
 from constructs.network import ClusterNetwork
@@ -42,23 +38,15 @@ SCHEDULE = events.Schedule.rate(Duration.minutes(1))
 FENCED_STATES = ["stopping", "stopped", "shutting-down", "terminated"]
 
 
-@jsii.implements(ILocalBundling)
-class _CopyPackage:
-    """Ships the plain Python package as-is (its only dependencies are in the runtime and the layer): no Docker."""
-
-    def __init__(self, package: Path) -> None:
-        self._package = package
-
-    def try_bundle(self, output_dir: str, *_options: Any, **_kw_options: Any) -> bool:
-        # jsii passes the bundling options positionally; they do not matter for a plain copy.
-        shutil.copytree(self._package, Path(output_dir) / self._package.name,
-                        ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-        return True
-
-
-def _package_code(package: Path) -> lambda_.Code:
-    return lambda_.Code.from_asset(str(package), exclude=["__pycache__", "*.pyc"], bundling=BundlingOptions(
-        image=lambda_.Runtime.PYTHON_3_13.bundling_image, local=_CopyPackage(package)))
+def reserved_concurrency(config: ClusterConfig) -> int | None:
+    """`checker_reserved_concurrency`: 0 reserves nothing (the loop lease keeps one probe loop). 1 is refused:
+    the next scheduled run could not start beside the running loop to take it over, so every hand-over would
+    wait for the old loop to end and queued events would be throttled (the probe gaps of issue 11)."""
+    reserved = config.checker_reserved_concurrency
+    if reserved == 1:
+        raise ConfigError("checker_reserved_concurrency", "must be 0 (no reservation, the default) or at least 2, "
+                          "got 1: the next probe loop starts beside the running one to take it over")
+    return reserved or None
 
 
 @dataclass(frozen=True)
@@ -112,9 +100,9 @@ class FailoverManager(Construct):
         security_group.connections.allow_to(self._inputs.node_security_group, ec2.Port.tcp(9000),
                                             "MinIO health probe of each node")
         timings = config.timings
-        # The probe loop runs LOOP_SECONDS (57 s), so the schedule starts the next loop as it ends; the timeout
-        # adds room for a takeover begun in the loop's last cycle with every AWS call at its configured worst
-        # case (failover_lambda/budget.py), so a takeover is never cut by the timeout mid-way.
+        # A probe loop runs until the next scheduled run takes it over (failover_lambda/loop_lease.py), at most
+        # LOOP_SECONDS; the timeout adds room for a takeover begun in the loop's last cycle with every AWS call at
+        # its configured worst case (failover_lambda/budget.py), so a takeover is never cut by the timeout mid-way.
         timeout = invocation_timeout_seconds(watchdog_required=timings.watchdog_required,
                                              lease_deadline=float(timings.lease_deadline_seconds),
                                              fence_timeout=float(timings.fence_timeout_seconds))
@@ -124,15 +112,16 @@ class FailoverManager(Construct):
         function = lambda_.Function(
             self, "Function",
             description="EFS HA cluster failover checker (probe loop, fencing, VIP route moves)",
-            runtime=lambda_.Runtime.PYTHON_3_13,
+            runtime=RUNTIME,
             architecture=lambda_.Architecture.X86_64,
             handler="failover_lambda.handler.handler",
-            code=_package_code(PROJECT_ROOT / "failover_lambda"),
-            layers=[self._powertools_layer(config.powertools_layer_version)],
+            # Powertools is bundled (constructs/checker_bundle.py): no regional layer, so any partition and region.
+            code=checker_code(PROJECT_ROOT / "failover_lambda"),
             timeout=Duration.seconds(timeout),
             memory_size=256,
-            # One authority at a time: two overlapping probe loops could race each other's fencing.
-            reserved_concurrent_executions=1,
+            # Optional: the loop lease keeps one probe loop, the epoch writes keep takeovers safe; a reservation
+            # only guarantees capacity, and new accounts cannot grant one (unreserved concurrency floor).
+            reserved_concurrent_executions=reserved_concurrency(config),
             vpc=network.vpc,
             vpc_subnets=ec2.SubnetSelection(subnets=network.private_subnets),
             security_groups=[security_group],
@@ -161,12 +150,6 @@ class FailoverManager(Construct):
             },
         )
         return function
-
-    def _powertools_layer(self, version: int) -> lambda_.ILayerVersion:
-        # AWS publishes Powertools as a public layer; no packaging (and no Docker) at synth time.
-        arn = Fn.sub("arn:${AWS::Partition}:lambda:${AWS::Region}:017000801446:layer:"
-                     f"AWSLambdaPowertoolsPythonV3-python313-x86_64:{version}")
-        return lambda_.LayerVersion.from_layer_version_arn(self, "PowertoolsLayer", arn)
 
     def _grant_least_privilege(self) -> None:
         stack = Stack.of(self)
@@ -217,16 +200,17 @@ class FailoverManager(Construct):
         for rule, reason in reasons.items():
             Validations.of(role).acknowledge(Acknowledgment(id=rule, reason=reason))
         Validations.of(self.function).acknowledge(Acknowledgment(
-            id="AwsSolutions-L1", reason="Pinned to python3.13, the newest runtime the pinned Powertools layer "
-                                         "version is published for; raise both together."))
+            id="AwsSolutions-L1", reason="Pinned to python3.13: the bundled dependencies are installed for this "
+                                         "runtime (constructs/checker_bundle.py PYTHON_VERSION); raise both "
+                                         "together after a test run."))
 
     def _build_triggers(self) -> None:
-        # Events queued behind a running probe loop (throttled by the single slot) are worth nothing after a minute:
-        # the loop itself watches the same state. A crashed loop is replaced by the next scheduled one.
+        # An event older than a minute is worth nothing (a running loop watches the same state), e.g. one
+        # throttled by a reservation or the account's limit. A crashed loop is replaced by the next scheduled one.
         self.function.configure_async_invoke(max_event_age=Duration.minutes(1), retry_attempts=0)
         schedule = events.Rule(self, "ProbeSchedule", schedule=SCHEDULE,
                                description="Starts the failover checker's probe loop every minute")
-        # A missed minute is replaced by the next one; retrying an old probe loop only wastes the single slot.
+        # A missed minute is replaced by the next one (the running loop goes on meanwhile, up to LOOP_SECONDS).
         schedule.add_target(targets.LambdaFunction(self.function, retry_attempts=0,
                                                    max_event_age=Duration.minutes(1)))
         # EventBridge cannot filter these events by tag, and instance ids change whenever a node is replaced:

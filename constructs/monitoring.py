@@ -13,6 +13,7 @@ from aws_cdk import aws_sns as sns
 
 from constructs import Construct
 from constructs.failover_manager import METRICS_NAMESPACE
+from failover_lambda.budget import probe_gap_bound_seconds
 
 ONE_MINUTE = Duration.minutes(1)
 
@@ -23,6 +24,8 @@ class MonitoringInputs:
     topic: sns.ITopic
     file_system: efs.IFileSystem
     node_names: tuple[str, ...]
+    # The checker's probe interval (config `probe_interval_seconds`): the ProbeGap alarm's threshold follows it.
+    probe_interval_seconds: float = 1.0
 
 
 class ClusterMonitoring(Construct):
@@ -77,6 +80,14 @@ class ClusterMonitoring(Construct):
                     "stopped (read its logs; runbook).",
                     comparison=cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD, evaluation_periods=3,
                     missing=cloudwatch.TreatMissingData.BREACHING)
+        # Every probe reports the time since the previous one, whichever run made it; a gap longer than the design
+        # allows (a hand-over that failed, a loop that ended with no run to take over) means failures went
+        # unseen for that long. Silence itself is CheckerSilent's: the first probe after it reports the gap.
+        bound = probe_gap_bound_seconds(self._inputs.probe_interval_seconds)
+        self._alarm("ProbeGap", self._metric("ProbeGapSeconds", statistic="Maximum"),
+                    f"The failover checker did not probe for more than {bound:g} s (2 probe intervals + a cold "
+                    "start): failures of the active node went unseen that long (read its logs; runbook).",
+                    threshold=bound, comparison=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD)
 
     def _alarm_on_checker_function(self) -> None:
         checker = self._inputs.checker
@@ -128,6 +139,8 @@ class ClusterMonitoring(Construct):
             cloudwatch.GraphWidget(title="Detection and switch time (s)", width=8,
                                    left=[self._metric("DetectionSeconds", statistic="Maximum"),
                                          self._metric("SwitchSeconds", statistic="Maximum")]),
+            cloudwatch.GraphWidget(title="Longest gap between probes (s)", width=8,
+                                   left=[self._metric("ProbeGapSeconds", statistic="Maximum")]),
             cloudwatch.GraphWidget(title="Checker errors", width=8,
                                    left=[checker.metric_errors(period=ONE_MINUTE), self._metric("CheckerErrors"),
                                          self._metric("ProbeUnknown"), checker.metric_throttles(period=ONE_MINUTE)]),

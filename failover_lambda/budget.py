@@ -18,8 +18,18 @@ CALL_WORST_SECONDS = MAX_ATTEMPTS * (CONNECT_TIMEOUT_SECONDS + READ_TIMEOUT_SECO
 DESCRIBE_WORST_SECONDS = CONNECT_TIMEOUT_SECONDS + READ_TIMEOUT_SECONDS
 FENCE_POLL_SECONDS = 0.5
 FINISH_MARGIN_SECONDS = 1.0
-# The probe loop's span inside one invocation; the schedule (every minute) starts the next loop as it ends.
-LOOP_SECONDS = 57
+# The longest probe loop of one invocation. The schedule starts a run every minute, which takes the loop over
+# (failover_lambda/loop_lease.py); the 30 s beyond the minute cover a late or missed scheduled run.
+LOOP_SECONDS = 90
+# A Lambda cold start in a VPC with this package's imports, with room to spare: the probe-gap alarm's allowance
+# for a loop that must be started afresh (no run was waiting to take it over).
+COLD_START_SECONDS = 10.0
+
+
+def probe_gap_bound_seconds(probe_interval: float) -> float:
+    """The longest gap between two probes the design allows whatever starts the runs (ProbeGapSeconds alarm):
+    a hand-over costs at most one interval and a half, a fresh loop a cold start."""
+    return 2 * probe_interval + COLD_START_SECONDS
 
 
 def after_fencing_seconds() -> float:

@@ -1,7 +1,9 @@
-"""The failover checker's infrastructure: single concurrency, both triggers, state table, scoped IAM."""
+"""The failover checker's infrastructure: optional reservation, bundled dependencies, both triggers, state table,
+scoped IAM."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from aws_cdk.assertions import Match, Template
@@ -16,10 +18,13 @@ def _checker(template_json: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     return found
 
 
-def test_checker_runs_with_reserved_concurrency_one_inside_the_private_subnets(
-        template_json: dict[str, Any]) -> None:
+def test_checker_reserves_no_concurrency_by_default_and_runs_inside_the_private_subnets(
+        template_json: dict[str, Any], config: Any) -> None:
+    """Issue 11, defect 2: an account whose concurrency quota is 10 cannot reserve any (unreserved concurrency may
+    not drop below 10); the loop lease keeps one probe loop instead (tests/failover/test_loop_lease.py)."""
+    assert config.checker_reserved_concurrency == 0
     _, function = _checker(template_json)
-    assert function["ReservedConcurrentExecutions"] == 1
+    assert "ReservedConcurrentExecutions" not in function
     assert function["Runtime"].startswith("python3.")
     subnets = {s["Ref"] for s in function["VpcConfig"]["SubnetIds"]}
     cidrs = {template_json["Resources"][s]["Properties"]["CidrBlock"] for s in subnets}
@@ -88,7 +93,38 @@ def test_a_takeover_begun_in_the_loops_last_cycle_fits_before_the_timeout(templa
                                               lease_deadline=timings.lease_deadline_seconds,
                                               fence_timeout=timings.fence_timeout_seconds))
     assert margin >= worst > 3 * CALL_WORST_SECONDS  # far above the old 3 s margin
-    assert function["Timeout"] - margin >= 55  # the loop still spans about the minute between schedules
+    # The loop outlasts the minute between scheduled runs, so the next run takes it over instead of a gap
+    assert function["Timeout"] - margin >= 60 + 20
+
+
+def test_the_checker_bundles_its_pinned_dependencies_instead_of_a_regional_layer(
+        stack: Any, template_json: dict[str, Any]) -> None:
+    """Issue 11, defect 3: the Powertools layer ARN named a commercial-partition account and existed in some
+    regions only. The asset now holds the package and its pinned dependencies (constructs/checker_bundle.py)."""
+    from aws_cdk import Stage
+
+    _, function = _checker(template_json)
+    assert "Layers" not in function
+    asset_hash = function["Code"]["S3Key"].removesuffix(".zip")
+    asset = Path(Stage.of(stack).outdir) / f"asset.{asset_hash}"
+    assert (asset / "failover_lambda" / "handler.py").is_file()
+    assert (asset / "aws_lambda_powertools" / "__init__.py").is_file()
+    assert (asset / "jmespath").is_dir()
+    assert not list(asset.rglob("__pycache__")) and not (asset / "bin").exists()
+
+
+def test_the_bundled_pins_match_the_ones_the_tests_run_with() -> None:
+    root = Path(__file__).resolve().parent.parent
+    bundled = _pins(root / "failover_lambda" / "requirements.txt")
+    tested = _pins(root / "requirements.txt")
+    assert bundled and all(tested[name] == version for name, version in bundled.items() if name in tested)
+    assert "aws-lambda-powertools" in bundled
+
+
+def _pins(path: Path) -> dict[str, str]:
+    lines = [line.split("#")[0].strip() for line in path.read_text().splitlines()]
+    return {name.lower().replace("_", "-"): version for name, _, version in
+            (line.partition("==") for line in lines if "==" in line)}
 
 
 def test_state_table_is_on_demand_with_point_in_time_recovery_and_retained(template: Template) -> None:

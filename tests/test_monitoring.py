@@ -10,7 +10,7 @@ from tests.conftest import VARIANT_CONTEXT
 
 EXPECTED_ALARMS = {"FailoverHappened", "RouteDrift", "NoHealthyStandby", "CheckerErrors", "CheckerFailing",
                    "CheckerNotRunning", "NodeUnhealthyNode1", "NodeUnhealthyNode2", "EfsIoLimit",
-                   "CheckerBlind", "CheckerSilent", "NodeHealthMissingNode1", "NodeHealthMissingNode2"}
+                   "CheckerBlind", "CheckerSilent", "NodeHealthMissingNode1", "NodeHealthMissingNode2", "ProbeGap"}
 
 
 def _alarms(template_json: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -49,7 +49,7 @@ def test_dashboard_shows_health_active_node_failovers_timings_and_errors(templat
                     if r["Type"] == "AWS::CloudWatch::Dashboard"]
     body = "".join(p if isinstance(p, str) else "" for p in dashboard["DashboardBody"]["Fn::Join"][1])
     for metric in ("NodeHealthy", "ActiveNodePosition", "Failovers", "DetectionSeconds", "SwitchSeconds",
-                   "CheckerErrors", "Errors"):
+                   "CheckerErrors", "Errors", "ProbeGapSeconds"):
         assert f'"{metric}"' in body, metric
 
 
@@ -62,3 +62,16 @@ def test_alarm_email_from_config_subscribes_to_the_topic(variant_template_json: 
 
 def test_no_email_subscription_by_default(template: Template) -> None:
     template.resource_count_is("AWS::SNS::Subscription", 0)
+
+
+def test_probe_gap_alarm_pages_when_probes_stop_for_longer_than_the_design_allows(
+        template: Template, config: Any) -> None:
+    """Issue 11, defect 4: the checker reports ProbeGapSeconds on every probe; a gap above 2 probe intervals
+    + a cold start (failover_lambda/budget.py) alarms, on the dimension the checker emits."""
+    from failover_lambda.budget import probe_gap_bound_seconds
+
+    bound = probe_gap_bound_seconds(float(config.timings.probe_interval_seconds))
+    template.has_resource_properties("AWS::CloudWatch::Alarm", {
+        "MetricName": "ProbeGapSeconds", "Namespace": "EfsHaCluster", "Statistic": "Maximum", "Period": 60,
+        "Dimensions": [{"Name": "ClusterId", "Value": "EfsHaCluster"}],
+        "ComparisonOperator": "GreaterThanThreshold", "Threshold": bound, "EvaluationPeriods": 1})

@@ -1,0 +1,97 @@
+"""Partitions and regions (issue 11, defect 3): the stack synthesized for aws-cn and aws-us-gov holds no ARN of the
+commercial partition and only service principals those partitions accept; the checker's reservation is optional
+and refused at 1."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from cluster_config import ConfigError, load_config
+from tests.conftest import PROJECT_ROOT, context_getter
+
+# One synthesis per partition; the aws-cn one also reserves concurrency, so the reservation is tested there.
+PARTITIONS = {"aws-cn": ("cn-north-1", {"checker_reserved_concurrency": 2}), "aws-us-gov": ("us-gov-west-1", {})}
+
+
+def _synth(region: str, overrides: dict[str, Any]) -> dict[str, Any]:
+    import aws_cdk as cdk
+
+    from stacks.cluster_stack import EfsHaClusterStack
+
+    config = load_config(context_getter(**overrides), project_root=PROJECT_ROOT)
+    app = cdk.App()
+    stack = EfsHaClusterStack(app, config.stack_name, config=config,
+                              env=cdk.Environment(account="123456789012", region=region))
+    template: dict[str, Any] = app.synth().get_stack_by_name(stack.stack_name).template
+    return template
+
+
+@pytest.fixture(scope="module", params=sorted(PARTITIONS))
+def partition_template(request: pytest.FixtureRequest) -> tuple[str, dict[str, Any]]:
+    region, overrides = PARTITIONS[request.param]
+    return request.param, _synth(region, overrides)
+
+
+def _strings(value: Any) -> Iterator[str]:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield key
+            yield from _strings(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _strings(item)
+
+
+def test_no_arn_names_the_commercial_partition(partition_template: tuple[str, dict[str, Any]]) -> None:
+    partition, template = partition_template
+    literals = sorted({s for s in _strings(template) if "arn:aws:" in s})
+    assert literals == [], f"{partition}: ARNs must use the partition ({{AWS::Partition}}): {literals}"
+    # The layer's publisher account is gone with the layer
+    assert "017000801446" not in json.dumps(template)
+
+
+def test_service_principals_use_the_form_every_partition_accepts(
+        partition_template: tuple[str, dict[str, Any]]) -> None:
+    """`<service>.amazonaws.com` is the standard form in every partition (AWS's older China-only
+    `.amazonaws.com.cn` principals are not needed for the services used here)."""
+    partition, template = partition_template
+    principals = _service_principals(template)
+    assert principals, partition
+    bad = sorted(p for p in principals if not isinstance(p, str) or not re.fullmatch(r"[a-z0-9.-]+\.amazonaws\.com", p))
+    assert bad == [], f"{partition}: {bad}"
+
+
+def _service_principals(value: Any) -> list[Any]:
+    found: list[Any] = []
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if key == "Principal" and isinstance(item, dict) and "Service" in item:
+                services = item["Service"]
+                found += services if isinstance(services, list) else [services]
+            else:
+                found += _service_principals(item)
+    elif isinstance(value, list):
+        for item in value:
+            found += _service_principals(item)
+    return found
+
+
+def test_the_checker_reserves_the_configured_concurrency(partition_template: tuple[str, dict[str, Any]]) -> None:
+    partition, template = partition_template
+    (function,) = [r["Properties"] for r in template["Resources"].values() if r["Type"] == "AWS::Lambda::Function"
+                   and r["Properties"].get("Handler") == "failover_lambda.handler.handler"]
+    expected = PARTITIONS[partition][1].get("checker_reserved_concurrency")
+    assert function.get("ReservedConcurrentExecutions") == expected
+
+
+def test_a_reservation_of_one_is_refused_naming_the_key() -> None:
+    """One slot would throttle the run that takes the probe loop over (issue 11, defect 4's gaps)."""
+    with pytest.raises(ConfigError, match=r"'checker_reserved_concurrency'.*at least 2"):
+        _synth("eu-west-1", {"checker_reserved_concurrency": 1})
