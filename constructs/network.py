@@ -22,7 +22,7 @@ INTERFACE_ENDPOINT_SERVICES: dict[str, str] = {
     "ec2messages": "nodes: the SSM agent receives Run Command (the fence's MinIO stop)",
     "ssmmessages": "nodes: Session Manager, the operator's way in (no SSH)",
     "sns": "checker: Publish (failover and no-standby notifications)",
-    "secretsmanager": "nodes: MinIO's root credentials, read at every MinIO start",
+    "secretsmanager": "nodes: MinIO's root credentials and TLS material at every MinIO start; checker: the CA",
 }
 # The service-name prefix per partition, as CDK's own table has it (aws-cdk PR 16139): in the China regions EC2's
 # endpoint service is cn.com.amazonaws.<region>.ec2. The stack is region-agnostic, so the prefix is looked up at
