@@ -90,6 +90,12 @@ def handover_gap(timeline: Timeline, window: Window) -> float | None:
     return None if last_old is None else first_new - last_old
 
 
+def largest_probe_gap(scans: list[float]) -> float | None:
+    """The longest interval between two consecutive probes (the checker's Scans), whichever runs made them."""
+    ordered = sorted(scans)
+    return max((b - a for a, b in itertools.pairwise(ordered)), default=None)
+
+
 def vip_violations(timeline: Timeline, since: float, until: float) -> list[dict[str, Any]]:
     """Client probes answered by a node that the client's route table did not name at that time."""
     with timeline.lock:

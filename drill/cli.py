@@ -19,11 +19,14 @@ import tempfile
 import time
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from drill.config import REPO_ROOT, Timings, base_env, checker_budget
 from drill.netns import Topology, remove_stale
 from drill.scenarios import SCENARIOS
+
+if TYPE_CHECKING:
+    from drill.lab import Lab
 
 INNER_GRACE_SECONDS = 30
 PR_SET_PDEATHSIG = 1
@@ -169,6 +172,7 @@ def inner_main(args: argparse.Namespace) -> int:
                         "summary": rows, "runs": runs, "skipped": skipped, "problems": problems,
                         "logs": str(work / "logs")})
     print("\n" + table(rows))
+    print(_probe_gaps(lab, timings))
     kill = next((row for row in rows if row["scenario"] == "kill-active"), None)
     if kill is not None:
         print(f"\nmedian RTO of kill -9 of the active node: {kill['rto_s']} s over {kill['runs']} run(s) "
@@ -195,11 +199,25 @@ def inner_main(args: argparse.Namespace) -> int:
     return 1 if problems else 0
 
 
+def _probe_gaps(lab: Lab, timings: Timings) -> str:
+    """The whole drill's probe gaps (hand-overs between scheduled runs included), against the design's bound."""
+    from drill.analysis import largest_probe_gap
+    from failover_lambda.budget import probe_gap_bound_seconds
+
+    scans = lab.proxy.scan_times(0.0, time.time())
+    loops = sum(1 for i in lab.checker.invocations if "id" in i and i["trigger"] in ("schedule", "ec2-state-change"))
+    gap = largest_probe_gap(scans)
+    largest = "-" if gap is None else f"{gap:.2f}"
+    return (f"\nprobe gaps over the whole drill: largest {largest} s across {len(scans)} probes and {loops} "
+            f"probe-loop runs (bound: {probe_gap_bound_seconds(timings.probe_interval_seconds):g} s = 2 "
+            "probe intervals + a cold start)")
+
+
 def _brief(run: dict[str, Any]) -> str:
     keys = ("detection_s", "switch_s", "rto_s", "acknowledged", "lost", "dual_active", "vip_violations",
             "handover_gap_s", "fault_phase_s", "reset_s", "self_fence_s", "old_stopped_s", "promoted_s",
-            "new_serving_s", "problems")
-    return " ".join(f"{k}={run[k]}" for k in keys)
+            "new_serving_s", "probe_gap_max_s", "problems")
+    return " ".join(f"{k}={run.get(k)}" for k in keys)
 
 
 def _describe(args: argparse.Namespace, timings: Timings, server: str, work: Path) -> None:
@@ -207,7 +225,7 @@ def _describe(args: argparse.Namespace, timings: Timings, server: str, work: Pat
     print(f"""efs-ha local failover drill (no AWS account; nothing is deployed)
   timings (cdk.json): {timings.describe()}
   checker: the real failover_lambda handler, 1-minute schedule, {timeout:g} s timeout (loop margin {margin:g} s), \
-concurrency 1, against moto
+no reserved concurrency (one sandbox per concurrent run; the loop lease keeps one probe loop), against moto
   HTTP_PROBE=false: moto's ENI addresses are 10.0.x.x, which are no host of this drill and must never be contacted
   MinIO TLS: off in the drill (its S3 stand-in serves plain HTTP, so the agents probe http); a deployed cluster serves https by default (tls: on)
   nodes: the real node agent + {server}, sharing one tmpfs as EFS through per-node bind mounts

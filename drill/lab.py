@@ -15,7 +15,15 @@ from pathlib import Path
 from typing import Any
 
 from drill import aws
-from drill.analysis import Window, detection_seconds, dual_active, handover_gap, rto_seconds, vip_violations
+from drill.analysis import (
+    Window,
+    detection_seconds,
+    dual_active,
+    handover_gap,
+    largest_probe_gap,
+    rto_seconds,
+    vip_violations,
+)
 from drill.config import (
     CLUSTER_ID,
     MOTO_PORT,
@@ -407,6 +415,8 @@ class Lab:
             "vip_violations": len(violations), "vip_violation_samples": violations[:5],
             "recovered": recovered, "fault_phase_s": _round(self._phase(window.fault_at)),
             "handover_gap_s": _round(handover_gap(self.timeline, window)),
+            # From the client's start to the verification: the fault, the takeover and the heal included.
+            "probe_gap_max_s": _round(largest_probe_gap(self.proxy.scan_times(started, time.time()))),
             **faults,
         }
 

@@ -3,6 +3,9 @@
 - Armed, it lets the first successful ReplaceRoute/CreateRoute reach moto and then kills the checker's sandbox
   before the answer gets back: a run that died halfway through. (The checker writes all route tables at once:
   writes already in flight still reach moto, and their answers find the sandbox gone.)
+- It records when each of the checker's Scans of the state table was answered: one per probe cycle, so the
+  largest interval between two is the probe gap the drill reports (measured outside the checker, which reports
+  the same as its ProbeGapSeconds metric).
 - Throttling, it answers the named EC2 actions (DescribeInstances, DescribeRouteTables) itself with EC2's
   throttling error (HTTP 400, `RequestLimitExceeded` in EC2's error XML), as the account-wide API rate limit does
   during an incident; every other call passes.
@@ -55,6 +58,7 @@ class KillSwitchProxy:
         self.fired_at: float | None = None
         self._throttled: frozenset[str] = frozenset()
         self.throttled_calls: dict[str, int] = {}
+        self._scans: list[float] = []
         proxy = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -94,6 +98,10 @@ class KillSwitchProxy:
             self._throttled = frozenset(actions)
             self.throttled_calls = {}
 
+    def scan_times(self, since: float, until: float) -> list[float]:
+        with self._lock:
+            return [t for t in self._scans if since <= t <= until]
+
     def _throttle_answer(self, request: BaseHTTPRequestHandler, body: bytes) -> bool:
         action = ec2_action(body)
         with self._lock:
@@ -121,6 +129,9 @@ class KillSwitchProxy:
             payload = response.read()
         finally:
             upstream.close()
+        if response.status == 200 and request.headers.get("X-Amz-Target", "").endswith(".Scan"):
+            with self._lock:
+                self._scans.append(time.time())
         if response.status == 200 and any(action in body for action in ROUTE_ACTIONS) and self._fire():
             request.close_connection = True
             return  # the sandbox is dead: nobody reads an answer

@@ -27,7 +27,12 @@ fence wait the checker can time; otherwise it is deferred to the next cycle or i
 routes_epoch write are done only when time is left (else the next cycle completes the routes).
 While routes_epoch < epoch and the routes cannot be described, each cycle adds 1 Scan and 1 ReplaceRoute per
 table (+ the routes_epoch UpdateItem once they all succeeded).
-EC2 state-change events: 1 Scan; an instance that is not one of the nodes' returns at once.
+EC2 state-change events: 1 Scan; an instance that is not one of the nodes' returns at once; a node's instance
+adds 1 GetItem of the loop lease (+1 UpdateItem when it is free).
+Loop lease (failover_lambda/loop_lease.py): per probe-loop run 1 GetItem + 1 UpdateItem to take it and 1 to release
+it; the holder 1 conditional UpdateItem per LOOP_RENEW_SECONDS (5 s): 12 writes a minute; a scheduled run waiting
+for a hand-over 1 UpdateItem to ask and 1 GetItem per half probe interval (about 2 s a minute); the hand-over
+itself 1 UpdateItem. Each cycle sees the lease in its Scan: no extra read.
 """
 
 from __future__ import annotations
