@@ -1,7 +1,10 @@
-"""Talking to the checker: invoke the Lambda, or, when its only slot is busy, leave the request in the table.
+"""Talking to the checker: invoke the Lambda, or, when the invoke is throttled, leave the request in the table.
 
-The design: while a probe loop holds the single concurrency slot an operator request is queued in the
-`request` item and executed by the running checker at its next probe; maintenance is a flag on `cluster`.
+The design: an operator action runs in its own invocation beside the probe loop (the loop lease keeps one loop,
+the epoch writes keep the two safe), so with no reserved concurrency (the default) an invoke is throttled only
+when the account's concurrency is used up; with a reservation, also when the loop and the run taking it over
+hold it. Either way the request is queued in the `request` item and executed by the running probe loop at its
+next cycle; maintenance is a flag on `cluster`.
 """
 
 from __future__ import annotations
