@@ -17,7 +17,7 @@ WATCHDOG_REQUIRED = "required"
 WATCHDOG_OFF = "off"
 # R in the safety inequality G + 2W + R <= D: a reset (or SIGKILL) and scheduling margin.
 RESET_MARGIN_SECONDS = 0.5
-# Covers one slow cycle and the hand-over between two invocations (the next starts ~3 s after a loop ends).
+# Covers one slow cycle and the hand-over between two invocations (under 2 probe intervals, loop_lease.py).
 FAILURE_AGE_SLACK_SECONDS = 5.0
 
 
