@@ -231,8 +231,30 @@ class Node:
 
     def power_on(self) -> None:
         with self._lock:
-            self._clear_run_dir()
+            if not self.powered:
+                self._clear_run_dir()
             self.powered = True
+
+    def shut_down(self, handover_timeout: float) -> str:
+        """What the OS does at `shutdown`, an EC2 stop or terminate (a deploy or an instance refresh replacing the
+        node): systemd stops efs-ha-handover.service first (SIGUSR1 to the agent, then `python3 -m
+        node_agent.handover` waits until the role has moved), then MinIO and the agent. The machine is then off
+        until heal. Returns the handover's own account of what happened."""
+        with self._lock:
+            agent = self.agent
+        if agent is not None and agent.alive():
+            kill_pid(agent.pid, signal.SIGUSR1)
+        env = {**self._env, "HANDOVER_TIMEOUT_SECONDS": f"{handover_timeout:g}"}
+        done = subprocess.run(in_ns(self.namespace, [sys.executable, "-m", "node_agent.handover"]), env=env,
+                              capture_output=True, text=True, timeout=handover_timeout + 15, check=False)
+        outcome = (done.stderr.strip().splitlines() or ["(no output)"])[-1]
+        self._on_event(self.name, time.time(), outcome)
+        with self._lock:
+            self.powered = False
+            if self.agent is not None:
+                self.agent.stop(timeout=15)  # SIGTERM: the agent stops its S3 server and writes its last item
+            self._power_off_watchdog()
+        return outcome
 
     def freeze(self) -> int | None:
         """SIGSTOP of the agent process only (a stalled interpreter, a paused cgroup): its S3 server runs on."""

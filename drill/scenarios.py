@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from drill.netns import kill_pid
+from node_agent.handover import DEFAULT_TIMEOUT_SECONDS as HANDOVER_DEFAULT_TIMEOUT
 
 if TYPE_CHECKING:
     from drill.lab import Lab
@@ -198,6 +199,14 @@ def slow_efs(lab: Lab, active: str, _standby: str) -> None:
         lab.problem(f"the fault was not injected: {error}")
 
 
+def graceful_shutdown(lab: Lab, active: str, _standby: str) -> None:
+    """The OS shuts the active node down: the handover unit's stop asks for a planned switchover and waits for it
+    before MinIO stops (issue 12: a deploy or instance refresh costs a switchover, not a failover)."""
+    outcome = lab.nodes[active].shut_down(HANDOVER_DEFAULT_TIMEOUT)
+    if "handed the role over" not in outcome:
+        lab.problem(f"no handover at the shutdown of {active}: {outcome}")
+
+
 def _fuse_unavailable() -> str | None:
     from drill.slowfs import ensure_fuse
 
@@ -228,6 +237,8 @@ SCENARIOS = {s.name: s for s in (
              moves=True, expect_self_fence=True, min_observe=CUT_OBSERVE_SECONDS),
     Scenario("describe-throttled", "EC2 Describe* throttled for the checker, then kill -9 of the active node",
              describe_throttled, moves=True),
+    Scenario("graceful-shutdown", "the OS shuts the active node down (handover unit's stop, then MinIO and the "
+             "agent)", graceful_shutdown, moves=True),
     Scenario("slow-efs", f"active node's EFS slow ({SLOW_MONITOR_WRITE_SECONDS:g} s per monitor write, "
              f"{SLOW_OTHER_WRITE_SECONDS:g} s per other write): nothing may move", slow_efs, moves=False,
              no_failover=True, min_observe=SLOW_EFS_OBSERVE_SECONDS, unavailable=_fuse_unavailable),

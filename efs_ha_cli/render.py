@@ -157,6 +157,9 @@ def _nodes_table(report: dict[str, Any]) -> Table:
             when = f" until {clock_time(until)} (in {seconds(until - now)})" if until else ""
             health += f"\n[yellow]held back{when}: MinIO failed here; `efs-ha switchover --to {escape(name)}` " \
                       f"overrides[/]"
+        if node.get("leaving") and live and active:
+            # A leaving standby shows it among its problems; the active node is healthy while it hands over.
+            health += "\n[yellow]shutting down: handing the role over[/]"
         state = "" if node["instance_state"] == "running" else f" ({node['instance_state']})"
         instance = f"{node['instance_id']}{state}\n{node['eni'] or 'no ENI'}" if node["instance_id"] else "-"
         skew = node.get("clock_skew_seconds")

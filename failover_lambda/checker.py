@@ -286,6 +286,8 @@ class Checker:
         problems = active_problems(self._s, self.tracker, self._clock.now(), cluster, report, instance, http_ok,
                                    view.instances_known)
         self._report_health(snap, cluster, view, problems)
+        if report is not None and report.leaving and not problems:
+            return self._hand_over(snap, cluster)
         restarting_for = self._episode_age(snap.checker, active)
         excused = restart_excused(self._s, report, problems, restarting_for)
         checker = self._count(snap.checker, active, problems, excused=excused)
@@ -408,6 +410,23 @@ class Checker:
         self._save_checker(replace(checker, failures={}, failing_since={}, last_failed_at={},
                                    service_failed_at=service_failed_at))
         return self._complete_takeover(self._fencing_view(cluster, candidate, now, reason), view).detail
+
+    def _hand_over(self, snap: Snapshot, cluster: ClusterState) -> str:
+        """The active node is being shut down (its item says `leaving`) and still serves: a planned switchover to
+        the first healthy standby, so a deploy, instance refresh or reboot costs a switchover, not a failover."""
+        active = cluster.active or ""
+        if cluster.maintenance:
+            return f"maintenance: {active} is shutting down; nothing moves"
+        now = self._clock.now()
+        held = {n for n in self._s.node_names
+                if snap.checker.held_back(n, now, self._s.service_failure_hold_seconds)}
+        candidate, snap = self._choose(snap, self._ec2.view(), self._order({active} | held))
+        if candidate is None:
+            self._no_standby(snap.checker, f"{active} is shutting down (it asked for a handover) and no healthy "
+                                           "standby can take over: the service stops with it")
+            return f"{active} is shutting down: no healthy standby"
+        result = self.switchover(candidate, why=f"(handover: {active} is shutting down)")
+        return f"handover {active} -> {candidate}: {'done' if result['ok'] else result.get('reason')}"
 
     def _order(self, exclude: set[str], first: str | None = None, last: str | None = None) -> list[str]:
         order = [n for n in dict.fromkeys([first, *self._s.node_names]) if n and n not in exclude and n != last]
@@ -770,7 +789,7 @@ class Checker:
         view = self._ec2.view(fresh=True)
         return status_report(self._s, self.tracker, self._clock.now(), snap, self._cluster(snap), view)
 
-    def switchover(self, target: str) -> dict[str, Any]:
+    def switchover(self, target: str, why: str = "requested") -> dict[str, Any]:
         """Planned move to `target` on the failover's fencing path. Never automatic, never a failback."""
         started = self._clock.now()
         snap = self._snapshot()
@@ -792,7 +811,7 @@ class Checker:
         if left < needed:
             return refuse(f"not enough time left in this invocation for a switchover ({left:.0f}s, it needs up "
                           f"to {needed:.0f}s); retry")
-        reason = f"{SWITCHOVER_PREFIX}: {cluster.active} -> {target} requested"
+        reason = f"{SWITCHOVER_PREFIX}: {cluster.active} -> {target} {why}"
         if not self._store.begin_fencing(cluster, target, reason, started):
             return refuse("the cluster changed meanwhile; read the status and retry")
         outcome = self._complete_takeover(self._fencing_view(cluster, target, started, reason), view)

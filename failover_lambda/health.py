@@ -34,6 +34,7 @@ _CA_READ_ERRORS: tuple[type[Exception], ...] = (*AWS_ERRORS, ValueError, KeyErro
 # A standby seen for the first time in this invocation is not fresh until one renewal has been observed;
 # this problem alone means "wait one renewal period", not "unhealthy".
 NOT_OBSERVED_YET = "no lease renewal observed yet"
+LEAVING = "shutting down (it asked for a handover): never made active"
 MINIO_PREFIX = "MinIO "
 
 
@@ -78,6 +79,8 @@ def node_problems(settings: Settings, tracker: LeaseTracker, node: str, report: 
         problems.append(lease)
     if instance and report.instance_id and report.instance_id != instance.instance_id:
         problems.append(f"node item comes from {report.instance_id}, not {instance.instance_id}")
+    if report.leaving:
+        problems.append(LEAVING)
     if not report.efs_ok:
         problems.append(f"EFS not writable ({report.detail or 'no detail'})")
     if settings.watchdog_required and not report.watchdog_enforces(settings.watchdog_timeout_seconds):

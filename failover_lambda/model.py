@@ -122,6 +122,8 @@ class NodeReport:
     # The automatic restart of a crashed MinIO in progress on the node (1..its StartLimitBurst), 0 when none is
     # (also: not reported, or malformed). See health.restart_excused.
     minio_restarting: int = 0
+    # The node is being shut down and asks for a planned switchover; it never takes the role again.
+    leaving: bool = False
 
     @classmethod
     def from_item(cls, name: str, item: dict[str, Any]) -> NodeReport:
@@ -145,6 +147,7 @@ class NodeReport:
             detail=_str(item.get("detail")) or "",
             lease_seconds=_positive(item.get("lease_seconds")),
             minio_restarting=int(_positive(item.get("minio_restarting")) or 0),
+            leaving=item.get("leaving") is True,
         )
 
     def watchdog_enforces(self, max_timeout: float) -> bool:

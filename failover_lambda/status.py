@@ -73,6 +73,8 @@ def status_report(settings: Settings, tracker: LeaseTracker, now: float, snap: S
             # systemd restarting a crashed MinIO in place (0: no restart in progress): probes not counted meanwhile
             "minio_restarting": report.minio_restarting if report else None,
             "serving": report.serving if report else None,
+            # Being shut down: handed over (or waiting for a healthy standby), never made active again
+            "leaving": report.leaving if report else None,
             "seen_epoch": report.seen_epoch if report else None,
             "stop_reason": report.stop_reason if report else None,
             "watchdog": report.watchdog if report else None,

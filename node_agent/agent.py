@@ -133,6 +133,7 @@ class _Status:
     # Set (for good) by a MinIO stop while EFS was hung and no watchdog could be armed: the stopped MinIO's dirty
     # NFS pages may still reach EFS, so every report keeps serving=true (the checker must force-stop the instance).
     serving_held: str = ""
+    leaving: bool = False  # set for good by request_handover(): the node is being shut down
 
 
 class Agent:
@@ -280,7 +281,7 @@ class Agent:
             minio_restarting=status.minio_restarting if status.may_run else 0, watchdog=self.watchdog.state,
             watchdog_timeout=self.config.watchdog_timeout_seconds if self.watchdog.required else 0,
             instance_id=self._instance_id, eni_id=self._eni_id, private_ip=self._private_ip, detail=detail,
-            lease_seconds=self.config.lease_seconds)
+            lease_seconds=self.config.lease_seconds, leaving=status.leaving)
 
     def _publish_table_error(self, message: str) -> None:
         with self._status_lock:
@@ -480,7 +481,7 @@ class Agent:
             me=self.config.node_name, cluster=status.view, efs_ok=status.efs_ok, serving=running,
             minio_healthy=status.minio_healthy, lease_age_seconds=self.lease_age(now),
             lease_seconds=self.config.lease_seconds, instance_id=self._instance_id,
-            watchdog=self.watchdog.state if self.watchdog.required else WATCHDOG_OFF))
+            watchdog=self.watchdog.state if self.watchdog.required else WATCHDOG_OFF, leaving=status.leaving))
         epoch = status.view.epoch if status.view is not None else status.acted_epoch
         if running and not status.may_run:
             # Running although this agent confirmed it stopped (started by hand?): it may serve, so guard it.
@@ -790,6 +791,12 @@ class Agent:
     def request_stop(self, *_: Any) -> None:
         self._stop_requested.set()
 
+    def request_handover(self, *_: Any) -> None:
+        """The OS is shutting this node down (efs-ha-handover.service's stop, SIGUSR1): from the next renewal on
+        the node item says `leaving`, so the checker switches over to a healthy standby while MinIO still serves
+        here; this node never takes the role again. Signal-safe: one assignment under no lock."""
+        self._status.leaving = True
+
     def shutdown(self) -> None:
         """Stop MinIO (confirmed), disarm the watchdog, then tell the table: serving=false, agent_stopped.
 
@@ -950,6 +957,20 @@ def queued_logging(env: Mapping[str, str]) -> logging.handlers.QueueListener:
     return listener
 
 
+def install_signal_handlers(agent: Agent) -> None:
+    """SIGTERM/SIGINT stop the agent; SIGUSR1 (the handover unit's stop) asks for a planned switchover first."""
+
+    def on_stop(_signum: int, _frame: FrameType | None) -> None:
+        agent.request_stop()
+
+    def on_handover(_signum: int, _frame: FrameType | None) -> None:
+        agent.request_handover()
+
+    signal.signal(signal.SIGTERM, on_stop)
+    signal.signal(signal.SIGINT, on_stop)
+    signal.signal(signal.SIGUSR1, on_handover)
+
+
 def main(env: Mapping[str, str] | None = None) -> int:
     source = os.environ if env is None else env
     try:
@@ -960,12 +981,7 @@ def main(env: Mapping[str, str] | None = None) -> int:
     listener = queued_logging(source)
     try:
         agent = build_agent(config)
-
-        def on_signal(signum: int, _frame: FrameType | None) -> None:
-            agent.request_stop()
-
-        signal.signal(signal.SIGTERM, on_signal)
-        signal.signal(signal.SIGINT, on_signal)
+        install_signal_handlers(agent)
         log.info("node agent for %s (instance %s, ENI %s, %s) started: renewal every %gs, lease %gs, watchdog %s",
                  config.node_name, agent.instance_id, agent.eni_id or "-", config.watchdog_device,
                  config.heartbeat_interval_seconds, config.lease_seconds, config.watchdog)

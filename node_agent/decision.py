@@ -79,6 +79,9 @@ class Observation:
     # The node's watchdog state: "unavailable" refuses the active role (watchdog: required and it cannot be armed).
     # The default keeps callers that do not model a watchdog (the checker's simulated agents) working unchanged.
     watchdog: str = WATCHDOG_OFF
+    # The node is being shut down (the OS stop path asked for a handover): it serves on until the checker has
+    # moved the role, and never takes the role again.
+    leaving: bool = False
 
 
 @dataclass(frozen=True)
@@ -100,6 +103,8 @@ def decide(obs: Observation) -> Decision:
     if obs.cluster is None:
         # Only reachable before the first read: a valid lease implies a successful read.
         return Decision(Action.NOTHING, "state table not read yet", STOP_NONE)
+    if obs.leaving and not obs.serving:
+        return Decision(Action.NOTHING, "shutting down: this node no longer takes the role", STOP_AGENT_STOPPED)
     role = _role_problem(obs, obs.cluster)
     if role:
         return Decision(stop_or_stay, role, _role_stop_reason(obs))

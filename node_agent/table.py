@@ -64,6 +64,9 @@ class NodeItem:
     # G as this node enforces it: the checker counts an expired lease as fencing only when the node's own
     # G + 2W + R fits in its deadline (a node running an older config during a rolling change is not trusted).
     lease_seconds: float = 0.0
+    # The node is being shut down and asks for a planned switchover (serving on until the role has moved); the
+    # checker never makes a leaving node active.
+    leaving: bool = False
 
     def to_item(self) -> dict[str, Any]:
         item: dict[str, Any] = {
@@ -80,6 +83,7 @@ class NodeItem:
             "watchdog_timeout": {"N": str(int(self.watchdog_timeout))},
             "detail": {"S": self.detail[:500] or "-"},
             "lease_seconds": {"N": str(Decimal(str(round(self.lease_seconds, 3))))},
+            "leaving": {"BOOL": self.leaving},
         }
         for name in ("instance_id", "eni_id", "private_ip"):
             value = getattr(self, name)

@@ -129,7 +129,7 @@ def _offline_root(tmp_path: Path, units: dict[str, str]) -> Path:
     for name, text in units.items():
         (unit_dir / name).write_text(text)
     for executable in ("opt/efs-ha/bin/minio-credentials", "opt/efs-ha/bin/bootstrap", "usr/local/bin/minio",
-                       "usr/bin/python3", "usr/sbin/ip", "usr/bin/systemctl"):
+                       "usr/bin/python3", "usr/sbin/ip", "usr/bin/systemctl", "usr/bin/true"):
         path = root / executable
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text("#!/bin/sh\n")
@@ -309,3 +309,22 @@ def test_rendering_refuses_tls_without_its_secrets() -> None:
 
 def _env_file_values(text: str) -> dict[str, str]:
     return dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
+
+
+def test_the_handover_unit_stops_first_at_shutdown_and_waits_for_the_switchover() -> None:
+    """Issue 12: a shutdown of the active node costs a switchover, not a failover."""
+    from node_agent.handover import DEFAULT_TIMEOUT_SECONDS
+
+    values = sample_inputs().placeholders()
+    unit = render_file("efs-ha-handover.service", values)
+    # Stop order is the reverse of start order: after the agent and MinIO means stopped before them.
+    after = next(line for line in unit.splitlines() if line.startswith("After="))
+    assert {"efs-ha-agent.service", "minio.service"} <= set(after.removeprefix("After=").split())
+    stops = [line for line in unit.splitlines() if line.startswith("ExecStop=")]
+    assert stops == ["ExecStop=-/usr/bin/systemctl kill --kill-who=main --signal=SIGUSR1 efs-ha-agent.service",
+                     "ExecStop=/usr/bin/python3 -m node_agent.handover"]
+    assert "EnvironmentFile=/etc/efs-ha/agent.env" in unit and "RemainAfterExit=yes" in unit
+    timeout = int(next(line for line in unit.splitlines() if line.startswith("TimeoutStopSec=")).split("=")[1])
+    assert timeout > DEFAULT_TIMEOUT_SECONDS + 2
+    assert "WantedBy=multi-user.target" in unit
+    assert "systemctl enable --now efs-ha-handover.service" in render_file("bootstrap.sh", values)

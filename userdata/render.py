@@ -32,6 +32,7 @@ INSTALLED_FILES = (
     InstalledFile("minio.service", "/etc/systemd/system/minio.service", "0644"),
     InstalledFile("efs-ha-agent.service", "/etc/systemd/system/efs-ha-agent.service", "0644"),
     InstalledFile("efs-ha-vip.service", "/etc/systemd/system/efs-ha-vip.service", "0644"),
+    InstalledFile("efs-ha-handover.service", "/etc/systemd/system/efs-ha-handover.service", "0644"),
     InstalledFile("minio-credentials.sh", "/opt/efs-ha/bin/minio-credentials", "0755"),
     InstalledFile("minio-tls.sh", "/opt/efs-ha/bin/minio-tls", "0755"),
     InstalledFile("agent.env", "/etc/efs-ha/agent.env", "0600"),

@@ -142,3 +142,19 @@ def test_a_node_held_back_after_a_minio_failure_is_flagged(cluster: FakeCluster)
     assert table.exit_code == 1, table.output  # DEGRADED: the only standby is no automatic failover target
     assert "held back until" in table.stdout and "MinIO failed here" in table.stdout
     assert report["nodes"]["node2"]["held_back"] is True and report["nodes"]["node1"]["held_back"] is False
+
+
+def test_a_node_being_shut_down_is_shown_handing_over_and_a_leaving_standby_as_no_target(
+        cluster: FakeCluster) -> None:
+    """Issue 12: the active node's shutdown asks for a handover; a leaving standby is never a failover target."""
+    leaving_active = lambda: cluster.heartbeat(cluster.agents["node1"], leaving=True)  # noqa: E731
+    cluster.clock.on_sleep.append(leaving_active)
+    table = cluster.cli("status")
+    report = json.loads(cluster.cli("--json", "status").stdout)
+    assert "shutting down: handing the role over" in table.stdout
+    assert report["nodes"]["node1"]["leaving"] is True and report["nodes"]["node2"]["leaving"] is False
+    cluster.clock.on_sleep.remove(leaving_active)
+    cluster.clock.on_sleep.append(lambda: cluster.heartbeat(cluster.agents["node2"], leaving=True))
+    table = cluster.cli("status")
+    assert table.exit_code == 1, table.output  # DEGRADED: no healthy standby
+    assert "shutting down (it asked for a handover)" in table.stdout

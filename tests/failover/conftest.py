@@ -195,6 +195,7 @@ class SimAgent:
     # A restarted agent tested (= disarmed) the device while MinIO may still run: it reports `ready` while
     # serving, and nothing would reset the node if this agent froze.
     disarmed: bool = False
+    leaving: bool = False  # the OS is shutting the node down (efs-ha-handover.service's stop)
 
     def watchdog_state(self) -> str:
         if self.disarmed and self.watchdog == "ready":
@@ -418,7 +419,7 @@ class Harness:
         decision = decide(Observation(
             me=agent.node, cluster=view, efs_ok=agent.efs_ok, serving=agent.serving, minio_healthy=agent.minio_ok,
             lease_age_seconds=0.0, lease_seconds=agent.lease, instance_id=agent.instance_id,
-            watchdog=agent.watchdog))
+            watchdog=agent.watchdog, leaving=agent.leaving))
         if decision.action is Action.START_MINIO:
             agent.serving, agent.stop_reason = True, "none"
         elif decision.action is Action.STOP_MINIO:
@@ -439,7 +440,7 @@ class Harness:
                                   "stop_reason": "none" if agent.serving else agent.stop_reason,
                                   "watchdog": agent.watchdog_state(), "watchdog_timeout": agent.watchdog_timeout,
                                   "instance_id": agent.instance_id, "eni_id": agent.eni,
-                                  "private_ip": agent.private_ip, "detail": "sim"}
+                                  "private_ip": agent.private_ip, "detail": "sim", "leaving": agent.leaving}
         if agent.lease_seconds is not None:
             values["lease_seconds"] = agent.lease_seconds
         values.update(overrides)

@@ -104,6 +104,8 @@ start_services() {
   # minio.service (and the VIP with it) has no [Install] section on purpose: only the agent starts it, on the
   # active node. The agent is Type=notify: this returns once it has written its first heartbeat.
   systemctl enable --now efs-ha-agent.service
+  # Its stop (at shutdown) hands the role over before MinIO stops.
+  systemctl enable --now efs-ha-handover.service
 }
 
 cfn_signal() {  # cfn_signal SUCCESS|FAILURE [REASON]: retried with backoff; non-zero if it never got through
