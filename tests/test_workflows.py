@@ -1,6 +1,7 @@
 """The GitHub Actions workflows (issue 13) are linted in the suite: actionlint and zizmor (offline: no token, no
-network) on the real files, shellcheck on every `run:` script, and the pipeline's own rules: actions pinned to commit SHAs,
-minimal permissions, the gate before every deploy, the checks after it, one deploy per stage at a time."""
+network) on the real files, shellcheck on every `run:` script, and the pipeline's own rules: actions pinned to
+commit SHAs, minimal permissions, the gate before every deploy, the checks after it, one deploy per stage at a
+time."""
 
 from __future__ import annotations
 
