@@ -14,9 +14,15 @@ from typing import Any, TypeVar
 
 _N = TypeVar("_N", int, float)
 
-# The stack is environment-agnostic; it places one node (one public and one private subnet) in each of the
-# first AZ_COUNT availability zones of the region (Fn::GetAZs), so it needs no lookup and no credentials.
+# The stack is environment-agnostic: one public and one private subnet (a subnet pair, with its NAT gateway and
+# private route table) in each of the first AZ_COUNT availability zones of the region (Fn::GetAZs), so it needs no
+# lookup and no credentials. AZ_COUNT is the shipped layout; the subnet lists may name ZONE_COUNTS zones.
 AZ_COUNT = 2
+# Three zones survive the loss of any one with a standby elsewhere; more would add a NAT gateway (and its hourly
+# cost) per zone for no further availability, and some regions offer only three zones.
+ZONE_COUNTS = (2, 3)
+# Nodes are placed round-robin across the private subnets, failover in node_names order; one node is no cluster.
+MIN_NODES = 2
 
 DEFAULTS: dict[str, Any] = {
     "stack_name": "EfsHaCluster",
@@ -138,6 +144,11 @@ class ClusterConfig:
     tls: bool  # MinIO serves HTTPS with a per-cluster CA
 
     @property
+    def zone_count(self) -> int:
+        """Subnet pairs, so zones (one NAT gateway and one private route table each)."""
+        return len(self.private_subnet_cidrs)
+
+    @property
     def availability_zones_are_ids(self) -> bool:
         return bool(self.availability_zones) and bool(_AZ_ID_RE.match(self.availability_zones[0]))
 
@@ -149,8 +160,10 @@ def load_config(get_context: ContextGetter, *, project_root: Path | None = None)
     """Build and validate the config; raises ConfigError on the first bad key."""
     raw = _Raw(get_context)
     vpc_cidr = _network(raw, "vpc_cidr")
-    public = _subnets(raw, "public_subnet_cidrs", vpc_cidr)
     private = _subnets(raw, "private_subnet_cidrs", vpc_cidr)
+    public = _subnets(raw, "public_subnet_cidrs", vpc_cidr)
+    zones = _availability_zones(raw)
+    _same_zone_counts(private, public, zones)
     _no_overlaps([("public_subnet_cidrs", s) for s in public] + [("private_subnet_cidrs", s) for s in private])
     vip = _vip(raw, vpc_cidr)
     client_cidrs = tuple(_parse_network("client_cidrs", c) for c in raw.list("client_cidrs")) or (vpc_cidr,)
@@ -168,7 +181,7 @@ def load_config(get_context: ContextGetter, *, project_root: Path | None = None)
         minio=_minio(raw, project_root or Path.cwd()),
         timings=_timings(raw),
         alarm_email=_alarm_email(raw),
-        availability_zones=_availability_zones(raw),
+        availability_zones=zones,
         interface_endpoints=raw.boolean("interface_endpoints"),
         checker_reserved_concurrency=raw.integer("checker_reserved_concurrency", minimum=0, maximum=1000),
         tls=raw.choice("tls", TLS_MODES) == "on",
@@ -271,13 +284,29 @@ def _network(raw: _Raw, key: str) -> IPv4Network:
 
 def _subnets(raw: _Raw, key: str, vpc_cidr: IPv4Network) -> tuple[IPv4Network, ...]:
     subnets = tuple(_parse_network(key, text) for text in raw.list(key))
-    if len(subnets) != AZ_COUNT:
-        raise ConfigError(key, f"must list exactly {AZ_COUNT} CIDR blocks, one per availability zone used, "
-                               f"got {len(subnets)}")
+    if key == "private_subnet_cidrs" and len(subnets) not in ZONE_COUNTS:
+        raise ConfigError(key, f"must list {' or '.join(map(str, ZONE_COUNTS))} CIDR blocks, one per availability "
+                               f"zone used, got {len(subnets)}")
     for subnet in subnets:
         if not subnet.subnet_of(vpc_cidr):
             raise ConfigError(key, f"holds {subnet}, which lies outside vpc_cidr {vpc_cidr}")
     return subnets
+
+
+def _same_zone_counts(private: tuple[IPv4Network, ...], public: tuple[IPv4Network, ...],
+                      zones: tuple[str, ...]) -> None:
+    """Subnet pair i (public i, private i) lies in zone i: the three lists must be equally long (zones may be empty).
+    The error names the list that differs from private_subnet_cidrs (the one nodes are placed by) and every length."""
+    counts = {"private_subnet_cidrs": len(private), "public_subnet_cidrs": len(public)}
+    if zones:
+        counts["availability_zones"] = len(zones)
+    wrong = next((key for key, count in counts.items() if count != len(private)), None)
+    if wrong is None:
+        return
+    others = [f"{key} {count}" for key, count in counts.items() if key != wrong]
+    raise ConfigError(wrong, f"lists {counts[wrong]}, but {' and '.join(others)}: each list needs one entry per "
+                             f"availability zone (subnet pair i lies in zone i), {' or '.join(map(str, ZONE_COUNTS))} "
+                             "zones; availability_zones may also be empty (the region's first zones)")
 
 
 def _no_overlaps(subnets: list[tuple[str, IPv4Network]]) -> None:
@@ -316,9 +345,9 @@ def _mount_point(raw: _Raw) -> str:
 
 def _node_names(raw: _Raw) -> tuple[str, ...]:
     names = tuple(raw.list("node_names"))
-    if len(names) != AZ_COUNT:
-        raise ConfigError("node_names", f"must name exactly {AZ_COUNT} nodes (one per availability zone), in "
-                                        f"failover priority order, got {len(names)}")
+    if len(names) < MIN_NODES:
+        raise ConfigError("node_names", f"must name at least {MIN_NODES} nodes, in failover priority order (placed "
+                                        f"round-robin across the private subnets), got {len(names)}")
     for name in names:
         if not _NODE_NAME_RE.match(name):
             raise ConfigError("node_names", f"{name!r} must be lower-case letters, digits and '-', starting with a "
@@ -332,9 +361,6 @@ def _availability_zones(raw: _Raw) -> tuple[str, ...]:
     zones = tuple(raw.list("availability_zones"))
     if not zones:
         return zones
-    if len(zones) != AZ_COUNT:
-        raise ConfigError("availability_zones", f"must list exactly {AZ_COUNT} zones (one per subnet pair, in the "
-                                                f"order of the subnet lists) or be empty, got {len(zones)}")
     if len(set(zones)) != len(zones):
         raise ConfigError("availability_zones", f"zones must be different, got {list(zones)}")
     names = all(_AZ_NAME_RE.match(zone) for zone in zones)

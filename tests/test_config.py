@@ -48,9 +48,17 @@ def test_cli_style_string_values_are_parsed() -> None:
     ({"public_subnet_cidrs": ["10.0.10.0/24", "10.1.20.0/24"]}, "public_subnet_cidrs", "outside vpc_cidr"),
     ({"private_subnet_cidrs": ["10.0.110.0/24", "10.0.10.128/25"]}, "private_subnet_cidrs", "overlaps"),
     ({"public_subnet_cidrs": ["10.0.10.0/24", "10.0.10.0/25"]}, "public_subnet_cidrs", "overlaps"),
-    ({"private_subnet_cidrs": ["10.0.110.0/24"]}, "private_subnet_cidrs", "exactly 2"),
+    ({"private_subnet_cidrs": ["10.0.110.0/24"], "public_subnet_cidrs": ["10.0.10.0/24"]},
+     "private_subnet_cidrs", "2 or 3 CIDR blocks"),
+    ({"private_subnet_cidrs": [f"10.0.{n}.0/24" for n in (110, 120, 130, 140)],
+      "public_subnet_cidrs": [f"10.0.{n}.0/24" for n in (10, 20, 30, 40)]}, "private_subnet_cidrs", "got 4"),
+    # Mismatched lengths: one error naming every list and its length, on the key that differs from the private one.
     ({"public_subnet_cidrs": ["10.0.10.0/24", "10.0.20.0/24", "10.0.30.0/24"]}, "public_subnet_cidrs",
-     "exactly 2"),
+     "lists 3, but private_subnet_cidrs 2: each list needs one entry per availability zone"),
+    ({"private_subnet_cidrs": ["10.0.110.0/24", "10.0.120.0/24", "10.0.130.0/24"]}, "public_subnet_cidrs",
+     "lists 2, but private_subnet_cidrs 3"),
+    ({"availability_zones": ["us-east-1a", "us-east-1b", "us-east-1c"]}, "availability_zones",
+     "lists 3, but private_subnet_cidrs 2 and public_subnet_cidrs 2"),
     ({"client_cidrs": ["10.0.0.0/8x"]}, "client_cidrs", "not an IPv4 CIDR"),
     ({"mount_point": "mnt/efs"}, "mount_point", "absolute"),
     ({"mount_point": "/mnt/my efs"}, "mount_point", "no spaces"),
@@ -58,8 +66,8 @@ def test_cli_style_string_values_are_parsed() -> None:
     ({"mount_point": "/mnt/efs/"}, "mount_point", "trailing"),
     ({"mount_point": "/mnt/ef\\s"}, "mount_point", "may hold only"),
     ({"mount_point": "/etc"}, "mount_point", "system directory"),
-    ({"node_names": ["node1"]}, "node_names", "exactly 2"),
-    ({"node_names": ["node1", "node2", "node3"]}, "node_names", "exactly 2"),  # README: one node per AZ, two AZs
+    ({"node_names": ["node1"]}, "node_names", "at least 2 nodes"),
+    ({"node_names": []}, "node_names", "at least 2 nodes"),
     ({"node_names": ["node1", "node1"]}, "node_names", "unique"),
     ({"node_names": ["Node_1", "node2"]}, "node_names", "lower-case"),
     ({"instance_type": "big"}, "instance_type", "instance type"),
@@ -81,7 +89,7 @@ def test_cli_style_string_values_are_parsed() -> None:
     ({"minio_local_file": "build/minio"}, "minio_url", "exactly one"),
     ({"minio_url": "", "minio_local_file": "no/such/minio"}, "minio_local_file", "does not exist"),
     ({"alarm_email": "ops"}, "alarm_email", "e-mail"),
-    ({"availability_zones": ["us-east-1a"]}, "availability_zones", "exactly 2"),
+    ({"availability_zones": ["us-east-1a"]}, "availability_zones", "subnet pair i lies in zone i"),
     ({"availability_zones": ["us-east-1a", "us-east-1a"]}, "availability_zones", "different"),
     ({"availability_zones": ["us-east-1a", "use1-az3"]}, "availability_zones", "all zone names"),
     ({"availability_zones": ["east", "west"]}, "availability_zones", "describe-availability-zones"),
@@ -97,6 +105,30 @@ def test_bad_values_raise_one_clear_error_naming_the_key(override: dict[str, Any
     assert raised.value.key == key
     assert str(raised.value).startswith(f"config error: '{key}'")
     assert fragment in str(raised.value)
+
+
+THREE_ZONES = {"public_subnet_cidrs": ["10.0.10.0/24", "10.0.20.0/24", "10.0.30.0/24"],
+               "private_subnet_cidrs": ["10.0.110.0/24", "10.0.120.0/24", "10.0.130.0/24"]}
+
+
+def test_three_zones_take_three_subnet_pairs_and_zones_by_name_or_id() -> None:
+    config = load_config(context_getter(**THREE_ZONES, availability_zones="use1-az1,use1-az2,use1-az4"))
+    assert [str(c) for c in config.public_subnet_cidrs] == THREE_ZONES["public_subnet_cidrs"]
+    assert [str(c) for c in config.private_subnet_cidrs] == THREE_ZONES["private_subnet_cidrs"]
+    assert config.zone_count == 3 and config.availability_zones_are_ids
+    assert load_config(context_getter(**THREE_ZONES)).availability_zones == ()  # the region's first three
+    assert load_config(context_getter()).zone_count == 2
+
+
+@pytest.mark.parametrize(("zones", "names"), [
+    (THREE_ZONES, ["node1", "node2", "node3"]),
+    ({}, ["node1", "node2", "node3"]),  # more nodes than zones: round-robin, two share the first zone
+    (THREE_ZONES, ["node1", "node2"]),  # fewer: the third zone has a NAT and a route table, clients, no node
+    (THREE_ZONES, [f"node{n}" for n in range(1, 7)]),
+])
+def test_any_number_of_nodes_from_two_in_two_or_three_zones(zones: dict[str, Any], names: list[str]) -> None:
+    config = load_config(context_getter(**zones, node_names=",".join(names)))
+    assert list(config.node_names) == names  # failover priority order kept
 
 
 def test_fractional_seconds_from_the_command_line_are_parsed() -> None:
