@@ -256,16 +256,28 @@ class Agent:
             return False
         took = self._monotonic() - sent
         renewed = took <= self.config.heartbeat_interval_seconds
+        read_back = status.first_report_done or self._read_back(item)
         with self._status_lock:
-            self._status.first_report_done = True
-            if renewed:
+            self._status.first_report_done = read_back
+            if renewed and read_back:
                 previous = self._status.lease_sent_at
                 self._status.lease_sent_at = sent if previous is None else max(previous, sent)
                 self._status.renewals += 1
                 self._status.table_error = ""
+            elif renewed:
+                self._status.table_error = f"heartbeat {item.lease_seq} was accepted but did not read back"
             else:
                 self._status.table_error = f"renewal took {took:.2f}s (> {self.config.heartbeat_interval_seconds:g}s)"
         return renewed
+
+    def _read_back(self, item: NodeItem) -> bool:
+        """Ready (systemd READY, so the deploy goes on) means a heartbeat of this instance is in the table: the
+        write's answer alone could come from a policy or endpoint that does not store it for others to read."""
+        try:
+            seq, instance = self._table.read_back(self.config.node_name)
+        except Exception:  # not proven yet: the next renewal tries again
+            return False
+        return seq >= item.lease_seq and instance == self._instance_id
 
     def _report(self, status: _Status, seq: int, *, stop_reason: str | None = None) -> NodeItem:
         detail = status.detail if status.efs_ok else f"{status.detail}; EFS: {status.efs_detail}"

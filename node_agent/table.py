@@ -120,6 +120,12 @@ class StateTable:
                                      ConsistentRead=True, ProjectionExpression="lease_seq").get("Item") or {}
         return int(item.get("lease_seq", {}).get("N", "0"))
 
+    def read_back(self, node: str) -> tuple[int, str | None]:
+        """(lease_seq, instance_id) of the stored node item, consistent read. Raises on errors."""
+        item = self._client.get_item(TableName=self._table, Key={"pk": {"S": node_key(node)}}, ConsistentRead=True,
+                                     ProjectionExpression="lease_seq, instance_id").get("Item") or {}
+        return int(item.get("lease_seq", {}).get("N", "0")), item.get("instance_id", {}).get("S")
+
     def write_node(self, report: NodeItem) -> None:
         """Conditional PutItem: raises LeaseSeqConflict if the stored lease_seq is not lower; other errors as is."""
         try:

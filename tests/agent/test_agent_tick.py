@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from tests.agent.conftest import ENI, INSTANCE, PRIVATE_IP, TABLE, AgentWorld
 
@@ -249,3 +250,38 @@ def test_the_node_reports_its_own_lease_seconds(aws_env: None, tmp_path: Path) -
     world.set_cluster("node2", epoch=1)
     world.cycle()
     assert world.heartbeat()["lease_seconds"] == "2.25"
+
+
+def test_ready_only_once_a_heartbeat_was_written_and_read_back(world: AgentWorld) -> None:
+    """Issue 12: a node whose IAM policy lets it read but not write its item (or whose writes vanish) must not
+    tell systemd, and so CloudFormation, that it is ready: the deploy would go on and delete the old instance."""
+    world.set_cluster("node2", epoch=3)
+    undo = world.fail("PutItem")
+    for _ in range(3):
+        world.cycle()
+    assert "READY=1" not in world.notifications
+    undo()
+    world.cycle()
+    assert world.notifications.count("READY=1") == 1
+
+
+def test_not_ready_while_the_heartbeat_does_not_read_back(world: AgentWorld) -> None:
+    """The write was accepted but the item read back is not ours (another instance of this node wrote it, e.g.
+    during a replacement): not ready yet. Failed before the fix (READY after the first accepted write)."""
+    world.set_cluster("node2", epoch=3)
+    real_get = world.client.get_item
+
+    def foreign_item(**kwargs: Any) -> Any:
+        result = real_get(**kwargs)
+        if kwargs["Key"]["pk"]["S"] == "node#node1" and "Item" in result:
+            result["Item"]["instance_id"] = {"S": "i-0someone0else"}
+        return result
+
+    world.client.get_item = foreign_item  # type: ignore[method-assign]
+    for _ in range(3):
+        world.cycle()
+    assert "READY=1" not in world.notifications
+    assert "read back" in world.agent.status().table_error
+    world.client.get_item = real_get  # type: ignore[method-assign]
+    world.cycle()
+    assert world.notifications.count("READY=1") == 1
