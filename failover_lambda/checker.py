@@ -173,8 +173,10 @@ class Checker:
         """Run the probe loop if this invocation gets the loop lease (failover_lambda/loop_lease.py); with
         `wait_for_loop` (a scheduled run) ask a running loop to hand over, else return at once."""
         lease = LoopLease(self._store, self._clock, poll_seconds=self._s.probe_interval_seconds / 2)
+        # Without a Lambda context (a script) nothing bounds the wait, and its one cycle would end the loop it took.
+        wait = wait_for_loop and self._context is not None
         try:
-            refused = lease.acquire(wait=wait_for_loop, time_left=self.time_left)
+            refused = lease.acquire(wait=wait, time_left=self.time_left)
         except AwsUnavailable as error:
             # The cycles would all be unknown too; counted so the CheckerBlind alarm sees it.
             logger.warning("probe loop not started: the loop lease is unreadable", extra={"error": str(error)})

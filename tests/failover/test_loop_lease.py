@@ -159,3 +159,12 @@ def test_a_holder_renews_its_lease_during_a_long_loop(cluster: Harness) -> None:
                 and params["Key"]["pk"]["S"] == "loop" and "expires_at = :exp," in params["UpdateExpression"]]
     # About one per LOOP_RENEW_SECONDS (5 s), not one per cycle
     assert 1 <= len(renewals) <= 3
+
+
+def test_a_run_without_a_lambda_context_never_waits_for_a_running_loop(cluster: Harness) -> None:
+    """A script calling the handler has no deadline to bound the wait, and its single cycle would end the loop."""
+    now = cluster.clock.now()
+    cluster.put_item({"pk": "loop", "holder": "other-run", "expires_at": now + LOOP_LEASE_SECONDS})
+    result = handler_module.handler(SCHEDULED_EVENT, None)
+    assert (result["cycles"], result["skipped"][:24]) == (0, "a probe loop is running ")
+    assert cluster.item("loop")["holder"] == "other-run" and cluster.clock.now() == now
