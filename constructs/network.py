@@ -42,7 +42,8 @@ class ZoneSubnets:
 
 
 class ClusterNetwork(Construct):
-    """VPC, one public + one private subnet per AZ, IGW, one NAT gateway per AZ and the three route tables.
+    """VPC, one public + one private subnet per AZ (two or three AZs), IGW, one NAT gateway per AZ, the public
+    route table and one private route table per AZ (Route-A, Route-B, Route-C): each carries the VIP route.
 
     `ec2.Vpc` cannot place subnets at chosen CIDRs nor share one public route table, so the L1 resources are
     used and exposed through `ec2.Vpc.from_vpc_attributes` for the L2 constructs that need an IVpc.

@@ -100,7 +100,8 @@ class EfsHaClusterStack(Stack):
         config = self.config
         return NodeSettings(
             name=name,
-            subnet=self.network.private_subnets[subnet_index],
+            # Round-robin: node i in zone i mod the zone count, so nodes beyond the zone count share zones.
+            subnet=self.network.private_subnets[subnet_index % len(self.network.private_subnets)],
             instance_type=config.instance_type,
             cluster_id=self.stack_name,
             user_data=NodeUserDataInputs(

@@ -14,6 +14,12 @@ ZONE_NAMES = ("us-east-1b", "us-east-1c")
 NAMES_AND_ENDPOINTS: dict[str, Any] = {"availability_zones": list(ZONE_NAMES), "interface_endpoints": True}
 ZONE_IDS = ("use1-az4", "use1-az6")
 IDS: dict[str, Any] = {"availability_zones": list(ZONE_IDS)}
+# Three zones (the region's first three, Fn::GetAZs) and three nodes, one in each.
+THREE_ZONE_PUBLIC = ("10.0.10.0/24", "10.0.20.0/24", "10.0.30.0/24")
+THREE_ZONE_PRIVATE = ("10.0.110.0/24", "10.0.120.0/24", "10.0.130.0/24")
+THREE_NODES = ("node1", "node2", "node3")
+THREE_ZONES: dict[str, Any] = {"public_subnet_cidrs": list(THREE_ZONE_PUBLIC),
+                               "private_subnet_cidrs": list(THREE_ZONE_PRIVATE), "node_names": list(THREE_NODES)}
 
 
 @functools.cache

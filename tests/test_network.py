@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
@@ -9,7 +10,17 @@ from aws_cdk.assertions import Match, Template
 
 from constructs.network import INTERFACE_ENDPOINT_SERVICES
 from tests.conftest import PROJECT_ROOT
-from tests.network_variants import IDS, NAMES_AND_ENDPOINTS, ZONE_IDS, ZONE_NAMES, variant_template
+from tests.network_variants import (
+    IDS,
+    NAMES_AND_ENDPOINTS,
+    THREE_NODES,
+    THREE_ZONE_PRIVATE,
+    THREE_ZONE_PUBLIC,
+    THREE_ZONES,
+    ZONE_IDS,
+    ZONE_NAMES,
+    variant_template,
+)
 
 
 def _resources(template_json: dict[str, Any], type_: str) -> dict[str, dict[str, Any]]:
@@ -256,3 +267,93 @@ def test_vip_route_provider_logs_to_its_own_log_group_with_a_retention(template_
     log_group = resources[provider]["Properties"]["LoggingConfig"]["LogGroup"]["Ref"]
     assert resources[log_group]["Type"] == "AWS::Logs::LogGroup"
     assert resources[log_group]["Properties"]["RetentionInDays"] == 90
+
+
+# ----- three zones, three nodes: a subnet pair, a NAT gateway and a private route table per zone -----
+
+def _node_subnets(template_json: dict[str, Any]) -> dict[str, list[str]]:
+    """Node name -> the subnets it may run in: an instance's SubnetId, or an Auto Scaling group's subnets."""
+    found: dict[str, list[str]] = {}
+    for resource in template_json["Resources"].values():
+        properties = resource.get("Properties", {})
+        name = next((t["Value"] for t in properties.get("Tags", []) if t["Key"] == "efs-ha:node"), None)
+        if name is None:
+            continue
+        if resource["Type"] == "AWS::EC2::Instance":
+            found[name] = [properties["SubnetId"]["Ref"]]
+        elif resource["Type"] == "AWS::AutoScaling::AutoScalingGroup":
+            found[name] = [subnet["Ref"] for subnet in properties["VPCZoneIdentifier"]]
+    return found
+
+
+def test_three_zones_get_their_subnet_pairs_at_the_exact_cidrs_in_the_regions_first_three_zones() -> None:
+    template_json = variant_template(THREE_ZONES)
+    zone = [{"AvailabilityZone": {"Fn::Select": [index, {"Fn::GetAZs": ""}]}} for index in range(3)]
+    assert _placements(template_json) == {
+        "10.0.10.0/24": zone[0], "10.0.110.0/24": zone[0],
+        "10.0.20.0/24": zone[1], "10.0.120.0/24": zone[1],
+        "10.0.30.0/24": zone[2], "10.0.130.0/24": zone[2]}
+
+
+def test_three_zones_have_three_nats_each_serving_its_own_zones_private_route_table() -> None:
+    template_json = variant_template(THREE_ZONES)
+    by_cidr = _subnet_ids_by_cidr(template_json)
+    nat_in_subnet = {n["Properties"]["SubnetId"]["Ref"]: k
+                     for k, n in _resources(template_json, "AWS::EC2::NatGateway").items()}
+    assert sorted(nat_in_subnet) == sorted(by_cidr[cidr] for cidr in THREE_ZONE_PUBLIC)
+    private_tables = set()
+    for private, public in zip(THREE_ZONE_PRIVATE, THREE_ZONE_PUBLIC, strict=True):
+        table = _table_of_subnet(template_json, by_cidr[private])
+        assert _default_route_target(template_json, table) == {"NatGatewayId": {"Ref": nat_in_subnet[by_cidr[public]]}}
+        private_tables.add(table)
+    public_tables = {_table_of_subnet(template_json, by_cidr[cidr]) for cidr in THREE_ZONE_PUBLIC}
+    assert len(public_tables) == 1 and len(private_tables) == 3  # Public + Route-A/B/C
+    assert len(_resources(template_json, "AWS::EC2::RouteTable")) == 4
+    assert len(_resources(template_json, "AWS::EC2::EIP")) == 3
+
+
+def test_three_zones_put_the_vip_in_all_four_route_tables_for_the_checker() -> None:
+    template_json = variant_template(THREE_ZONES)
+    tables = [{"Ref": table} for table in _resources(template_json, "AWS::EC2::RouteTable")]
+    (checker,) = [r["Properties"] for r in _resources(template_json, "AWS::Lambda::Function").values()
+                  if "ROUTE_TABLE_IDS" in r["Properties"].get("Environment", {}).get("Variables", {})]
+    variables = checker["Environment"]["Variables"]
+    delimiter, listed = variables["ROUTE_TABLE_IDS"]["Fn::Join"]
+    assert delimiter == "," and sorted(listed, key=str) == sorted(tables, key=str)
+    assert variables["NODE_NAMES"] == ",".join(THREE_NODES)
+    route_arns = [statement["Resource"] for policy in _resources(template_json, "AWS::IAM::Policy").values()
+                  for statement in policy["Properties"]["PolicyDocument"]["Statement"]
+                  if statement.get("Sid") == "MoveVipRoutes"]
+    assert len(route_arns) == 1 and len(route_arns[0]) == 4
+    output = template_json["Outputs"]["RouteTableIds"]["Value"]["Fn::Join"][1]
+    assert sorted((part for part in output if isinstance(part, dict)), key=str) == sorted(tables, key=str)
+    # A create-only VIP route per table where the stack creates them (else the checker's first run does).
+    created_in = [resource["Properties"]["Create"]["Fn::Join"][1][1]
+                  for resource in _resources(template_json, "Custom::AWS").values()
+                  if "CreateRoute" in json.dumps(resource["Properties"]["Create"])]
+    assert sorted(created_in, key=str) in ([], sorted(tables, key=str))
+
+
+def test_three_nodes_are_placed_one_per_zone_in_priority_order() -> None:
+    template_json = variant_template(THREE_ZONES)
+    by_cidr = _subnet_ids_by_cidr(template_json)
+    assert _node_subnets(template_json) == {name: [by_cidr[cidr]]
+                                            for name, cidr in zip(THREE_NODES, THREE_ZONE_PRIVATE, strict=True)}
+
+
+def test_efs_and_the_gateway_endpoints_serve_all_three_private_subnets() -> None:
+    template_json = variant_template(THREE_ZONES)
+    by_cidr = _subnet_ids_by_cidr(template_json)
+    targets = sorted(r["Properties"]["SubnetId"]["Ref"]
+                     for r in _resources(template_json, "AWS::EFS::MountTarget").values())
+    assert targets == sorted(by_cidr[cidr] for cidr in THREE_ZONE_PRIVATE)
+    private_tables = sorted(_table_of_subnet(template_json, by_cidr[cidr]) for cidr in THREE_ZONE_PRIVATE)
+    for endpoint in _resources(template_json, "AWS::EC2::VPCEndpoint").values():
+        assert sorted(t["Ref"] for t in endpoint["Properties"]["RouteTableIds"]) == private_tables
+
+
+def test_more_nodes_than_zones_go_round_robin_across_the_private_subnets() -> None:
+    template_json = variant_template({"node_names": ["node1", "node2", "node3", "node4"]})
+    by_cidr = _subnet_ids_by_cidr(template_json)
+    a, b = by_cidr["10.0.110.0/24"], by_cidr["10.0.120.0/24"]
+    assert _node_subnets(template_json) == {"node1": [a], "node2": [b], "node3": [a], "node4": [b]}

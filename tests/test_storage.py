@@ -1,4 +1,5 @@
-"""EFS: encrypted, both AZs, NFS only from the nodes, TLS only, backed up and retained."""
+"""EFS: encrypted, a mount target in every private subnet (two or three AZs), NFS only from the nodes, TLS only,
+backed up and retained."""
 
 from __future__ import annotations
 
