@@ -81,6 +81,9 @@ HEALTH_TIMEOUT_SECONDS = 1.0
 # systemd's WATCHDOG=1 is withheld once the lease thread or the reconcile loop made no progress for this long
 # (a stuck thread then gets the agent restarted; ExecStopPost stops MinIO). Longer than any bounded call in them.
 THREAD_STALL_SECONDS = 30.0
+# An instance whose node item a newer instance of the node claimed takes it back only after the item's renewal
+# counter has not moved for this long on its own clock (the replacement died, e.g. a deploy rolled it back).
+SUCCESSOR_SILENT_SECONDS = 10.0
 # A watchdog that could not be opened is tried again this often (softdog may be loaded after the agent started).
 WATCHDOG_RETEST_SECONDS = 30.0
 # A MinIO that the service manager is restarting after a crash (minio.service: Restart=on-failure) is reported as
@@ -164,6 +167,10 @@ class Agent:
         self._service_lock = threading.Lock()
         self._status = _Status(lease_loop_at=monotonic(), reconcile_loop_at=monotonic())
         self._lease_seq: int | None = None  # the last lease_seq used (None until read from the table)
+        # The first write of an instance claims the node item (a replacement takes over from the old instance);
+        # later writes require it to be still this instance's. Lease thread only.
+        self._claimed = False
+        self._successor: tuple[str, int, float] | None = None  # (instance, lease_seq, seen at): it claimed the item
         self._stop_requested = threading.Event()  # ends the reconcile loop (SIGTERM)
         self._threads_stop = threading.Event()  # ends the other threads, only once MinIO is confirmed stopped
         self._ready_sent = False
@@ -240,20 +247,21 @@ class Agent:
                 self._status.first_report_done = True
                 self._status.table_error = ""
             return False
+        if self._successor is not None and not self._successor_gone():
+            self._publish_table_error(f"node item taken over by instance {self._successor[0]} (a replacement of "
+                                      f"this node): not writing it")
+            return False
         self._lease_seq += 1  # consumed even if the write fails: a late-applied attempt can never collide
         item = self._report(status, self._lease_seq)
         try:
-            self._table.write_node(item)
+            self._table.write_node(item, owner=self._instance_id if self._claimed else None)
         except LeaseSeqConflict:
-            # Another writer (an earlier run of this agent, a late-applied write) got further: jump past it.
-            with contextlib.suppress(Exception):
-                self._lease_seq = max(self._lease_seq, self._table.read_lease_seq(self.config.node_name))
-            self._publish_table_error(f"lease_seq {item.lease_seq} was not above the stored one; continuing "
-                                      f"after {self._lease_seq}")
+            self._after_conflict(item.lease_seq)
             return False
         except Exception as error:
             self._publish_table_error(f"node item write failed: {error}")
             return False
+        self._claimed = True
         took = self._monotonic() - sent
         renewed = took <= self.config.heartbeat_interval_seconds
         read_back = status.first_report_done or self._read_back(item)
@@ -269,6 +277,41 @@ class Agent:
             else:
                 self._status.table_error = f"renewal took {took:.2f}s (> {self.config.heartbeat_interval_seconds:g}s)"
         return renewed
+
+    def _after_conflict(self, seq: int) -> None:
+        """A refused write: another instance of this node claimed the item (yield to it), or another writer (an
+        earlier run of this agent, a late-applied write) got further (jump past it)."""
+        try:
+            stored, owner = self._table.read_back(self.config.node_name)
+        except Exception:
+            return
+        if self._claimed and owner and self._instance_id and owner != self._instance_id:
+            self._successor = (owner, stored, self._monotonic())
+            self._publish_table_error(f"node item taken over by instance {owner} (a replacement of this node)")
+            return
+        self._lease_seq = max(self._lease_seq or 0, stored)
+        self._publish_table_error(f"lease_seq {seq} was not above the stored one; continuing after {self._lease_seq}")
+
+    def _successor_gone(self) -> bool:
+        """Whether the instance that claimed the item stopped renewing it: then this one claims it back."""
+        assert self._successor is not None
+        owner, seen_seq, seen_at = self._successor
+        try:
+            stored, current = self._table.read_back(self.config.node_name)
+        except Exception:
+            return False
+        now = self._monotonic()
+        if current != owner or stored != seen_seq:
+            if current == owner:
+                self._successor = (owner, stored, now)
+                return False
+            self._successor = (current, stored, now) if current and current != self._instance_id else None
+            return self._successor is None
+        if now - seen_at < SUCCESSOR_SILENT_SECONDS:
+            return False
+        self._successor, self._claimed = None, False
+        self._lease_seq = max(self._lease_seq or 0, stored)
+        return True
 
     def _read_back(self, item: NodeItem) -> bool:
         """Ready (systemd READY, so the deploy goes on) means a heartbeat of this instance is in the table: the

@@ -20,6 +20,8 @@ from botocore.exceptions import ClientError
 from node_agent.decision import STABLE, STOP_NONE, WATCHDOG_OFF, ClusterView
 
 LEASE_CONDITION = "attribute_not_exists(lease_seq) OR lease_seq < :seq"
+# After its first write an instance writes only while the item is still its own (see Agent._claimed).
+OWNER_CONDITION = "(attribute_not_exists(instance_id) OR instance_id = :me)"
 
 
 def client_config(timeout_seconds: float) -> Config:
@@ -126,12 +128,17 @@ class StateTable:
                                      ProjectionExpression="lease_seq, instance_id").get("Item") or {}
         return int(item.get("lease_seq", {}).get("N", "0")), item.get("instance_id", {}).get("S")
 
-    def write_node(self, report: NodeItem) -> None:
-        """Conditional PutItem: raises LeaseSeqConflict if the stored lease_seq is not lower; other errors as is."""
+    def write_node(self, report: NodeItem, *, owner: str | None = None) -> None:
+        """Conditional PutItem: raises LeaseSeqConflict if the stored lease_seq is not lower, or (with `owner`) the
+        stored item belongs to another instance; other errors as is."""
+        condition = LEASE_CONDITION
+        values = {":seq": {"N": str(int(report.lease_seq))}}
+        if owner is not None:
+            condition = f"({LEASE_CONDITION}) AND {OWNER_CONDITION}"
+            values[":me"] = {"S": owner}
         try:
-            self._client.put_item(TableName=self._table, Item=report.to_item(),
-                                  ConditionExpression=LEASE_CONDITION,
-                                  ExpressionAttributeValues={":seq": {"N": str(int(report.lease_seq))}})
+            self._client.put_item(TableName=self._table, Item=report.to_item(), ConditionExpression=condition,
+                                  ExpressionAttributeValues=values)
         except ClientError as error:
             if error.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
                 raise LeaseSeqConflict(f"lease_seq {report.lease_seq} rejected: the stored one is not lower") \

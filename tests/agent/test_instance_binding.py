@@ -1,0 +1,74 @@
+"""Issue 12, part 5: while a node has two instances (a replacement: the old one not terminated yet), its node item
+belongs to one of them. The newer instance claims it with its first write; the older one's next write is then
+refused and it stops writing (no flapping health), unless the newer one goes silent: then it takes the item back."""
+
+from __future__ import annotations
+
+from node_agent.agent import SUCCESSOR_SILENT_SECONDS, Agent
+from tests.agent.conftest import ENI, INSTANCE, PRIVATE_IP, AgentWorld, FakeService
+
+NEW_INSTANCE = "i-0fedcba9876543210"
+
+
+def _replacement(world: AgentWorld) -> tuple[Agent, FakeService]:
+    """A second instance of node1 (the replacement an Auto Scaling group launched), same table and clocks."""
+    service = FakeService()
+    agent = Agent(world.config, table=world.table, service=service, efs=world.efs, instance_id=NEW_INSTANCE,
+                  eni_id=ENI, private_ip=PRIVATE_IP, minio_check=lambda: True, notifier=lambda _m: True,
+                  wall_clock=lambda: world.clocks.wall, monotonic=lambda: world.clocks.mono)
+    agent.prepare()
+    return agent, service
+
+
+def _tick(agent: Agent) -> None:
+    agent.probe_efs_once()
+    agent.renew_once()
+    agent.reconcile_once()
+
+
+def test_the_replacement_claims_the_item_and_the_old_instance_stops_writing(world: AgentWorld) -> None:
+    world.set_cluster("node2", epoch=3)
+    world.cycle()
+    assert world.heartbeat()["instance_id"] == INSTANCE
+    new, _ = _replacement(world)
+    owners = []
+    for _ in range(8):
+        _tick(new)
+        world.cycle()
+        owners.append(world.heartbeat()["instance_id"])
+    assert set(owners) == {NEW_INSTANCE}  # claimed at once, never flapping back
+    assert "taken over by instance" in world.agent.status().table_error
+
+
+def test_the_old_instance_takes_the_item_back_when_the_replacement_goes_silent(world: AgentWorld) -> None:
+    world.set_cluster("node2", epoch=3)
+    world.cycle()
+    new, _ = _replacement(world)
+    _tick(new)
+    world.cycle()
+    assert world.heartbeat()["instance_id"] == NEW_INSTANCE
+    # The replacement dies during its bootstrap (a failed deploy rolls it back)
+    for _ in range(int(SUCCESSOR_SILENT_SECONDS / 0.5) + 2):
+        world.cycle()
+    assert world.heartbeat()["instance_id"] == INSTANCE
+    assert world.heartbeat()["lease_seq"] > "0"
+
+
+def test_a_replacement_of_the_active_node_still_leaves_the_bound_instances_item_alone(world: AgentWorld) -> None:
+    world.set_cluster("node1", epoch=3)
+    world.cycle()
+    assert world.service.running
+    new, new_service = _replacement(world)
+    for _ in range(4):
+        _tick(new)
+        world.cycle()
+        assert world.heartbeat()["instance_id"] == INSTANCE
+    assert new_service.actions == [] and world.service.running
+
+
+def test_the_replacement_is_ready_once_its_claim_reads_back(world: AgentWorld) -> None:
+    world.set_cluster("node2", epoch=3)
+    world.cycle()
+    new, _ = _replacement(world)
+    _tick(new)
+    assert new.status().first_report_done is True
