@@ -62,19 +62,17 @@ def serving_intervals(samples: list[tuple[float, bool]]) -> list[tuple[float, fl
 
 
 def dual_active(timeline: Timeline, since: float = 0.0, until: float = float("inf")) -> list[tuple[float, float]]:
-    """Overlaps of the two nodes' serving intervals (each node sampled on its own loopback every ~50 ms)."""
+    """Overlaps of any two nodes' serving intervals (each node sampled on its own loopback every ~50 ms)."""
     with timeline.lock:
         series = [list(samples) for samples in timeline.samples.values()]
-    if len(series) < 2:
-        return []
     overlaps = []
-    first, second = (serving_intervals(s) for s in series[:2])
-    for a0, a1 in first:
-        for b0, b1 in second:
-            start, end = max(a0, b0, since), min(a1, b1, until)
-            if start < end:
-                overlaps.append((start, end))
-    return overlaps
+    for first, second in itertools.combinations([serving_intervals(s) for s in series], 2):
+        for a0, a1 in first:
+            for b0, b1 in second:
+                start, end = max(a0, b0, since), min(a1, b1, until)
+                if start < end:
+                    overlaps.append((start, end))
+    return sorted(overlaps)
 
 
 def handover_gap(timeline: Timeline, window: Window) -> float | None:

@@ -26,6 +26,18 @@ def test_dual_active_is_seen_when_serving_overlaps_and_not_across_a_gap() -> Non
     assert dual_active(timeline)
 
 
+def test_dual_active_compares_every_pair_of_three_nodes() -> None:
+    # node1 serves, then node2, then node3; node3 also served briefly while node1 did (the first and third series)
+    timeline = Timeline()
+    timeline.samples["node1"] = _samples((0, 5, True), (5, 20, False))
+    timeline.samples["node2"] = _samples((0, 6, False), (6, 8, True), (8, 20, False))
+    timeline.samples["node3"] = _samples((0, 4, False), (4, 5.5, True), (5.5, 9, False), (9, 20, True))
+    overlaps = dual_active(timeline)
+    assert overlaps and all(3.9 < start and end < 5.6 for start, end in overlaps)
+    timeline.samples["node3"] = _samples((0, 9, False), (9, 20, True))
+    assert dual_active(timeline) == []
+
+
 def test_vip_reaching_a_node_the_table_does_not_name_is_a_violation() -> None:
     timeline = Timeline()
     timeline.table_route = [(0.0, "node1"), (10.0, "node2")]
