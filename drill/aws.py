@@ -1,5 +1,6 @@
-"""The fake AWS: a moto server populated like the synthesized stack (VPC, 4 subnets, 3 route tables whose VIP
-route targets node1's ENI, two tagged instances, the state table, the alert topic)."""
+"""The fake AWS: a moto server populated like the synthesized stack (VPC, a public and a private subnet per zone,
+the public route table and one per private subnet, their VIP route on node1's ENI, the tagged instances, the state
+table, the alert topic). Two nodes in two zones, or three in three (the stack's other layout)."""
 
 from __future__ import annotations
 
@@ -14,8 +15,15 @@ from botocore.config import Config
 from drill.config import CLUSTER_ID, MOTO_PORT, NODE_NAMES, REGION, TABLE_NAME, VIP, Fleet
 
 MOTO_URL = f"http://127.0.0.1:{MOTO_PORT}"
-SUBNETS = {"public-a": "10.0.10.0/24", "public-b": "10.0.20.0/24",
-           "private-a": "10.0.110.0/24", "private-b": "10.0.120.0/24"}
+
+
+def zone_subnets(zones: int) -> dict[str, str]:
+    """The stack's CIDRs: public 10.0.10/20/30.0/24 and private 10.0.110/120/130.0/24 in zones a, b, c."""
+    letters = "abc"[:zones]
+    return {**{f"public-{z}": f"10.0.{10 * (i + 1)}.0/24" for i, z in enumerate(letters)},
+            **{f"private-{z}": f"10.0.{110 + 10 * i}.0/24" for i, z in enumerate(letters)}}
+
+
 # moto needs an image id; no image is ever looked up anywhere.
 IMAGE_ID = "ami-12c6146b"
 _CONFIG = Config(retries={"max_attempts": 2, "mode": "standard"}, connect_timeout=1, read_timeout=3)
@@ -40,20 +48,23 @@ def client(service: str, endpoint: str = MOTO_URL) -> Any:
     return boto3.client(service, endpoint_url=endpoint, region_name=REGION, config=_CONFIG)
 
 
-def populate() -> Fleet:
+def populate(node_names: tuple[str, ...] = NODE_NAMES) -> Fleet:
+    """One zone per node (two or three), node i in zone i, as the stack places them."""
     ec2 = client("ec2")
+    zones = len(node_names)
+    letters = "abc"[:zones]
     vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
     subnets = {name: ec2.create_subnet(VpcId=vpc, CidrBlock=cidr)["Subnet"]["SubnetId"]
-               for name, cidr in SUBNETS.items()}
-    # As the stack: one public table shared by both public subnets, one table per private subnet.
-    tables = [ec2.create_route_table(VpcId=vpc)["RouteTable"]["RouteTableId"] for _ in range(3)]
-    associations = [(tables[0], "public-a"), (tables[0], "public-b"), (tables[1], "private-a"),
-                    (tables[2], "private-b")]
+               for name, cidr in zone_subnets(zones).items()}
+    # As the stack: one public table shared by every public subnet, one table per private subnet.
+    tables = [ec2.create_route_table(VpcId=vpc)["RouteTable"]["RouteTableId"] for _ in range(1 + zones)]
+    associations = [(tables[0], f"public-{z}") for z in letters] + \
+                   [(tables[1 + i], f"private-{z}") for i, z in enumerate(letters)]
     for table, subnet in associations:
         ec2.associate_route_table(RouteTableId=table, SubnetId=subnets[subnet])
     instances, enis, addresses = {}, {}, {}
-    for index, node in enumerate(NODE_NAMES):
-        subnet = subnets["private-a" if index % 2 == 0 else "private-b"]
+    for index, node in enumerate(node_names):
+        subnet = subnets[f"private-{letters[index % zones]}"]
         tags = [{"Key": "efs-ha:cluster", "Value": CLUSTER_ID}, {"Key": "efs-ha:node", "Value": node}]
         item = ec2.run_instances(ImageId=IMAGE_ID, MinCount=1, MaxCount=1, SubnetId=subnet,
                                  InstanceType="t3.small",
@@ -63,7 +74,7 @@ def populate() -> Fleet:
         enis[node] = next(n["NetworkInterfaceId"] for n in item["NetworkInterfaces"]
                           if n["Attachment"]["DeviceIndex"] == 0)
     for table in tables:
-        ec2.create_route(RouteTableId=table, DestinationCidrBlock=f"{VIP}/32", NetworkInterfaceId=enis[NODE_NAMES[0]])
+        ec2.create_route(RouteTableId=table, DestinationCidrBlock=f"{VIP}/32", NetworkInterfaceId=enis[node_names[0]])
     client("dynamodb").create_table(TableName=TABLE_NAME, BillingMode="PAY_PER_REQUEST",
                                     AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
                                     KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}])

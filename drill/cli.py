@@ -21,9 +21,9 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
-from drill.config import REPO_ROOT, Timings, base_env, checker_budget
+from drill.config import REPO_ROOT, Timings, base_env, checker_budget, node_names
 from drill.netns import Topology, remove_stale
-from drill.scenarios import SCENARIOS
+from drill.scenarios import SCENARIOS, Scenario
 
 if TYPE_CHECKING:
     from drill.lab import Lab
@@ -45,6 +45,23 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def selected(args: argparse.Namespace) -> list[Scenario]:
+    return [SCENARIOS[name] for name in (args.scenario or list(SCENARIOS))]
+
+
+def topology(prefix: str, scenarios: list[Scenario]) -> Topology:
+    """Namespaces for the largest cluster any selected scenario runs (node namespaces a smaller one leaves idle)."""
+    return Topology(prefix, node_names(max(scenario.nodes for scenario in scenarios)))
+
+
+def by_cluster_size(scenarios: list[Scenario]) -> dict[int, list[Scenario]]:
+    """Scenarios grouped by their node count, in order of first appearance: one lab (moto, checker, nodes) each."""
+    groups: dict[int, list[Scenario]] = {}
+    for scenario in scenarios:
+        groups.setdefault(scenario.nodes, []).append(scenario)
+    return groups
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
     if args.repeat < 1:
@@ -60,8 +77,8 @@ def outer_main(args: argparse.Namespace) -> int:
         return 2
     for stale in remove_stale():
         print(f"removed namespace {stale} of an earlier drill that died", file=sys.stderr)
-    topology = Topology(f"drill-{os.getpid()}")
-    atexit.register(topology.destroy)
+    namespaces = topology(f"drill-{os.getpid()}", selected(args))
+    atexit.register(namespaces.destroy)
     inner: list[subprocess.Popen[bytes]] = []
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
@@ -73,12 +90,12 @@ def outer_main(args: argparse.Namespace) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, on_signal)
     try:
-        topology.create()
-        argv = [sys.executable, "-m", "drill", "--inner", "--prefix", topology.prefix, "--repeat",
+        namespaces.create()
+        argv = [sys.executable, "-m", "drill", "--inner", "--prefix", namespaces.prefix, "--repeat",
                 str(args.repeat), "--output", str(args.output), "--max-minutes", str(args.max_minutes)]
         for name in args.scenario or []:
             argv += ["--scenario", name]
-        inner.append(subprocess.Popen(["ip", "netns", "exec", topology.aws, *argv], cwd=REPO_ROOT,
+        inner.append(subprocess.Popen(["ip", "netns", "exec", namespaces.aws, *argv], cwd=REPO_ROOT,
                                       preexec_fn=_die_with_parent))
         return _wait_inner(inner[0], args.max_minutes * 60)
     except KeyboardInterrupt:
@@ -87,7 +104,7 @@ def outer_main(args: argparse.Namespace) -> int:
     finally:
         for process in inner:
             _stop(process)
-        topology.destroy()
+        namespaces.destroy()
 
 
 def _die_with_parent() -> None:
@@ -134,10 +151,11 @@ def inner_main(args: argparse.Namespace) -> int:
     os.environ.clear()
     os.environ.update(clean)
     timings = Timings.shipped()
-    scenarios = [SCENARIOS[name] for name in (args.scenario or list(SCENARIOS))]
+    scenarios = selected(args)
+    shared = topology(args.prefix, scenarios)
     work = Path(tempfile.mkdtemp(prefix="drill-"))
-    _describe(args, timings, s3_server_name(), work)
-    lab = Lab(Topology(args.prefix), work, timings)
+    _describe(args, timings, s3_server_name(), work, shared)
+    labs: list[Lab] = []
     runs: list[dict[str, Any]] = []
     error = None
     deadline = time.monotonic() + args.max_minutes * 60
@@ -149,21 +167,28 @@ def inner_main(args: argparse.Namespace) -> int:
             log(f"[{scenario.name}] cannot be simulated here: {reason}")
     scenarios = [s for s in scenarios if s.name not in skipped]
     try:
-        lab.open()
-        for rep in range(1, args.repeat + 1):
-            for scenario in scenarios:
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"--max-minutes {args.max_minutes:g} reached")
-                run = lab.run(scenario, rep)
-                log(f"[{scenario.name} #{rep}] {_brief(run)}")
-                runs.append(run)
+        for count, group in by_cluster_size(scenarios).items():
+            # The first cluster keeps the work dir's top level (logs/, efs/); a larger one gets its own below it.
+            lab = Lab(shared, work if not labs else work / f"{count}-nodes", timings, node_names(count))
+            labs.append(lab)
+            try:
+                lab.open()
+                log(f"cluster of {count} nodes ({', '.join(lab.node_names)}) up")
+                for rep in range(1, args.repeat + 1):
+                    for scenario in group:
+                        if time.monotonic() > deadline:
+                            raise TimeoutError(f"--max-minutes {args.max_minutes:g} reached")
+                        run = lab.run(scenario, rep)
+                        run["nodes"] = count
+                        log(f"[{scenario.name} #{rep}] {_brief(run)}")
+                        runs.append(run)
+            finally:
+                lab.close()
     except (Exception, KeyboardInterrupt) as caught:
         error = f"{type(caught).__name__}: {caught}"
         log(f"drill aborted: {error}")
-    finally:
-        lab.close()
     rows = summarize(runs)
-    overall_dual = dual_active(lab.timeline)
+    overall_dual = [overlap for lab in labs for overlap in dual_active(lab.timeline)]
     problems = failures(rows, overall_dual) + ([f"aborted: {error}"] if error else [])
     machine = (f"Measured on a machine with {os.cpu_count()} CPUs (load average {os.getloadavg()[0]:.1f} when the "
                f"drill ended).")
@@ -172,7 +197,7 @@ def inner_main(args: argparse.Namespace) -> int:
                         "summary": rows, "runs": runs, "skipped": skipped, "problems": problems,
                         "logs": str(work / "logs")})
     print("\n" + table(rows))
-    print(_probe_gaps(lab, timings))
+    print(_probe_gaps(labs, timings))
     kill = next((row for row in rows if row["scenario"] == "kill-active"), None)
     if kill is not None:
         print(f"\nmedian RTO of kill -9 of the active node: {kill['rto_s']} s over {kill['runs']} run(s) "
@@ -199,15 +224,18 @@ def inner_main(args: argparse.Namespace) -> int:
     return 1 if problems else 0
 
 
-def _probe_gaps(lab: Lab, timings: Timings) -> str:
-    """The whole drill's probe gaps (hand-overs between scheduled runs included), against the design's bound."""
+def _probe_gaps(labs: list[Lab], timings: Timings) -> str:
+    """The whole drill's probe gaps (hand-overs between scheduled runs included), against the design's bound;
+    per cluster (a lab's checker never probes another lab's moto, so no gap spans two)."""
     from drill.analysis import largest_probe_gap
     from failover_lambda.budget import probe_gap_bound_seconds
 
-    scans = lab.proxy.scan_times(0.0, time.time())
-    loops = sum(1 for i in lab.checker.invocations if "id" in i and i["trigger"] in ("schedule", "ec2-state-change"))
-    gap = largest_probe_gap(scans)
-    largest = "-" if gap is None else f"{gap:.2f}"
+    per_lab = [lab.proxy.scan_times(0.0, time.time()) for lab in labs if hasattr(lab, "checker")]
+    scans = [scan for lab_scans in per_lab for scan in lab_scans]
+    loops = sum(1 for lab in labs if hasattr(lab, "checker") for i in lab.checker.invocations
+                if "id" in i and i["trigger"] in ("schedule", "ec2-state-change"))
+    gaps = [gap for gap in map(largest_probe_gap, per_lab) if gap is not None]
+    largest = f"{max(gaps):.2f}" if gaps else "-"
     return (f"\nprobe gaps over the whole drill: largest {largest} s across {len(scans)} probes and {loops} "
             f"probe-loop runs (bound: {probe_gap_bound_seconds(timings.probe_interval_seconds):g} s = 2 "
             "probe intervals + a cold start)")
@@ -220,15 +248,17 @@ def _brief(run: dict[str, Any]) -> str:
     return " ".join(f"{k}={run.get(k)}" for k in keys)
 
 
-def _describe(args: argparse.Namespace, timings: Timings, server: str, work: Path) -> None:
+def _describe(args: argparse.Namespace, timings: Timings, server: str, work: Path, namespaces: Topology) -> None:
     timeout, margin = checker_budget(timings)
     print(f"""efs-ha local failover drill (no AWS account; nothing is deployed)
   timings (cdk.json): {timings.describe()}
   checker: the real failover_lambda handler, 1-minute schedule, {timeout:g} s timeout (loop margin {margin:g} s), \
 no reserved concurrency (one sandbox per concurrent run; the loop lease keeps one probe loop), against moto
   HTTP_PROBE=false: moto's ENI addresses are 10.0.x.x, which are no host of this drill and must never be contacted
-  MinIO TLS: off in the drill (its S3 stand-in serves plain HTTP, so the agents probe http); a deployed cluster serves https by default (tls: on)
+  MinIO TLS: off in the drill (its S3 stand-in serves plain HTTP, so the agents probe http); a deployed cluster \
+serves https by default (tls: on)
   nodes: the real node agent + {server}, sharing one tmpfs as EFS through per-node bind mounts
-  network: namespaces {args.prefix}-{{aws,cl,node1,node2}}; the client reaches only the VIP, routed like the VPC
+  network: namespaces {args.prefix}-{{{','.join(['aws', 'cl', *namespaces.node_names])}}}; the client reaches only \
+the VIP, routed like the VPC
   RTO excludes AWS route propagation; work dir {work}
 """, flush=True)

@@ -17,7 +17,7 @@ PROXY_PORT = 5001  # the checker talks to moto through this proxy (it can kill t
 LINK_PREFIX = "198.18.0"
 AWS_ADDRESS = f"{LINK_PREFIX}.1"
 CLIENT_ADDRESS = f"{LINK_PREFIX}.100"
-NODE_NAMES = ("node1", "node2")
+NODE_NAMES = ("node1", "node2")  # every scenario's cluster, unless the scenario asks for more nodes
 CLUSTER_ID = "EfsHaDrill"
 TABLE_NAME = "efs-ha-drill-state"
 REGION = "us-east-1"
@@ -68,6 +68,11 @@ def checker_budget(timings: Timings) -> tuple[float, float]:
               "fence_timeout": timings.fence_timeout_seconds}
     return (float(budget.invocation_timeout_seconds(**sizing)),  # type: ignore[arg-type]
             float(budget.loop_safety_margin_seconds(**sizing)))  # type: ignore[arg-type]
+
+
+def node_names(count: int) -> tuple[str, ...]:
+    """A drill cluster of `count` nodes, in failover priority order (node1 first, as the stack's default)."""
+    return tuple(f"node{index}" for index in range(1, count + 1))
 
 
 def node_address(index: int) -> str:

@@ -1,5 +1,6 @@
-"""The inner drill, run inside the "aws" namespace: moto, the checker service, both nodes, the client, the
-VPC-router mirror; runs scenarios and measures them. Everything it starts is stopped in close()."""
+"""The inner drill, run inside the "aws" namespace: moto, the checker service, the nodes (two, or three for the
+scenarios that ask for them), the client, the VPC-router mirror; runs scenarios and measures them. Everything it
+starts is stopped in close()."""
 
 from __future__ import annotations
 
@@ -57,11 +58,11 @@ def log(text: str) -> None:
     print(f"{time.strftime('%H:%M:%S')} {text}", file=sys.stderr, flush=True)
 
 
-def checker_env(fleet: Fleet, timings: Timings) -> dict[str, str]:
+def checker_env(fleet: Fleet, timings: Timings, node_names: tuple[str, ...] = NODE_NAMES) -> dict[str, str]:
     """Exactly the function's environment in the stack (failover_manager.py), pointed at moto via the proxy."""
     return {
         "AWS_ENDPOINT_URL": f"http://127.0.0.1:{PROXY_PORT}",
-        "STATE_TABLE_NAME": TABLE_NAME, "CLUSTER_ID": CLUSTER_ID, "NODE_NAMES": ",".join(NODE_NAMES),
+        "STATE_TABLE_NAME": TABLE_NAME, "CLUSTER_ID": CLUSTER_ID, "NODE_NAMES": ",".join(node_names),
         "ROUTE_TABLE_IDS": ",".join(fleet.route_table_ids), "VIP": VIP, "TOPIC_ARN": fleet.topic_arn,
         "PROBE_INTERVAL_SECONDS": str(timings.probe_interval_seconds),
         "FAILURE_THRESHOLD": str(timings.failure_threshold),
@@ -78,14 +79,16 @@ def checker_env(fleet: Fleet, timings: Timings) -> dict[str, str]:
 
 
 class Lab:
-    def __init__(self, topology: Topology, work: Path, timings: Timings) -> None:
+    def __init__(self, topology: Topology, work: Path, timings: Timings,
+                 node_names: tuple[str, ...] = NODE_NAMES) -> None:
         self.topology = topology
         self.work = work
         self.logs = work / "logs"
         self.logs.mkdir(parents=True, exist_ok=True)
         self.timings = timings
+        self.node_names = node_names  # failover priority order, as the checker's NODE_NAMES
         self.timeline = Timeline()
-        self.storage = SharedStorage(work)
+        self.storage = SharedStorage(work, node_names)
         self.proxy = KillSwitchProxy(PROXY_PORT, MOTO_PORT)
         self.moto: Child | None = None
         self.nodes: dict[str, Node] = {}
@@ -100,24 +103,27 @@ class Lab:
         self._held: list[str] = []  # nodes on the checker's hold when the run recovered (before the heal)
         self._inflight: Child | None = None
         self._inflight_lines: list[dict[str, Any]] = []
+        # What a scenario records while it injects its fault (merged into the run's results): "faulted" and
+        # "epoch_before" name the node and the epoch the measurements start from when it is not the first fault.
+        self.notes: dict[str, Any] = {}
 
     # ----- setup -----
     def open(self) -> None:
         self.storage.mount()
         self.moto = Child("moto", aws.moto_argv(), {**base_env()}, self.logs)
         aws.wait_ready()
-        self.fleet = aws.populate()
-        # The client sits in private subnet B: the table a crashed checker updates last.
+        self.fleet = aws.populate(self.node_names)
+        # The client sits in the last private subnet: the table a crashed checker updates last.
         self.client_table = self.fleet.route_table_ids[-1]
         self.proxy.start()
-        for name in NODE_NAMES:
+        for name in self.node_names:
             view = self.storage.views[name]
             self.nodes[name] = Node(name, self.topology, self.fleet, self.timings, view, self.logs,
                                     self.timeline.sample, self._node_event)
             self.nodes[name].start_sampler()
             self.nodes[name].start_watchdog()
         self.check_vip_isolation()
-        self.checker = LambdaService(checker_env(self.fleet, self.timings), self.logs, log,
+        self.checker = LambdaService(checker_env(self.fleet, self.timings, self.node_names), self.logs, log,
                                      checker_budget(self.timings)[0])
         self.watcher = Watcher(self.fleet, self.topology, self.nodes, self.timeline, self.client_table,
                                lambda event: self._ec2_event(event), log)
@@ -150,7 +156,7 @@ class Lab:
 
     def check_vip_isolation(self) -> None:
         """Before anything runs: the VIP reaches exactly the node the client route names, and nothing without."""
-        for index, name in [*enumerate(NODE_NAMES), (None, None)]:
+        for index, name in [*enumerate(self.node_names), (None, None)]:
             self.topology.route_vip(node_address(index) if index is not None else None)
             reached = self._probe_vip_identity()
             if reached != name:
@@ -246,7 +252,7 @@ class Lab:
             applied = self.timeline.applied_route[-1][1] if self.timeline.applied_route else None
         with self.timeline.lock:
             renewed = dict(self.timeline.renewed_at)
-        for name in NODE_NAMES:
+        for name in self.node_names:
             report = reports.get(name, {})
             # Freshness on the drill's clock (lease_seq growing), never the node's heartbeat_at (maybe skewed).
             if now - renewed.get(name, 0.0) > 2.5 or report.get("efs_ok") is not True:
@@ -258,6 +264,23 @@ class Lab:
         if set(routes.values()) != {active} or len(routes) != len(self.fleet.route_table_ids) or applied != active:
             return None
         return active if reports[active].get("serving") is True else None
+
+    def wait_new_active(self, old: str, epoch_before: int, since: float, timeout: float) -> str | None:
+        """The node that took over from `old`: stable at a later epoch, every route table on it, its S3 server
+        answering and the client's last RECOVERED_STREAK requests (after `since`) all answered. None on timeout."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            cluster = self.timeline.latest_cluster()
+            if cluster is not None and cluster.phase == "stable" and cluster.active not in (None, old) \
+                    and cluster.epoch > epoch_before:
+                with self.timeline.lock:
+                    routes = set(self.timeline.routes_all.values())
+                ops = self.ops_since(since)
+                if routes == {cluster.active} and self.timeline.answering(cluster.active, time.time() - 0.5) \
+                        and len(ops) >= RECOVERED_STREAK and all(op["ok"] for op in ops[-RECOVERED_STREAK:]):
+                    return cluster.active
+            time.sleep(0.1)
+        return None
 
     def wait_clean(self, timeout: float = CLEAN_TIMEOUT_SECONDS) -> str:
         deadline = time.monotonic() + timeout
@@ -344,16 +367,17 @@ class Lab:
     # ----- one scenario -----
     def run(self, scenario: Scenario, rep: int) -> dict[str, Any]:
         self._problems = []
+        self.notes = {}
         active = self.wait_clean()
         if scenario.prepare is not None:
-            standby = next(n for n in NODE_NAMES if n != active)
+            standby = next(n for n in self.node_names if n != active)
             log(f"[{scenario.name} #{rep}] preparing")
             try:
                 scenario.prepare(self, active, standby)
             except RuntimeError as error:  # recorded; the fault then hits whichever node is active
                 self.problem(f"preparation failed: {error}")
             active = self.wait_clean()
-        standby = next(n for n in NODE_NAMES if n != active)
+        standby = next(n for n in self.node_names if n != active)
         started = time.time()
         client = self.start_client(f"{scenario.name}-{rep}")
         self._wait(lambda: sum(op["ok"] for op in self.ops_since(started)) >= WARMUP_OPS, 60, "client warm-up")
@@ -363,6 +387,8 @@ class Lab:
         fault_at = time.time()
         log(f"[{scenario.name} #{rep}] fault on {active}: {scenario.title}")
         fault_at = scenario.inject(self, active, standby) or fault_at
+        # A chain of faults is measured from its last one (scenarios.py: kill_active_twice).
+        faulted, epoch = self.notes.get("faulted", active), self.notes.get("epoch_before", epoch)
         recovered = self._wait(lambda: self._recovered(scenario, fault_at, epoch), scenario.recovery_timeout,
                                "recovery", fail=False)
         recovered_at = time.time()
@@ -377,10 +403,11 @@ class Lab:
         client.send("verify")
         verified = self._verified.wait(120)
         client.stop(timeout=10)
-        window = Window(fault_at, recovered_at, epoch, active)
+        window = Window(fault_at, recovered_at, epoch, faulted)
         result = self._measure(scenario, rep, window, started, recovered, verified, (healed_at, settled_at))
         result["clock_skew_s"] = _round(skew)  # the faulted node's heartbeat_at minus the drill's clock
         result.update(extra)
+        result.update({key: value for key, value in self.notes.items() if key not in ("faulted", "epoch_before")})
         return result
 
     def _recovered(self, scenario: Scenario, fault_at: float, epoch: int) -> bool:

@@ -45,6 +45,8 @@ def kill_pid(pid: int, sig: signal.Signals = signal.SIGKILL) -> None:
 @dataclass(frozen=True)
 class Topology:
     prefix: str
+    # One namespace per node: as many as the drill's largest cluster (a scenario may ask for three nodes).
+    node_names: tuple[str, ...] = NODE_NAMES
 
     @property
     def aws(self) -> str:
@@ -63,7 +65,7 @@ class Topology:
 
     @property
     def namespaces(self) -> list[str]:
-        return [self.aws, self.client, *(self.node(n) for n in NODE_NAMES)]
+        return [self.aws, self.client, *(self.node(n) for n in self.node_names)]
 
     def create(self) -> None:
         for namespace in self.namespaces:
@@ -72,7 +74,7 @@ class Topology:
         ip("-n", self.aws, "link", "add", BRIDGE, "type", "bridge")
         ip("-n", self.aws, "addr", "add", f"{AWS_ADDRESS}/24", "dev", BRIDGE)
         ip("-n", self.aws, "link", "set", BRIDGE, "up")
-        for index, name in enumerate(NODE_NAMES):
+        for index, name in enumerate(self.node_names):
             self._attach(self.node(name), self.host_port(name), node_address(index))
             # The VIP sits on both nodes' loopback (on AWS only the serving node holds it); the client's route
             # alone decides which node it reaches, as the VPC route tables do.
@@ -103,15 +105,19 @@ class Topology:
 
     def destroy(self) -> None:
         """Kill every process left in the run's namespaces (all started by the drill), then delete them."""
-        existing = set(list_namespaces())
-        for namespace in self.namespaces:
-            if namespace in existing:
-                for pid in ns_pids(namespace):
-                    if pid != os.getpid():
-                        kill_pid(pid)
-        for namespace in self.namespaces:
-            if namespace in existing:
-                ip("netns", "del", namespace, check=False)
+        # Every namespace of this prefix, however many nodes the run had (a stale run's count is unknown).
+        mine = [namespace for namespace in list_namespaces() if self._owns(namespace)]
+        for namespace in mine:
+            for pid in ns_pids(namespace):
+                if pid != os.getpid():
+                    kill_pid(pid)
+        for namespace in mine:
+            ip("netns", "del", namespace, check=False)
+
+    def _owns(self, namespace: str) -> bool:
+        """`<prefix>-<one word>`: drill-12-aws is drill-12's, never drill-1's (its suffix would be 2-aws)."""
+        head, _, suffix = namespace.partition(f"{self.prefix}-")
+        return head == "" and bool(suffix) and "-" not in suffix
 
 
 def list_namespaces() -> list[str]:

@@ -1,8 +1,8 @@
-"""The two nodes: an agent process, its S3 server (started by the agent) and a sampler, in the node's namespace;
-each node sees the shared "EFS" (one tmpfs) through its own bind mount, so one node's view can fail alone.
-Each node also has a simulated watchdog device (drill/watchdog_sim.py, its own process): when the armed device
-is not fed in time it kills the node's processes, and the drill boots the node again (a fresh agent) after
-BOOT_DELAY_SECONDS, as a reset machine comes back."""
+"""The nodes (two, or three for the scenarios that ask for them): an agent process, its S3 server (started by
+the agent) and a sampler, in the node's namespace; each node sees the shared "EFS" (one tmpfs) through its own
+bind mount, so one node's view can fail alone. Each node also has a simulated watchdog device
+(drill/watchdog_sim.py, its own process): when the armed device is not fed in time it kills the node's processes,
+and the drill boots the node again (a fresh agent) after BOOT_DELAY_SECONDS, as a reset machine comes back."""
 
 from __future__ import annotations
 
@@ -58,9 +58,9 @@ def mount(*args: str) -> None:
 class SharedStorage:
     """One tmpfs is the EFS file system; node views are bind mounts of it (each a mount point, as EFS is)."""
 
-    def __init__(self, work: Path) -> None:
+    def __init__(self, work: Path, node_names: tuple[str, ...] = NODE_NAMES) -> None:
         self.root = work / "efs"
-        self.views = {node: work / node / "efs" for node in NODE_NAMES}
+        self.views = {node: work / node / "efs" for node in node_names}
         self._mounted: list[Path] = []
 
     def mount(self) -> None:

@@ -38,6 +38,8 @@ SLOW_EFS_OBSERVE_SECONDS = 25.0
 # A cut node keeps its cut this long: well past its self-fence plus the watchdog timeout, so that a watchdog
 # the self-fenced agent stopped feeding would have fired before the heal.
 CUT_OBSERVE_SECONDS = 10.0
+# The first takeover of the three-node chain: detection + failover (~6 s) and the client served again, with slack.
+CHAIN_TAKEOVER_TIMEOUT_SECONDS = 60.0
 
 
 @dataclass(frozen=True)
@@ -64,6 +66,8 @@ class Scenario:
     expect_hold: bool = False
     # Called once the run recovered, before the heal (the fault still on): more measurements for the results.
     collect: Collect | None = None
+    # Nodes in the drill's cluster for this scenario (node1..nodeN, one zone each, priority in that order).
+    nodes: int = 2
 
 
 def kill_active(lab: Lab, active: str, _standby: str) -> None:
@@ -207,6 +211,47 @@ def graceful_shutdown(lab: Lab, active: str, _standby: str) -> None:
         lab.problem(f"no handover at the shutdown of {active}: {outcome}")
 
 
+def kill_active_twice(lab: Lab, active: str, _standby: str) -> float | None:
+    """kill -9 of the active node; once the next node in priority order has taken over and the client is served
+    again, kill -9 of that one too: the role must land on the third node. Measured from the second kill."""
+    first_at, epoch = time.time(), lab.epoch()
+    lab.nodes[active].kill()
+    second = lab.wait_new_active(active, epoch, first_at, CHAIN_TAKEOVER_TIMEOUT_SECONDS)
+    if second is None:
+        lab.problem(f"no node took over from {active} within {CHAIN_TAKEOVER_TIMEOUT_SECONDS:g} s")
+        return None
+    second_epoch = lab.epoch()
+    lab.notes.update({"faulted": second, "epoch_before": second_epoch, "chain": [active, second],
+                      "first_fault_at": first_at})
+    second_at = time.time()
+    lab.nodes[second].kill()
+    lab.notes["second_fault_at"] = second_at
+    return second_at
+
+
+def collect_chain(lab: Lab, fault_at: float) -> dict[str, Any]:
+    """The role is on the node neither kill hit, and the first takeover's own figures (the run's are the second's)."""
+    from drill.analysis import Window, rto_seconds
+
+    chain = lab.notes.get("chain", [])
+    survivors = [name for name in lab.node_names if name not in chain]
+    cluster = lab.timeline.latest_cluster()
+    landed = cluster.active if cluster is not None else None
+    if len(chain) == 2 and landed not in survivors:
+        lab.problem(f"after killing {chain[0]} and then {chain[1]} the role is on {landed}, not on {survivors}")
+    first_at = lab.notes.pop("first_fault_at", None)
+    second_at = lab.notes.pop("second_fault_at", None)
+    if first_at is None or second_at is None:
+        return {"landed_on": landed}
+    first = Window(first_at, second_at, 0, chain[0])
+    return {"landed_on": landed, "first_rto_s": _rounded(rto_seconds(lab.ops_since(first_at - 5), first)),
+            "between_kills_s": _rounded(second_at - first_at)}
+
+
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(value, 2)
+
+
 def _fuse_unavailable() -> str | None:
     from drill.slowfs import ensure_fuse
 
@@ -242,4 +287,7 @@ SCENARIOS = {s.name: s for s in (
     Scenario("slow-efs", f"active node's EFS slow ({SLOW_MONITOR_WRITE_SECONDS:g} s per monitor write, "
              f"{SLOW_OTHER_WRITE_SECONDS:g} s per other write): nothing may move", slow_efs, moves=False,
              no_failover=True, min_observe=SLOW_EFS_OBSERVE_SECONDS, unavailable=_fuse_unavailable),
+    Scenario("three-node-chain", "three nodes in three zones: kill -9 of the active node, then of the node that "
+             "took over (the role must land on the third)", kill_active_twice, moves=True, nodes=3,
+             collect=collect_chain),
 )}

@@ -15,7 +15,7 @@ from typing import Any
 from boto3.dynamodb.types import TypeDeserializer
 
 from drill import aws
-from drill.config import NODE_NAMES, TABLE_NAME, VIP, Fleet, node_address
+from drill.config import TABLE_NAME, VIP, Fleet, node_address
 from drill.netns import Topology
 from drill.nodes import Node, stop_s3_async
 from drill.timeline import ClusterSample, Timeline
@@ -30,6 +30,7 @@ class Watcher:
     def __init__(self, fleet: Fleet, topology: Topology, nodes: dict[str, Node], timeline: Timeline,
                  client_table: str, ec2_event: Callable[[dict[str, Any]], None], log: Callable[[str], None]) -> None:
         self._fleet = fleet
+        self._node_names = tuple(nodes)  # in priority order: node i's link address is node_address(i)
         self._topology = topology
         self._nodes = nodes
         self._timeline = timeline
@@ -87,7 +88,7 @@ class Watcher:
             if not self._timeline.table_route or self._timeline.table_route[-1][1] != target:
                 self._timeline.table_route.append((now, target))
         if target != self._applied:
-            via = node_address(NODE_NAMES.index(target)) if target else None
+            via = node_address(self._node_names.index(target)) if target else None
             self._topology.route_vip(via)
             self._applied = target
             with self._timeline.lock:

@@ -33,7 +33,7 @@ def test_dual_active_compares_every_pair_of_three_nodes() -> None:
     timeline.samples["node2"] = _samples((0, 6, False), (6, 8, True), (8, 20, False))
     timeline.samples["node3"] = _samples((0, 4, False), (4, 5.5, True), (5.5, 9, False), (9, 20, True))
     overlaps = dual_active(timeline)
-    assert overlaps and all(3.9 < start and end < 5.6 for start, end in overlaps)
+    assert overlaps and all(start > 3.9 and end < 5.6 for start, end in overlaps)
     timeline.samples["node3"] = _samples((0, 9, False), (9, 20, True))
     assert dual_active(timeline) == []
 
