@@ -12,6 +12,9 @@ from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 from typing import Any, TypeVar
 
+from cluster_config.image import KEY as NODE_IMAGES_KEY
+from cluster_config.image import ImageConfigError, NodeImages, parse_node_images
+
 _N = TypeVar("_N", int, float)
 
 # The stack is environment-agnostic: one public and one private subnet (a subnet pair, with its NAT gateway and
@@ -55,6 +58,7 @@ DEFAULTS: dict[str, Any] = {
     "interface_endpoints": False,
     "checker_reserved_concurrency": 0,
     "tls": "on",
+    NODE_IMAGES_KEY: {},
 }
 
 # Mount points become systemd unit names and shell arguments; keep them to characters both carry verbatim.
@@ -142,6 +146,7 @@ class ClusterConfig:
     interface_endpoints: bool  # VPC interface endpoints so failover and node start never depend on a NAT
     checker_reserved_concurrency: int  # 0: no reservation (the loop lease keeps one probe loop)
     tls: bool  # MinIO serves HTTPS with a per-cluster CA
+    node_images: NodeImages  # the pinned AMI per region (cluster_config/image.py)
 
     @property
     def zone_count(self) -> int:
@@ -185,7 +190,15 @@ def load_config(get_context: ContextGetter, *, project_root: Path | None = None)
         interface_endpoints=raw.boolean("interface_endpoints"),
         checker_reserved_concurrency=raw.integer("checker_reserved_concurrency", minimum=0, maximum=1000),
         tls=raw.choice("tls", TLS_MODES) == "on",
+        node_images=_node_images(raw),
     )
+
+
+def _node_images(raw: _Raw) -> NodeImages:
+    try:
+        return parse_node_images(raw.value(NODE_IMAGES_KEY))
+    except ImageConfigError as error:
+        raise ConfigError(NODE_IMAGES_KEY, error.problem) from None
 
 
 class _Raw:

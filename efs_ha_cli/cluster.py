@@ -13,7 +13,7 @@ from efs_ha_cli.stack import (
     FAILOVER_FUNCTION_NAME,
     FILE_SYSTEM_ID,
     MOUNT_POINT,
-    NODE_INSTANCE_IDS,
+    NODE_GROUP_NAMES,
 )
 from efs_ha_cli.verdict import checker_liveness, judge
 from failover_lambda.aws import AWS_ERRORS
@@ -56,8 +56,7 @@ def read_status(app: App) -> dict[str, Any]:
         "mount_point": outputs.optional(MOUNT_POINT),
         "failover_function": outputs.optional(FAILOVER_FUNCTION_NAME),
         "alarm_topic_arn": outputs.optional(ALARM_TOPIC_ARN),
-        "deployed_instance_ids": list(outputs.items(NODE_INSTANCE_IDS))
-        if outputs.optional(NODE_INSTANCE_IDS) else [],
+        "node_groups": list(outputs.items(NODE_GROUP_NAMES)) if outputs.optional(NODE_GROUP_NAMES) else [],
         "thresholds_from": app.settings_source,
     }
     report["checked_at"] = app.clock.now()

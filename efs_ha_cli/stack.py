@@ -17,7 +17,8 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 VIRTUAL_IP = "VirtualIp"
 ROUTE_TABLE_IDS = "RouteTableIds"
 NODE_NAMES = "NodeNames"
-NODE_INSTANCE_IDS = "NodeInstanceIds"
+# The nodes' Auto Scaling groups (instance IDs change with every replacement; the checker finds them by tag).
+NODE_GROUP_NAMES = "NodeGroupNames"
 STATE_TABLE_NAME = "StateTableName"
 FILE_SYSTEM_ID = "FileSystemId"
 MOUNT_POINT = "MountPoint"

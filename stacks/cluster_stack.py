@@ -18,8 +18,8 @@ from constructs.minio_credentials import MinioCredentials
 from constructs.minio_tls import MinioTls
 from constructs.monitoring import ClusterMonitoring, MonitoringInputs
 from constructs.network import ClusterNetwork
+from constructs.node_image import NodeImage
 from constructs.shared_storage import SharedStorage
-from constructs.vip_routes import VipRoutes
 from userdata.render import TLS_SERVER_NAME, NodeUserDataInputs
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -42,18 +42,20 @@ class EfsHaClusterStack(Stack):
         minio_binary = self._minio_binary_source()
         agent_code = s3_assets.Asset(self, "NodeAgentCode", path=str(PROJECT_ROOT / "node_agent"),
                                      exclude=["__pycache__", "*.pyc"])
+        self.node_image = NodeImage(self, "NodeImage", images=config.node_images)
         self.nodes = [
             ClusterNode(self, name.capitalize(), vpc=self.network.vpc, security_group=node_group,
                         settings=self._node_settings(name, subnet_index, minio_binary, agent_code.s3_object_url))
             for subnet_index, name in enumerate(config.node_names)
         ]
-        # One node at a time: a deploy that replaces nodes never takes both down together.
+        # One node at a time: a deploy that replaces nodes never takes both down together (each group's rolling
+        # update ends only once its new instance has signalled and its old one is terminated).
         for previous, node in zip(self.nodes, self.nodes[1:], strict=False):
             node.node.add_dependency(previous)
         for node in self.nodes:
             # The first boot mounts EFS and downloads packages: it must not race the mount targets or routes.
-            node.instance.node.add_dependency(self.storage.file_system.mount_targets_available,
-                                              *self.network.egress_ready)
+            node.group.node.add_dependency(self.storage.file_system.mount_targets_available,
+                                           *self.network.egress_ready)
         for node in self.nodes:
             self.credentials.grant_read(node.role)
             if self.tls is not None:
@@ -62,10 +64,8 @@ class EfsHaClusterStack(Stack):
             node.grant_object_read(agent_code)
             if isinstance(minio_binary, s3_assets.Asset):
                 node.grant_object_read(minio_binary)
-        self.vip_routes = VipRoutes(self, "VipRoutes", vip=str(config.vip),
-                                    route_table_ids=self.network.route_table_ids,
-                                    route_table_arns=self.network.route_table_arns,
-                                    initial_instance_id=self.nodes[0].instance_id)
+        # No VIP route resource: no instance ID exists at synth. The checker's first run creates the cluster item
+        # (the first node active) and every missing VIP route towards that node's ENI (drift repair).
         self.failover = FailoverManager(self, "FailoverManager", inputs=FailoverInputs(
             config=config, network=self.network, state=self.state, nodes=self.nodes,
             node_security_group=node_group))
@@ -104,6 +104,7 @@ class EfsHaClusterStack(Stack):
             subnet=self.network.private_subnets[subnet_index % len(self.network.private_subnets)],
             instance_type=config.instance_type,
             cluster_id=self.stack_name,
+            image_id=self.node_image.image_id,
             user_data=NodeUserDataInputs(
                 node_name=name,
                 file_system_id=self.storage.file_system.file_system_id,
@@ -131,7 +132,8 @@ class EfsHaClusterStack(Stack):
         CfnOutput(self, "VirtualIp", value=str(self.config.vip))
         CfnOutput(self, "RouteTableIds", value=",".join(self.network.route_table_ids))
         CfnOutput(self, "NodeNames", value=",".join(self.config.node_names))
-        CfnOutput(self, "NodeInstanceIds", value=",".join(node.instance_id for node in self.nodes))
+        # Instance IDs change with every replacement: the groups are what stays (the CLI lists their instances).
+        CfnOutput(self, "NodeGroupNames", value=",".join(node.group.auto_scaling_group_name for node in self.nodes))
         CfnOutput(self, "StateTableName", value=self.state.table.table_name)
         CfnOutput(self, "FileSystemId", value=self.storage.file_system.file_system_id)
         CfnOutput(self, "MountPoint", value=self.config.mount_point)

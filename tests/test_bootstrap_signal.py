@@ -15,7 +15,7 @@ from tests.test_userdata import sample_inputs
 from userdata.render import NodeUserDataInputs, render_file
 
 INPUTS = NodeUserDataInputs(**{**sample_inputs().__dict__, "stack_name": "efs-ha",
-                                "instance_logical_id": "Node1Instance0123ABCD"})
+                                "signal_logical_id": "Node1GroupASG0123ABCD"})
 INSTANCE_ID = "i-0123456789abcdef0"
 
 # Fails the first $FAILS calls (with CloudFormation's message if $MESSAGE is set), then succeeds; one line per call.
@@ -71,7 +71,7 @@ def node(tmp_path: Path) -> Node:
 
 def _expected_call(status: str, unique_id: str = INSTANCE_ID) -> str:
     return (f"cloudformation signal-resource --region {INPUTS.region} --stack-name {INPUTS.stack_name} "
-            f"--logical-resource-id {INPUTS.instance_logical_id} --unique-id {unique_id} --status {status}")
+            f"--logical-resource-id {INPUTS.signal_logical_id} --unique-id {unique_id} --status {status}")
 
 
 def test_stub_is_the_only_aws(node: Node) -> None:
@@ -172,7 +172,8 @@ def test_the_budget_and_exit_status_match_the_unit_and_the_creation_policy() -> 
 
 def test_a_rerun_after_a_lost_signal_only_signals_again(node: Node) -> None:
     # main itself, with each setup step stubbed to record that it ran
-    steps = "install_packages mount_efs install_minio install_agent load_watchdog start_services"
+    steps = ("disable_source_dest_check install_packages mount_efs install_minio install_agent load_watchdog "
+             "start_services")
     stubs = "".join(f"{step}() {{ echo {step} >> {node.tmp}/steps; }}\n" for step in steps.split())
     run_main = f"log_file={node.tmp}/bootstrap.log\n{stubs}main"
     first = node.run(run_main, fails=100)

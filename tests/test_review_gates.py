@@ -79,7 +79,7 @@ def test_functions_wait_for_their_role_policies_but_not_twice_for_the_role(templ
     resource's ServiceToken), waits for them."""
     resources = template_json["Resources"]
     functions = {k: r for k, r in resources.items() if r["Type"] == "AWS::Lambda::Function"}
-    assert len(functions) >= 2  # the checker and CDK's VIP route provider
+    assert len(functions) >= 2  # the checker and CDK's custom resource provider (the node image lookup)
     for logical_id, function in functions.items():
         role = function["Properties"]["Role"]["Fn::GetAtt"][0]
         assert role not in function.get("DependsOn", []), logical_id

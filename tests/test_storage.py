@@ -43,8 +43,8 @@ def test_efs_security_group_only_ingress_is_nfs_from_the_node_security_group(
     assert "SecurityGroupIngress" not in efs_group
     ingress = [r["Properties"] for r in resources.values() if r["Type"] == "AWS::EC2::SecurityGroupIngress"
                and r["Properties"]["GroupId"]["Fn::GetAtt"][0] == target]
-    (node_group,) = [k for k, r in resources.items() if r["Type"] == "AWS::EC2::Instance"][:1]
-    node_group_id = resources[node_group]["Properties"]["SecurityGroupIds"][0]["Fn::GetAtt"][0]
+    (node_template,) = [k for k, r in resources.items() if r["Type"] == "AWS::EC2::LaunchTemplate"][:1]
+    node_group_id = resources[node_template]["Properties"]["LaunchTemplateData"]["SecurityGroupIds"][0]["Fn::GetAtt"][0]
     assert ingress == [{
         "IpProtocol": "tcp", "FromPort": 2049, "ToPort": 2049, "Description": "NFS from cluster nodes",
         "GroupId": {"Fn::GetAtt": [target, "GroupId"]},

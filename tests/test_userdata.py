@@ -43,10 +43,11 @@ def test_documented_unit_names() -> None:
 
 
 def _user_data_text(template_json: dict[str, Any], node: str) -> str:
-    """Flatten the instance's Fn::Base64(Fn::Join) user-data, showing references as <Ref:LogicalId>."""
-    (instance,) = [r["Properties"] for r in template_json["Resources"].values() if r["Type"] == "AWS::EC2::Instance"
-                   and {"Key": "efs-ha:node", "Value": node} in r["Properties"]["Tags"]]
-    parts = instance["UserData"]["Fn::Base64"]["Fn::Join"][1]
+    """Flatten the node's launch template's Fn::Base64(Fn::Join) user-data, showing references as <Ref:LogicalId>."""
+    (data,) = [r["Properties"]["LaunchTemplateData"] for r in template_json["Resources"].values()
+               if r["Type"] == "AWS::EC2::LaunchTemplate"
+               and {"Key": "efs-ha:node", "Value": node} in r["Properties"]["TagSpecifications"][0]["Tags"]]
+    parts = data["UserData"]["Fn::Base64"]["Fn::Join"][1]
     return "".join(p if isinstance(p, str) else f"<Ref:{p.get('Ref', p)}>" for p in parts)
 
 
@@ -217,7 +218,8 @@ def test_bootstrap_loads_softdog_with_the_watchdog_timeout_when_required() -> No
     assert "echo softdog > /etc/modules-load.d/efs-ha-softdog.conf" in script
     assert "\n  modprobe softdog\n" in script
     # Before the agent starts, so its start-up test finds the device
-    assert "for current_step in install_packages mount_efs install_minio install_agent load_watchdog; do" in script
+    assert ("for current_step in disable_source_dest_check install_packages mount_efs install_minio install_agent "
+            "load_watchdog; do") in script
     assert script.index("load_watchdog; do") < script.index("\n  start_services\n")
 
 
@@ -328,3 +330,11 @@ def test_the_handover_unit_stops_first_at_shutdown_and_waits_for_the_switchover(
     assert timeout > DEFAULT_TIMEOUT_SECONDS + 2
     assert "WantedBy=multi-user.target" in unit
     assert "systemctl enable --now efs-ha-handover.service" in render_file("bootstrap.sh", values)
+
+
+def test_bootstrap_turns_the_source_dest_check_off_on_its_own_instance_before_anything_can_serve() -> None:
+    # A launch template cannot set SourceDestCheck, and the VIP's packets are not addressed to the ENI.
+    script = render_file("bootstrap.sh", sample_inputs().placeholders())
+    assert ('aws ec2 modify-instance-attribute --region "$region" --instance-id "$(<"$instance_id_file")" \\\n'
+            '    --no-source-dest-check') in script
+    assert script.index("disable_source_dest_check install_packages") < script.index("\n  start_services\n")

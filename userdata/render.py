@@ -68,9 +68,10 @@ class NodeUserDataInputs:
     tls: bool = False
     tls_secret_arn: str = ""
     tls_ca_secret_arn: str = ""
-    # Filled in by the node construct: where the bootstrap reports success (CloudFormation CreationPolicy).
+    # Filled in by the node construct: where the bootstrap reports success, the node's Auto Scaling group (its
+    # CreationPolicy, and its rolling update's WaitOnResourceSignals).
     stack_name: str = ""
-    instance_logical_id: str = ""
+    signal_logical_id: str = ""
 
     def placeholders(self) -> dict[str, str]:
         values = {field.name.upper(): str(getattr(self, field.name)) for field in fields(self)}

@@ -176,7 +176,7 @@ class FakeCluster:
         self._create_function()
         self.outputs = {
             "VirtualIp": VIP, "RouteTableIds": ",".join(self.route_tables), "NodeNames": ",".join(NODES),
-            "NodeInstanceIds": ",".join(a.instance_id for a in self.agents.values()),
+            "NodeGroupNames": ",".join(f"EfsHaCluster-{name}-group" for name in NODES),
             "StateTableName": TABLE, "FileSystemId": "fs-0123456789abcdef0", "MountPoint": "/mnt/efs",
             "MinioSecretArn": self.secret_arn, "FailoverFunctionName": FUNCTION, "AlarmTopicArn": self.topic_arn,
         }

@@ -3,16 +3,20 @@ deploys with."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
+from cluster_config.image import AL2023_PARAMETER
 from efs_ha_cli.preflight_checks import AMI_PARAMETER, DEFAULT_BOOTSTRAP_QUALIFIER, MIN_BOOTSTRAP_VERSION
 
 
 def test_preflight_asks_for_the_image_parameter_of_the_template(template_json: dict[str, Any]) -> None:
-    images = [parameter["Default"] for parameter in template_json["Parameters"].values()
-              if parameter["Type"] == "AWS::SSM::Parameter::Value<AWS::EC2::Image::Id>"]
+    # The template reads it once, at creation (constructs/node_image.py); `efs-ha image pin` reads it too.
+    lookups = [r["Properties"]["Create"] for r in template_json["Resources"].values() if r["Type"] == "Custom::AWS"
+               and "getParameter" in json.dumps(r["Properties"]["Create"])]
 
-    assert images == [AMI_PARAMETER]
+    assert len(lookups) == 1 and AMI_PARAMETER in json.dumps(lookups[0])
+    assert AMI_PARAMETER == AL2023_PARAMETER
 
 
 def test_preflight_asks_for_the_bootstrap_parameter_of_the_template(template_json: dict[str, Any]) -> None:

@@ -57,7 +57,7 @@ def test_json_has_every_field_an_operator_needs(cluster: FakeCluster) -> None:
     assert [r["route_table_id"] for r in report["route_tables"]] == cluster.route_tables
     assert all(r["target_node"] == "node1" and r["drift"] is False for r in report["route_tables"])
     assert report["stack"]["thresholds_from"] == f"function {FUNCTION}"
-    assert report["stack"]["deployed_instance_ids"] == [a.instance_id for a in cluster.agents.values()]
+    assert report["stack"]["node_groups"] == [f"EfsHaCluster-{name}-group" for name in ("node1", "node2")]
 
 
 def test_command_level_json_flag_works_too(cluster: FakeCluster) -> None:

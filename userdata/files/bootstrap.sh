@@ -11,7 +11,8 @@ readonly minio_sha256='{{MINIO_SHA256}}'
 readonly agent_source='{{AGENT_SOURCE}}'
 readonly region='{{REGION}}'
 readonly stack_name='{{STACK_NAME}}'
-readonly instance_logical_id='{{INSTANCE_LOGICAL_ID}}'
+# The node's Auto Scaling group: its CreationPolicy, and its rolling update, wait for this instance's signal.
+readonly signal_logical_id='{{SIGNAL_LOGICAL_ID}}'
 # The agent's kernel watchdog (watchdog: required): softdog, the only watchdog driver AL2023 ships.
 readonly watchdog_required='{{WATCHDOG_REQUIRED}}'
 readonly watchdog_timeout='{{WATCHDOG_TIMEOUT_SECONDS}}'
@@ -42,6 +43,13 @@ fetch() {  # fetch SOURCE DEST: s3:// through the instance role (asset bucket), 
     https://*) curl --fail --silent --show-error --location --retry 5 --retry-connrefused -o "$2" "$1" ;;
     *) echo "unsupported source: $1" >&2; return 1 ;;
   esac
+}
+
+disable_source_dest_check() {
+  # Packets for the VIP carry a destination that is not this ENI's own address. A launch template cannot turn
+  # the check off, so each new instance does it on itself (its role may do so only on this node's instances).
+  aws ec2 modify-instance-attribute --region "$region" --instance-id "$(<"$instance_id_file")" \
+    --no-source-dest-check
 }
 
 install_packages() {
@@ -116,7 +124,7 @@ cfn_signal() {  # cfn_signal SUCCESS|FAILURE [REASON]: retried with backoff; non
   unique_id=${unique_id:0:64}
   for ((try = 1; try <= signal_tries; try++)); do
     if output=$(aws cloudformation signal-resource --region "$region" --stack-name "$stack_name" \
-        --logical-resource-id "$instance_logical_id" --unique-id "$unique_id" --status "$status" 2>&1); then
+        --logical-resource-id "$signal_logical_id" --unique-id "$unique_id" --status "$status" 2>&1); then
       echo "CloudFormation signal $status sent (UniqueId: $unique_id)"
       return 0
     fi
@@ -178,7 +186,7 @@ main() {
   if [[ -e "$state_dir/setup-done" ]]; then
     echo "setup finished by an earlier attempt"
   else
-    for current_step in install_packages mount_efs install_minio install_agent load_watchdog; do
+    for current_step in disable_source_dest_check install_packages mount_efs install_minio install_agent load_watchdog; do
       "$current_step"
     done
   fi
