@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from cluster_config.model import AZ_COUNT
+from cluster_config.model import AZ_COUNT, MIN_NODES, ZONE_COUNTS
 from failover_lambda.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -14,11 +14,27 @@ DEFAULTS = Settings(state_table_name="t", cluster_id="c", node_names=("a", "b"),
                     vip="172.16.0.1", topic_arn=None)
 
 
-def test_both_documents_say_the_stack_builds_exactly_two_nodes() -> None:
-    assert AZ_COUNT == 2
-    assert "exactly two, one per AZ" in README
-    assert "The stack builds exactly two nodes, one per AZ" in DESIGN
-    assert "nothing assumes exactly two" not in README + DESIGN
+def test_both_documents_state_the_zone_and_node_counts_the_config_accepts() -> None:
+    assert (AZ_COUNT, ZONE_COUNTS, MIN_NODES) == (2, (2, 3), 2)
+    assert "two or three zones" in README and "two by default" in README
+    assert "at least two, placed round-robin across the private subnets" in README
+    assert "The stack builds the nodes `node_names` lists (at least two; two by default), placed round-robin" in DESIGN
+    assert "exactly two nodes" not in README + DESIGN and "exactly two, one per AZ" not in README
+
+
+def test_the_readme_config_rows_say_what_the_config_checks() -> None:
+    rows = _config_rows()
+    assert "2 or 3" in rows["private_subnet_cidrs"]
+    assert "node i goes into the (i mod zones)-th" in rows["private_subnet_cidrs"]
+    assert "as many as `private_subnet_cidrs`" in rows["public_subnet_cidrs"]
+    assert "at least two" in rows["node_names"] and "priority order" in rows["node_names"]
+    assert "as many as the subnet lists" in rows["availability_zones"]
+
+
+def _config_rows() -> dict[str, str]:
+    text = (ROOT / "README.md").read_text()
+    section = text.split("## Configuration (`cdk.json` context", 1)[1].split("\n## ", 1)[0]
+    return {row.split("|")[1].strip(" `"): row for row in section.splitlines() if row.startswith("| `")}
 
 
 def test_the_minio_start_grace_and_the_route_view_age_are_the_checker_defaults() -> None:

@@ -65,3 +65,14 @@ def test_the_nat_address_and_lambda_lines_follow_from_the_stack() -> None:
     assert f"~{gb_seconds:.2f} M GB-s" in cost_line("| Checker Lambda (256 MB")
     assert re.search(r"memory_size=256\b", (Path(__file__).resolve().parent.parent / "constructs" /
                                             "failover_manager.py").read_text())
+
+
+def test_the_third_zone_line_follows_from_the_nat_address_and_node_lines() -> None:
+    """A third zone adds one NAT gateway, its address and (with a third node) one node: the README's line says how
+    much, from the same prices as the two-zone lines above it."""
+    nat = float(re.search(r"at \$([0-9.]+)/h", cost_line(f"| {AZ_COUNT} NAT gateways")).group(1)) * 730  # type: ignore[union-attr]
+    node, disk = (float(x) / AZ_COUNT for x in re.findall(r"~\$([0-9.]+)", cost_line(f"| {AZ_COUNT} x t3.small")))
+    line = cost_line("Three zones (")
+    assert f"~${nat:.1f} for its NAT gateway" in line
+    assert f"~${PUBLIC_IPV4_PER_HOUR * 730:.2f} for its address" in line
+    assert f"~${node:.1f} + ~${disk:.1f} for a third node" in line

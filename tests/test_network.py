@@ -91,12 +91,21 @@ def test_route_a_uses_nat_1_and_route_b_uses_nat_2(template_json: dict[str, Any]
     assert len(_resources(template_json, "AWS::EC2::RouteTable")) == 3
 
 
-def test_vip_route_is_created_in_every_route_table_pointing_at_node1(template_json: dict[str, Any]) -> None:
+def test_every_route_table_gets_the_vip_route_and_the_checker_keeps_them_all(template_json: dict[str, Any]) -> None:
     tables = set(_resources(template_json, "AWS::EC2::RouteTable"))
+    (checker,) = [r["Properties"] for r in _resources(template_json, "AWS::Lambda::Function").values()
+                  if "ROUTE_TABLE_IDS" in r["Properties"].get("Environment", {}).get("Variables", {})]
+    assert {part["Ref"] for part in checker["Environment"]["Variables"]["ROUTE_TABLE_IDS"]["Fn::Join"][1]} == tables
+    # Where the stack creates the first VIP routes itself (VipRoutes, while nodes are instances with an ID at
+    # synth), one create-only route per table towards node1; else the checker's first run creates them.
+    creators = {k: r for k, r in _resources(template_json, "Custom::AWS").items()
+                if "CreateRoute" in json.dumps(r["Properties"].get("Create", ""))}
+    if not creators:
+        return
     (node1,) = [k for k, r in _resources(template_json, "AWS::EC2::Instance").items()
                 if {"Key": "efs-ha:node", "Value": "node1"} in r["Properties"]["Tags"]]
     created_in = set()
-    for resource in _resources(template_json, "Custom::AWS").values():
+    for resource in creators.values():
         call = resource["Properties"]["Create"]["Fn::Join"][1]
         assert '"DestinationCidrBlock":"172.16.0.1/32","InstanceId":"' in "".join(
             part for part in call if isinstance(part, str))
@@ -125,6 +134,46 @@ def _placements(template_json: dict[str, Any]) -> dict[str, dict[str, Any]]:
             for s in _resources(template_json, "AWS::EC2::Subnet").values()}
 
 
+def _node_resources(template_json: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Node name -> what runs it: an EC2 instance, or a one-instance Auto Scaling group (issue 12 part 1)."""
+    found = {}
+    for resource in template_json["Resources"].values():
+        if resource["Type"] not in ("AWS::EC2::Instance", "AWS::AutoScaling::AutoScalingGroup"):
+            continue
+        name = next((t["Value"] for t in resource["Properties"].get("Tags", []) if t["Key"] == "efs-ha:node"), None)
+        if name is not None:
+            found[name] = resource
+    return found
+
+
+def _node_subnets(template_json: dict[str, Any]) -> dict[str, list[str]]:
+    """Node name -> the subnets it may run in: an instance's SubnetId, or an Auto Scaling group's subnets."""
+    found: dict[str, list[str]] = {}
+    for name, resource in _node_resources(template_json).items():
+        properties = resource["Properties"]
+        if resource["Type"] == "AWS::EC2::Instance":
+            found[name] = [properties["SubnetId"]["Ref"]]
+        else:
+            found[name] = [subnet["Ref"] for subnet in properties["VPCZoneIdentifier"]]
+    return found
+
+
+def _node_security_groups(template_json: dict[str, Any]) -> set[str]:
+    """The security groups the nodes' instances get (an instance's own, or its launch template's)."""
+    resources = template_json["Resources"]
+    groups: list[Any] = []
+    for resource in _node_resources(template_json).values():
+        properties = resource["Properties"]
+        if resource["Type"] == "AWS::EC2::Instance":
+            groups += properties["SecurityGroupIds"]
+            continue
+        template = resources[properties["LaunchTemplate"]["LaunchTemplateId"]["Ref"]]["Properties"]
+        data = template["LaunchTemplateData"]
+        groups += data.get("SecurityGroupIds", [])
+        groups += [g for interface in data.get("NetworkInterfaces", []) for g in interface.get("Groups", [])]
+    return {g["Fn::GetAtt"][0] for g in groups}
+
+
 def _uses_get_azs(value: Any) -> bool:
     if isinstance(value, dict):
         return "Fn::GetAZs" in value or any(_uses_get_azs(v) for v in value.values())
@@ -132,9 +181,14 @@ def _uses_get_azs(value: Any) -> bool:
 
 
 def _node_zones(template_json: dict[str, Any]) -> dict[str, Any]:
-    return {next(t["Value"] for t in r["Properties"]["Tags"] if t["Key"] == "efs-ha:node"):
-            r["Properties"].get("AvailabilityZone")
-            for r in _resources(template_json, "AWS::EC2::Instance").values()}
+    """Node name -> the zone of the one subnet it runs in (an instance's or its Auto Scaling group's)."""
+    resources = template_json["Resources"]
+    zones = {}
+    for name, subnets in _node_subnets(template_json).items():
+        (subnet,) = subnets
+        properties = resources[subnet]["Properties"]
+        zones[name] = {k: v for k, v in properties.items() if k in {"AvailabilityZone", "AvailabilityZoneId"}}
+    return zones
 
 
 def test_zone_names_place_subnet_pair_i_in_zone_i_and_the_nodes_with_them() -> None:
@@ -142,7 +196,7 @@ def test_zone_names_place_subnet_pair_i_in_zone_i_and_the_nodes_with_them() -> N
     first, second = ({"AvailabilityZone": name} for name in ZONE_NAMES)
     assert _placements(template_json) == {"10.0.10.0/24": first, "10.0.110.0/24": first,
                                           "10.0.20.0/24": second, "10.0.120.0/24": second}
-    assert _node_zones(template_json) == {"node1": ZONE_NAMES[0], "node2": ZONE_NAMES[1]}
+    assert _node_zones(template_json) == {"node1": first, "node2": second}
     assert not _uses_get_azs(template_json["Resources"])
 
 
@@ -151,16 +205,15 @@ def test_zone_ids_place_subnet_pair_i_in_zone_i_and_the_nodes_follow_their_subne
     first, second = ({"AvailabilityZoneId": zone_id} for zone_id in ZONE_IDS)
     assert _placements(template_json) == {"10.0.10.0/24": first, "10.0.110.0/24": first,
                                           "10.0.20.0/24": second, "10.0.120.0/24": second}
+    assert _node_zones(template_json) == {"node1": first, "node2": second}
     by_cidr = _subnet_ids_by_cidr(template_json)
-    assert _node_zones(template_json) == {
-        "node1": {"Fn::GetAtt": [by_cidr["10.0.110.0/24"], "AvailabilityZone"]},
-        "node2": {"Fn::GetAtt": [by_cidr["10.0.120.0/24"], "AvailabilityZone"]}}
+    assert _node_subnets(template_json) == {"node1": [by_cidr["10.0.110.0/24"]], "node2": [by_cidr["10.0.120.0/24"]]}
     assert not _uses_get_azs(template_json["Resources"])
 
 
 def test_default_zones_stay_the_regions_first_two_for_the_nodes_too(template_json: dict[str, Any]) -> None:
-    assert _node_zones(template_json) == {"node1": {"Fn::Select": [0, {"Fn::GetAZs": ""}]},
-                                          "node2": {"Fn::Select": [1, {"Fn::GetAZs": ""}]}}
+    assert _node_zones(template_json) == {"node1": {"AvailabilityZone": {"Fn::Select": [0, {"Fn::GetAZs": ""}]}},
+                                          "node2": {"AvailabilityZone": {"Fn::Select": [1, {"Fn::GetAZs": ""}]}}}
 
 
 # ----- interface_endpoints: what failover and a node's start call, without a NAT -----
@@ -213,8 +266,8 @@ def test_only_the_nodes_and_the_checker_reach_the_endpoints_on_443() -> None:
     rules = [r for r in _resources(template_json, "AWS::EC2::SecurityGroupIngress").values()
              if r["Properties"]["GroupId"] == {"Fn::GetAtt": [group, "GroupId"]}]
     assert len(rules) == len(sources) == 2
-    node_groups = {g["Fn::GetAtt"][0] for r in _resources(template_json, "AWS::EC2::Instance").values()
-                   for g in r["Properties"]["SecurityGroupIds"]}
+    node_groups = _node_security_groups(template_json)
+    assert node_groups
     (checker,) = [r for r in _resources(template_json, "AWS::Lambda::Function").values()
                   if "VpcConfig" in r["Properties"]]
     checker_groups = {g["Fn::GetAtt"][0] for g in checker["Properties"]["VpcConfig"]["SecurityGroupIds"]}
@@ -225,7 +278,9 @@ def test_nodes_wait_for_the_endpoints_and_the_endpoints_for_their_ingress_rules(
     template_json = variant_template(NAMES_AND_ENDPOINTS)
     resources = template_json["Resources"]
     endpoints = set(_interface_endpoints(template_json))
-    for node in _resources(template_json, "AWS::EC2::Instance").values():
+    nodes = _node_resources(template_json)
+    assert len(nodes) == 2
+    for node in nodes.values():
         assert endpoints <= set(node["DependsOn"])
     rules = {k for k, r in _resources(template_json, "AWS::EC2::SecurityGroupIngress").items()
              if r["Properties"]["FromPort"] == 443}
@@ -271,19 +326,6 @@ def test_vip_route_provider_logs_to_its_own_log_group_with_a_retention(template_
 
 # ----- three zones, three nodes: a subnet pair, a NAT gateway and a private route table per zone -----
 
-def _node_subnets(template_json: dict[str, Any]) -> dict[str, list[str]]:
-    """Node name -> the subnets it may run in: an instance's SubnetId, or an Auto Scaling group's subnets."""
-    found: dict[str, list[str]] = {}
-    for resource in template_json["Resources"].values():
-        properties = resource.get("Properties", {})
-        name = next((t["Value"] for t in properties.get("Tags", []) if t["Key"] == "efs-ha:node"), None)
-        if name is None:
-            continue
-        if resource["Type"] == "AWS::EC2::Instance":
-            found[name] = [properties["SubnetId"]["Ref"]]
-        elif resource["Type"] == "AWS::AutoScaling::AutoScalingGroup":
-            found[name] = [subnet["Ref"] for subnet in properties["VPCZoneIdentifier"]]
-    return found
 
 
 def test_three_zones_get_their_subnet_pairs_at_the_exact_cidrs_in_the_regions_first_three_zones() -> None:
