@@ -1,7 +1,7 @@
 """`efs-ha confirm-fenced NODE --yes`: the operator's override for a fencing that can never be confirmed
 (e.g. StopInstances keeps failing). The checker refuses it when the evidence says otherwise: a lease renewal
 of NODE observed while it watches for LEASE_DEADLINE_SECONDS, or EC2 readable and showing NODE's instance
-pending/running. While the probe loop holds the checker's only slot the request is queued in the table."""
+pending/running. While the checker cannot be invoked (throttled) the request is queued in the table."""
 
 from __future__ import annotations
 
@@ -46,7 +46,7 @@ class FenceConfirmer:
             answer = function.call({"action": ACTION, "node": node})
         except Throttled:
             request_id = self._queue().queue(ACTION, node, app.clock.now())
-            self._on_progress(0.0, f"checker busy (its probe loop holds the only slot); request {request_id} "
+            self._on_progress(0.0, f"checker busy (invoke throttled); request {request_id} "
                                    f"queued for its next probe")
             try:
                 return self._wait(node, epoch, started, timeout, request_id)

@@ -2,7 +2,7 @@
 
 Every resource is found through the CloudFormation stack's outputs; status is computed locally from the
 state table and EC2 with the checker's own code; actions go to the checker Lambda, or to the state table
-when the Lambda's only concurrency slot is busy (docs/failover-design.md).
+when the Lambda cannot be invoked (throttled by a reservation or the account's limit; docs/failover-design.md).
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from efs_ha_cli.errors import (
     describe_aws_error,
     one_line_errors,
 )
+from efs_ha_cli.image import image as image_group
 from efs_ha_cli.preflight import preflight as preflight_command
 from efs_ha_cli.render import (
     print_json,
@@ -318,7 +319,7 @@ def _print_report(app: App, report: dict[str, Any], watch: bool, clear: bool) ->
 def switchover(app: App, target: str, timeout: float) -> None:
     """Planned move of the active role (and the VIP) to NODE.
 
-    Invokes the checker Lambda; if its only slot is busy (probe loop) the request is queued in the state
+    Invokes the checker Lambda; if the invoke is throttled the request is queued in the state
     table for its next probe. Then waits until every route table points at NODE and NODE serves.
     """
     result = _switch(app, target, timeout)
@@ -441,6 +442,8 @@ def _switch(app: App, target: str, timeout: float) -> SwitchResult:
 
 
 cli.add_command(json_option(preflight_command))
+image_group.add_command(json_option(image_group.commands.pop("pin")))
+cli.add_command(image_group)
 
 
 @cli.command("ca-cert", context_settings=CONTEXT_SETTINGS)

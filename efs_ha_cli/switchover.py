@@ -110,7 +110,7 @@ class Switcher:
             answer = function.call({"action": "switchover", "target": target})
         except Throttled:
             request_id = self._queue().queue_switchover(target, app.clock.now())
-            self._on_progress(0.0, f"checker busy (its probe loop holds the only slot); "
+            self._on_progress(0.0, f"checker busy (invoke throttled); "
                                    f"request {request_id} queued for its next probe")
             return request_id
         if answer.get("ok") is True:
