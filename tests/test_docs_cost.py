@@ -11,6 +11,7 @@ from pathlib import Path
 
 from cluster_config.model import AZ_COUNT, DEFAULTS
 from failover_lambda.checker import PROBE_RECORD_SECONDS
+from failover_lambda.loop_lease import LOOP_RENEW_SECONDS
 from node_agent.table import NodeItem
 
 README = (Path(__file__).resolve().parent.parent / "README.md").read_text()
@@ -31,7 +32,8 @@ def test_the_dynamodb_line_follows_from_the_renewal_period_and_the_probe_interva
     nodes = len(DEFAULTS["node_names"])
     renewals_per_second = nodes / float(DEFAULTS["heartbeat_interval_seconds"])  # GetItem + PutItem each
     scans_per_second = 1 / float(DEFAULTS["probe_interval_seconds"])
-    writes = (renewals_per_second + 1 / PROBE_RECORD_SECONDS) * MONTH_SECONDS
+    # The checker's probe record and the probe loop's lease renewal are one write each per period.
+    writes = (renewals_per_second + 1 / PROBE_RECORD_SECONDS + 1 / LOOP_RENEW_SECONDS) * MONTH_SECONDS
     reads = (renewals_per_second + scans_per_second) * MONTH_SECONDS  # the checker's probe record is a write
     cost = writes / 1e6 * WRITE_PER_MILLION + reads / 1e6 * READ_PER_MILLION
     line = cost_line("| DynamoDB on demand")
