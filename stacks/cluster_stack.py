@@ -74,7 +74,8 @@ class EfsHaClusterStack(Stack):
         drop_redundant_role_dependency(self.failover.function)
         self.monitoring = ClusterMonitoring(self, "Monitoring", inputs=MonitoringInputs(
             checker=self.failover.function, topic=self.failover.topic, file_system=self.storage.file_system,
-            node_names=config.node_names))
+            node_names=config.node_names,
+            probe_interval_seconds=float(config.timings.probe_interval_seconds)))
         self._outputs()
 
     def _wire_checker_tls(self) -> None:

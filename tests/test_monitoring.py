@@ -75,3 +75,11 @@ def test_probe_gap_alarm_pages_when_probes_stop_for_longer_than_the_design_allow
         "MetricName": "ProbeGapSeconds", "Namespace": "EfsHaCluster", "Statistic": "Maximum", "Period": 60,
         "Dimensions": [{"Name": "ClusterId", "Value": "EfsHaCluster"}],
         "ComparisonOperator": "GreaterThanThreshold", "Threshold": bound, "EvaluationPeriods": 1})
+
+
+def test_the_probe_gap_alarm_follows_the_configured_probe_interval(variant_template_json: dict[str, Any]) -> None:
+    """probe_interval_seconds 2 (the variant): the bound is 2 x 2 s + a cold start, not the default's."""
+    from failover_lambda.budget import probe_gap_bound_seconds
+
+    Template.from_json(variant_template_json).has_resource_properties("AWS::CloudWatch::Alarm", {
+        "MetricName": "ProbeGapSeconds", "Threshold": probe_gap_bound_seconds(2.0)})
