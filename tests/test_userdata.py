@@ -338,3 +338,16 @@ def test_bootstrap_turns_the_source_dest_check_off_on_its_own_instance_before_an
     assert ('aws ec2 modify-instance-attribute --region "$region" --instance-id "$(<"$instance_id_file")" \\\n'
             '    --no-source-dest-check') in script
     assert script.index("disable_source_dest_check install_packages") < script.index("\n  start_services\n")
+
+
+def test_the_deploy_signal_comes_only_after_the_agent_reported_ready() -> None:
+    # Type=notify: `systemctl enable --now` returns only once the agent sent READY=1, which it sends only after a
+    # heartbeat of this instance was written and read back (node_agent/agent.py); a failed start fails the attempt.
+    values = sample_inputs().placeholders()
+    unit = render_file("efs-ha-agent.service", values)
+    script = render_file("bootstrap.sh", values)
+    assert "Type=notify\n" in unit and "TimeoutStartSec=infinity" not in unit
+    start = script.index("systemctl enable --now efs-ha-agent.service")
+    assert "--no-block" not in script[start - 40:start + 60]
+    main = script[script.index("\nmain() {"):]
+    assert main.index("\n  start_services\n") < main.index("\n  signal_ready\n")
