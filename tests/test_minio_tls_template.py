@@ -91,11 +91,17 @@ def test_nodes_get_both_secret_arns_in_user_data_and_clients_find_the_ca_in_the_
     assert outputs["MinioCaSecretArn"]["Value"] == {"Ref": ca}
     assert outputs["MinioTlsSecretArn"]["Value"] == {"Ref": key}
     assert outputs["MinioEndpoint"]["Value"].startswith("https://")
-    for resource in template_json["Resources"].values():
-        if resource["Type"] == "AWS::EC2::Instance":
-            parts = resource["Properties"]["UserData"]["Fn::Base64"]["Fn::Join"][1]
-            assert {"Ref": key} in parts and {"Ref": ca} in parts
-            assert "readonly tls_enabled='true'" in "".join(p for p in parts if isinstance(p, str))
+    user_data = _node_user_data(template_json)
+    assert len(user_data) == 2
+    for parts in user_data:
+        assert {"Ref": key} in parts and {"Ref": ca} in parts
+        assert "readonly tls_enabled='true'" in "".join(p for p in parts if isinstance(p, str))
+
+
+def _node_user_data(template: dict[str, Any]) -> list[list[Any]]:
+    """Each node's user-data parts (Fn::Join), from its launch template."""
+    return [r["Properties"]["LaunchTemplateData"]["UserData"]["Fn::Base64"]["Fn::Join"][1]
+            for r in template["Resources"].values() if r["Type"] == "AWS::EC2::LaunchTemplate"]
 
 
 @pytest.fixture(scope="module")
@@ -113,7 +119,7 @@ def test_tls_off_serves_plain_http_with_no_tls_secret(tls_off_template: dict[str
     assert "MINIO_TLS" not in _checker(tls_off_template)["Environment"]["Variables"]
     assert not {"MinioCaSecretArn", "MinioTlsSecretArn"} & set(tls_off_template["Outputs"])
     assert tls_off_template["Outputs"]["MinioEndpoint"]["Value"].startswith("http://")
-    for resource in tls_off_template["Resources"].values():
-        if resource["Type"] == "AWS::EC2::Instance":
-            parts = resource["Properties"]["UserData"]["Fn::Base64"]["Fn::Join"][1]
-            assert "readonly tls_enabled='false'" in "".join(p for p in parts if isinstance(p, str))
+    user_data = _node_user_data(tls_off_template)
+    assert len(user_data) == 2
+    for parts in user_data:
+        assert "readonly tls_enabled='false'" in "".join(p for p in parts if isinstance(p, str))
