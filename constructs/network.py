@@ -9,26 +9,8 @@ from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_logs as logs
 
 from cluster_config import ClusterConfig
+from cluster_config.endpoints import INTERFACE_ENDPOINT_SERVICES, PARTITIONS, service_prefix
 from constructs import Construct
-
-# What failover and a node's start call without a NAT, read from the code (tests/test_network.py derives the
-# same set from the boto3 clients and `aws` CLI calls and fails when a new one appears): service -> its callers.
-# DynamoDB and S3 are gateway endpoints (add_gateway_endpoints). Not here: CloudFormation (only the first boot's
-# signal, while the deploy's NATs are up) and CloudWatch Logs/metrics (the Lambda service ships the checker's
-# logs and its EMF metrics, not the function's VPC interface; the node agent logs to the journal only).
-INTERFACE_ENDPOINT_SERVICES: dict[str, str] = {
-    "ec2": "checker: Describe*, ReplaceRoute/CreateRoute, StopInstances (the fence)",
-    "ssm": "checker: SendCommand (the fence's MinIO stop); nodes: the SSM agent",
-    "ec2messages": "nodes: the SSM agent receives Run Command (the fence's MinIO stop)",
-    "ssmmessages": "nodes: Session Manager, the operator's way in (no SSH)",
-    "sns": "checker: Publish (failover and no-standby notifications)",
-    "secretsmanager": "nodes: MinIO's root credentials and TLS material at every MinIO start; checker: the CA",
-}
-# The service-name prefix per partition, as CDK's own table has it (aws-cdk PR 16139): in the China regions EC2's
-# endpoint service is cn.com.amazonaws.<region>.ec2. The stack is region-agnostic, so the prefix is looked up at
-# deploy time instead of CDK's synth-time guess from an unresolved region.
-_CN_PREFIXED_SERVICES = {"ec2"}
-_PARTITIONS = ("aws", "aws-cn", "aws-us-gov")
 
 
 @dataclass(frozen=True)
@@ -122,9 +104,8 @@ class ClusterNetwork(Construct):
             self, "EndpointSecurityGroup", vpc=self.vpc, allow_all_outbound=False,
             description="Interface endpoints: HTTPS from the cluster nodes and the failover checker only")
         prefixes = CfnMapping(self, "EndpointServicePrefix", mapping={
-            partition: {name: "cn.com.amazonaws" if partition == "aws-cn" and name in _CN_PREFIXED_SERVICES
-                        else "com.amazonaws" for name in INTERFACE_ENDPOINT_SERVICES}
-            for partition in _PARTITIONS})
+            partition: {name: service_prefix(partition, name) for name in INTERFACE_ENDPOINT_SERVICES}
+            for partition in PARTITIONS})
         endpoints = [
             ec2.InterfaceVpcEndpoint(
                 self, f"{name.capitalize()}Endpoint", vpc=self.vpc,

@@ -6,9 +6,10 @@ question per check. Nothing is created or changed; no synthesis.
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -27,8 +28,11 @@ from efs_ha_cli.preflight_checks import (
 from efs_ha_cli.preflight_config import ProjectConfig, known_keys, load_project_config, parse_overrides
 from efs_ha_cli.render import print_json
 
-# The stack places one node, one NAT gateway and one Elastic IP in each of this many zones (cluster_config.AZ_COUNT;
-# not imported here so that `efs-ha --help` never needs the project checkout).
+if TYPE_CHECKING:
+    from cluster_config import ClusterConfig
+
+# The default zone count (cluster_config.AZ_COUNT; not imported here so that `efs-ha --help` never needs the project
+# checkout): the stack places one NAT gateway and its Elastic IP in each zone the config names.
 ZONE_COUNT = 2
 SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -60,7 +64,7 @@ def run_preflight(clients: Callable[[str], Any], region: str, project: ProjectCo
     checks.append(credentials)
     if account is None:
         later = ("cdk-bootstrap", "lambda-concurrency", "availability-zones", "instance-type", "lambda-vpc-zones",
-                 "elastic-ips", "nat-gateways", "ami")
+                 "interface-endpoints", "elastic-ips", "nat-gateways", "ami")
         checks += [skipped(name, "needs a passing credentials check (see credentials)") for name in later]
         return PreflightReport(region, None, tuple(checks))
     qualifier = str(project.context.get(BOOTSTRAP_QUALIFIER_CONTEXT) or DEFAULT_BOOTSTRAP_QUALIFIER)
@@ -75,23 +79,34 @@ def _config_checks(aws: AccountChecks, project: ProjectConfig) -> list[Check]:
     config = project.config
     if config is None:
         why = "needs a valid config (see config)"
-        return [skipped(name, why) for name in ("lambda-concurrency", "availability-zones", "instance-type",
-                                                "lambda-vpc-zones")] + [aws.elastic_ips(ZONE_COUNT),
-                                                                        skipped("nat-gateways", why)]
+        needing = ("lambda-concurrency", "availability-zones", "instance-type", "lambda-vpc-zones",
+                   "interface-endpoints")
+        return [skipped(name, why) for name in needing] + [aws.elastic_ips(ZONE_COUNT), skipped("nat-gateways", why)]
     checks = [aws.lambda_concurrency(config.checker_reserved_concurrency)]
-    zone_check, zones = aws.zones(config.availability_zones, config.availability_zones_are_ids, ZONE_COUNT)
+    zone_check, zones = aws.zones(config.availability_zones, config.availability_zones_are_ids, config.zone_count)
     checks.append(zone_check)
-    checks += _zone_checks(aws, zones, config.instance_type, config.availability_zones_are_ids)
+    checks += _zone_checks(aws, zones, config)
     return checks
 
 
-def _zone_checks(aws: AccountChecks, zones: Zones | None, instance_type: str, by_id: bool) -> list[Check]:
+def _zone_checks(aws: AccountChecks, zones: Zones | None, config: ClusterConfig) -> list[Check]:
+    count = config.zone_count
     if zones is None:
-        why = "needs the two availability zones (see availability-zones)"
-        return [skipped("instance-type", why), skipped("lambda-vpc-zones", why), aws.elastic_ips(ZONE_COUNT),
-                skipped("nat-gateways", why)]
-    return [aws.instance_type(instance_type, zones, by_id), aws.lambda_vpc_zones(zones),
-            aws.elastic_ips(ZONE_COUNT), aws.nat_gateways(zones)]
+        why = f"needs the {count} availability zones (see availability-zones)"
+        return [skipped("instance-type", why), skipped("lambda-vpc-zones", why),
+                skipped("interface-endpoints", why), aws.elastic_ips(count), skipped("nat-gateways", why)]
+    return [aws.instance_type(config.instance_type, zones, config.availability_zones_are_ids),
+            aws.lambda_vpc_zones(zones), _endpoints_check(aws, zones, config), aws.elastic_ips(count),
+            aws.nat_gateways(zones)]
+
+
+def _endpoints_check(aws: AccountChecks, zones: Zones, config: ClusterConfig) -> Check:
+    if not config.interface_endpoints:
+        return skipped("interface-endpoints", "interface_endpoints is off (the APIs go through the NATs)")
+    # The config loaded, so the checkout's cluster_config is importable.
+    endpoints = importlib.import_module("cluster_config.endpoints")
+    services = {short: endpoints.service_name(aws.region, short) for short in endpoints.INTERFACE_ENDPOINT_SERVICES}
+    return aws.interface_endpoints(zones, services)
 
 
 def render_text(report: PreflightReport) -> str:
@@ -119,10 +134,11 @@ def preflight(app: App, overrides: tuple[str, ...]) -> None:
 
     Reads ./cdk.json (plus -c overrides) and validates it as `cdk synth` does, without synthesizing, then
     checks: credentials; the CDK bootstrap (SSM /cdk-bootstrap/<qualifier>/version, what cdk deploy reads);
-    unreserved Lambda concurrency for checker_reserved_concurrency; the two availability zones (configured, or
-    the first two Fn::GetAZs gives); the instance type offered there and x86_64; zones known to refuse Lambda
-    VPC networking; Elastic IP and per-zone NAT gateway quotas for two more; the Amazon Linux 2023 image
-    parameter; the MinIO source (https URL and sha256, or the local file present and matching).
+    unreserved Lambda concurrency for checker_reserved_concurrency; the availability zones (configured, or the
+    first two or three Fn::GetAZs gives); the instance type offered there and x86_64; zones known to refuse
+    Lambda VPC networking; with interface_endpoints, the endpoint services offered in those zones; Elastic IP
+    and per-zone NAT gateway quotas, one more per zone; the Amazon Linux 2023 image parameter; the MinIO source
+    (https URL and sha256, or the local file present and matching).
     Each check prints ok, PROBLEM with a one-line fix, or skipped with why. Nothing is created or changed.
 
     \b

@@ -7,7 +7,7 @@ Every check catches its own AWS errors: one denied or throttled call makes that 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -325,6 +325,29 @@ class AccountChecks:
             if error_code(error) != "NoSuchResourceException":
                 raise
         return float(quotas.get_aws_default_service_quota(ServiceCode=service, QuotaCode=code)["Quota"]["Value"])
+
+    # ----- interface endpoints -----
+    def interface_endpoints(self, zones: Zones, services: Mapping[str, str]) -> Check:
+        """Every endpoint service `interface_endpoints: true` creates (short name -> service name) must be offered
+        in every zone the stack uses, or the deploy fails on that zone's endpoint."""
+        name = "interface-endpoints"
+        fix = ("choose zones that offer every endpoint service (-c availability_zones=), or deploy with -c "
+               "interface_endpoints=false (the checker then calls those APIs through the NAT of its zone)")
+        try:
+            details = self._client("ec2").describe_vpc_endpoint_services(
+                ServiceNames=list(services.values()))["ServiceDetails"]
+        except AWS_ERRORS as error:
+            if error_code(error) == "InvalidServiceName":
+                return problem(name, f"an endpoint service is not offered in {self.region}: "
+                                     f"{describe_aws_error(error)}", fix)
+            return aws_failure(name, error, "ec2:DescribeVpcEndpointServices")
+        offered = {detail["ServiceName"]: set(detail.get("AvailabilityZones", [])) for detail in details}
+        gaps = {zone: [short for short, full in services.items() if zone not in offered.get(full, set())]
+                for zone in zones.names}
+        lacking = "; ".join(f"{zone} lacks {', '.join(missing)}" for zone, missing in gaps.items() if missing)
+        if lacking:
+            return problem(name, f"endpoint services not offered in every zone: {lacking}", fix)
+        return ok(name, f"{', '.join(services)} offered in {', '.join(zones.names)}")
 
     # ----- image -----
     def ami(self) -> Check:

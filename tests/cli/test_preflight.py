@@ -26,7 +26,7 @@ from tests.cli.test_help import CONSOLE_SCRIPT
 REPO_CDK_JSON = Path(__file__).resolve().parents[2] / "cdk.json"
 BOOTSTRAP_PARAMETER = "/cdk-bootstrap/hnb659fds/version"
 EVERY_CHECK = ["config", "minio-source", "credentials", "cdk-bootstrap", "lambda-concurrency", "availability-zones",
-               "instance-type", "lambda-vpc-zones", "elastic-ips", "nat-gateways", "ami"]
+               "instance-type", "lambda-vpc-zones", "interface-endpoints", "elastic-ips", "nat-gateways", "ami"]
 
 
 # Built once per process (building a client costs more than most moto calls); moto hooks every client.
@@ -132,7 +132,9 @@ def test_a_ready_account_passes_every_check_and_exits_0(account: Account, tmp_pa
 
     assert code == 0
     assert [check["name"] for check in report["checks"]] == EVERY_CHECK
-    assert {check["status"] for check in report["checks"]} == {OK}
+    statuses = {check["name"]: check["status"] for check in report["checks"]}
+    assert statuses.pop("interface-endpoints") == SKIPPED  # interface_endpoints is off by default
+    assert set(statuses.values()) == {OK}
     assert report["ready"] is True and report["account"] == "123456789012" and report["region"] == REGION
     assert report["exit_code"] == 0 and report["problems"] == 0
 
@@ -556,3 +558,39 @@ def test_console_script_preflight_help() -> None:
     for words in ("-c, --context KEY=VALUE", "--json", "Exit codes:", "64  usage error"):
         assert words in result.stdout
     assert top.returncode == 0 and "preflight" in top.stdout
+
+
+def test_three_zones_are_all_checked_and_need_three_addresses(account: Account, tmp_path: Path) -> None:
+    """Issue 12: a three-zone config places a node, a NAT gateway and its address in each of three zones."""
+    write_cdk_json(tmp_path, public_subnet_cidrs=["10.0.10.0/24", "10.0.20.0/24", "10.0.30.0/24"],
+                   private_subnet_cidrs=["10.0.110.0/24", "10.0.120.0/24", "10.0.130.0/24"])
+    account.ready()
+
+    code, report = preflight()
+
+    checks = by_name(report)
+    assert code == 0, report
+    assert checks["availability-zones"]["summary"].count("eu-west-1") == 3
+    assert "3 needed" in checks["elastic-ips"]["summary"]
+
+
+def test_interface_endpoints_are_checked_in_the_zones_only_when_asked_for(account: Account,
+                                                                         tmp_path: Path) -> None:
+    write_cdk_json(tmp_path)
+    account.ready()
+    _, report = preflight()
+    assert by_name(report)["interface-endpoints"]["status"] == SKIPPED
+
+    write_cdk_json(tmp_path, interface_endpoints=True)
+    account.ready()
+    code, report = preflight()
+    check = by_name(report)["interface-endpoints"]
+    assert code == 0 and check["status"] == OK, check
+    assert "ec2, ssm, ec2messages, ssmmessages, sns, secretsmanager" in check["summary"]
+
+
+def test_an_endpoint_service_missing_in_a_zone_is_a_problem_naming_both(account: Account) -> None:
+    zones = Zones(("eu-west-1a", "eu-west-1z"), ("euw1-az1", "euw1-az9"), "configured availability_zones")
+    check = account.checks().interface_endpoints(zones, {"ec2": f"com.amazonaws.{REGION}.ec2",
+                                                         "sns": f"com.amazonaws.{REGION}.sns"})
+    assert_problem(check, "eu-west-1z", "ec2", "sns", "availability_zones")
