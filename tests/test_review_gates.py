@@ -18,7 +18,7 @@ from cdk_nag import AwsSolutionsChecks
 from cluster_config import load_config
 from stacks.cluster_stack import EfsHaClusterStack
 from tests.conftest import PROJECT_ROOT, cdk_json_context, context_getter
-from tests.network_variants import NAMES_AND_ENDPOINTS, variant_template
+from tests.network_variants import NAMES_AND_ENDPOINTS, THREE_ZONES, variant_template
 
 # Renaming any of these replaces the resource: EFS data, the failover epoch and MinIO's root key would be lost.
 PINNED_STATEFUL_IDS = {
@@ -131,7 +131,9 @@ def audit_problems(findings: dict[Finding, str], acknowledged: dict[Finding, str
 def test_checkov_finds_nothing_beyond_the_acknowledged_findings(template_json: dict[str, Any],
                                                                 tmp_path: Path) -> None:
     templates = []
-    for name, template in (("default", template_json), ("zones-and-endpoints", variant_template(NAMES_AND_ENDPOINTS))):
+    variants = (("default", template_json), ("zones-and-endpoints", variant_template(NAMES_AND_ENDPOINTS)),
+                ("three-zones", variant_template(THREE_ZONES)))
+    for name, template in variants:
         templates.append(tmp_path / f"{name}.template.json")
         templates[-1].write_text(json.dumps(template))
     problems = audit_problems(checkov_findings(templates), acknowledged_findings())
