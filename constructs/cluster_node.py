@@ -25,6 +25,7 @@ CLUSTER_TAG = "efs-ha:cluster"
 # First boot: packages, EFS mount, MinIO download and the agent's first heartbeat, with systemd retries.
 BOOTSTRAP_TIMEOUT = Duration.minutes(20)
 NODE_TAG = "efs-ha:node"
+IMAGE_PIN_TAG = "efs-ha:image-pin"
 # EC2 status checks need a few minutes to report on a new instance; an impaired one is replaced after that.
 HEALTH_CHECK_GRACE = Duration.minutes(5)
 # Processes that could change the group while CloudFormation replaces its instance (AWS's guidance for rolling
@@ -48,6 +49,8 @@ class NodeSettings:
     cluster_id: str
     user_data: NodeUserDataInputs
     image_id: str  # pinned (constructs/node_image.py): never "the latest" at deploy time
+    # The pinned images as text (None when looked up at creation): a new pin shows in `cdk diff` per node.
+    image_description: str | None = None
 
 
 def node_security_group(scope: Construct, id_: str, *, vpc: ec2.IVpc,
@@ -157,6 +160,10 @@ class ClusterNode(Construct):
                            ("Name", f"{stack.stack_name}-{settings.name}")):
             Tags.of(self.group).add(key, value, apply_to_launched_instances=True)
             Tags.of(self.launch_template).add(key, value)
+        if settings.image_description is not None:
+            # Literal text inside the launch template data: a new pin is a new version (CloudFormation resolves
+            # Fn::FindInMap only at deploy time) and shows in `cdk diff` on each node's launch template.
+            Tags.of(self.launch_template).add(IMAGE_PIN_TAG, settings.image_description)
 
     def grant_object_read(self, asset: s3_assets.Asset) -> None:
         """Read exactly one asset object (not the whole bootstrap bucket, as Asset.grant_read would)."""

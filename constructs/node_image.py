@@ -9,6 +9,8 @@ ONCE, when the stack is created, by a create-only custom resource, and kept; lat
 
 from __future__ import annotations
 
+import hashlib
+
 from aws_cdk import Acknowledgment, Aws, CfnMapping, CfnRule, CfnRuleAssertion, Fn, RemovalPolicy, Stack, Validations
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
@@ -19,12 +21,16 @@ from cluster_config.image import AL2023_PARAMETER, KEY, NodeImages
 from constructs import Construct
 from constructs.lambda_dependencies import drop_redundant_role_dependency
 
+# A tag value's limit (the text is an instance tag in the launch templates).
+_DESCRIPTION_MAX = 256
+
 
 class NodeImage(Construct):
     def __init__(self, scope: Construct, id_: str, *, images: NodeImages) -> None:
         super().__init__(scope, id_)
         self.pinned = bool(images.ids)
         self.image_id = self._from_map(images) if self.pinned else self._looked_up_once()
+        self.description = _pin_description(images) if self.pinned else None
 
     def _from_map(self, images: NodeImages) -> str:
         mapping = CfnMapping(self, "Ids", mapping={region: {"ami": ami} for region, ami in images.ids})
@@ -64,3 +70,14 @@ class NodeImage(Construct):
                "AWSLambdaBasicExecutionRole]",
             reason="CDK's AwsCustomResource provider; the basic execution role only lets it write its own logs."))
         return lookup.get_response_field("Parameter.Value")
+
+
+def _pin_description(images: NodeImages) -> str:
+    """The pinned images as literal text for the launch templates: Fn::FindInMap is resolved only at deploy time, so
+    without it a new pin would change only the Mappings section and `cdk diff` would not name the nodes it
+    replaces. Every stack using this map sees a change to any of its regions (a replacement, shown by the diff)."""
+    text = "node_image_ids " + " ".join(f"{region}={ami}" for region, ami in images.ids)
+    if len(text) <= _DESCRIPTION_MAX:
+        return text
+    digest = hashlib.sha256(text.encode()).hexdigest()[:16]
+    return f"node_image_ids sha256:{digest} ({len(images.ids)} regions)"

@@ -106,6 +106,7 @@ class EfsHaClusterStack(Stack):
             instance_type=config.instance_type,
             cluster_id=self.stack_name,
             image_id=self.node_image.image_id,
+            image_description=self.node_image.description,
             user_data=NodeUserDataInputs(
                 node_name=name,
                 file_system_id=self.storage.file_system.file_system_id,

@@ -100,3 +100,31 @@ def test_the_pin_can_come_from_the_command_line_as_json() -> None:
     config = load_config(context_getter(node_image_ids='{"eu-west-1": "ami-0123456789abcdef0"}'))
     assert config.node_images.as_dict() == {"eu-west-1": "ami-0123456789abcdef0"}
     assert load_config(context_getter()).node_images.ids == ()
+
+
+def test_a_new_pin_changes_only_the_launch_templates_so_cdk_diff_names_the_nodes() -> None:
+    # Given a cluster pinned to one image, when `efs-ha image pin` writes the next release's
+    before = _synth(node_image_ids={"eu-west-1": "ami-0123456789abcdef0"})
+    after = _synth(node_image_ids={"eu-west-1": "ami-0fedcba9876543210"})
+    # Then the only resources that differ are the nodes' launch templates: `cdk diff` shows
+    # `[~] AWS::EC2::LaunchTemplate Node<N>LaunchTemplate...` per node (Fn::FindInMap alone is resolved only at
+    # deploy time; the launch template data carries the pinned images as text, an instance tag)
+    changed = sorted(k for k in before["Resources"] if before["Resources"][k] != after["Resources"].get(k))
+    templates = sorted(k for k, r in after["Resources"].items() if r["Type"] == "AWS::EC2::LaunchTemplate")
+    assert changed == templates and len(templates) == 2
+    for logical_id in templates:
+        assert _pin_tag(after, logical_id) == "node_image_ids eu-west-1=ami-0fedcba9876543210"
+        assert _pin_tag(before, logical_id) == "node_image_ids eu-west-1=ami-0123456789abcdef0"
+    (name,) = after["Mappings"]
+    assert after["Mappings"][name] == {"eu-west-1": {"ami": "ami-0fedcba9876543210"}}
+
+
+def _pin_tag(template: dict[str, Any], logical_id: str) -> str | None:
+    data = template["Resources"][logical_id]["Properties"]["LaunchTemplateData"]
+    (instance,) = [s for s in data["TagSpecifications"] if s["ResourceType"] == "instance"]
+    return next((t["Value"] for t in instance["Tags"] if t["Key"] == "efs-ha:image-pin"), None)
+
+
+def test_the_image_looked_up_at_creation_carries_no_pin_tag(template_json: dict[str, Any]) -> None:
+    templates = [k for k, r in template_json["Resources"].items() if r["Type"] == "AWS::EC2::LaunchTemplate"]
+    assert templates and all(_pin_tag(template_json, k) is None for k in templates)
