@@ -129,7 +129,9 @@ class ClusterNode(Construct):
                 pause_time=BOOTSTRAP_TIMEOUT, suspend_processes=_SUSPENDED_DURING_UPDATE),
             health_checks=autoscaling.HealthChecks.ec2(grace_period=HEALTH_CHECK_GRACE),
         )
-        logical_id.element = self.group.node.default_child  # type: ignore[assignment]
+        cfn_group = self.group.node.default_child
+        assert isinstance(cfn_group, CfnElement), f"AutoScalingGroup's L1 changed shape: {cfn_group!r}"
+        logical_id.element = cfn_group
         self.role.add_to_policy(iam.PolicyStatement(actions=["cloudformation:SignalResource"],
                                                     resources=[stack.stack_id]))
         # The VIP's packets carry a destination that is not the ENI's own address, and a launch template cannot

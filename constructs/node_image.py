@@ -80,4 +80,4 @@ def _pin_description(images: NodeImages) -> str:
     if len(text) <= _DESCRIPTION_MAX:
         return text
     digest = hashlib.sha256(text.encode()).hexdigest()[:16]
-    return f"node_image_ids sha256:{digest} ({len(images.ids)} regions)"
+    return f"node_image_ids sha256:{digest} regions:{len(images.ids)}"  # tag-safe characters only

@@ -128,3 +128,13 @@ def _pin_tag(template: dict[str, Any], logical_id: str) -> str | None:
 def test_the_image_looked_up_at_creation_carries_no_pin_tag(template_json: dict[str, Any]) -> None:
     templates = [k for k, r in template_json["Resources"].items() if r["Type"] == "AWS::EC2::LaunchTemplate"]
     assert templates and all(_pin_tag(template_json, k) is None for k in templates)
+
+
+def test_a_long_map_is_summarised_in_tag_safe_characters() -> None:
+    from cluster_config.image import NodeImages
+    from constructs.node_image import _pin_description
+
+    many = NodeImages(tuple((f"xx-region-{n}", f"ami-{n:017x}") for n in range(12)))
+    text = _pin_description(many)
+    assert len(text) <= 256 and text.startswith("node_image_ids sha256:") and text.endswith("regions:12")
+    assert all(c.isalnum() or c in " +-=._:/@" for c in text)
