@@ -81,3 +81,17 @@ def populate(node_names: tuple[str, ...] = NODE_NAMES) -> Fleet:
     topic = client("sns").create_topic(Name="efs-ha-drill-alerts")["TopicArn"]
     return Fleet(route_table_ids=tuple(tables), instance_ids=instances, enis=enis, topic_arn=topic,
                  private_ips=addresses)
+
+
+def launch_replacement(old_instance_id: str) -> tuple[str, str, str]:
+    """What the node's Auto Scaling group does for an impaired instance: terminate it and launch a new one in the
+    same subnet with the same tags. Returns the new instance's id, primary ENI and address."""
+    ec2 = client("ec2")
+    old = ec2.describe_instances(InstanceIds=[old_instance_id])["Reservations"][0]["Instances"][0]
+    ec2.terminate_instances(InstanceIds=[old_instance_id])
+    tags = [tag for tag in old.get("Tags", []) if not tag["Key"].startswith("aws:")]
+    item = ec2.run_instances(ImageId=IMAGE_ID, MinCount=1, MaxCount=1, SubnetId=old["SubnetId"],
+                             InstanceType="t3.small",
+                             TagSpecifications=[{"ResourceType": "instance", "Tags": tags}])["Instances"][0]
+    eni = next(n["NetworkInterfaceId"] for n in item["NetworkInterfaces"] if n["Attachment"]["DeviceIndex"] == 0)
+    return item["InstanceId"], eni, item["PrivateIpAddress"]

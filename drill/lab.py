@@ -101,6 +101,7 @@ class Lab:
         self._verified = threading.Event()
         self._problems: list[str] = []  # found by a scenario while it runs (see problem())
         self._held: list[str] = []  # nodes on the checker's hold when the run recovered (before the heal)
+        self.last_replaced: tuple[str, str] = ("", "")  # (node, its new instance id): see replace_instance()
         self._inflight: Child | None = None
         self._inflight_lines: list[dict[str, Any]] = []
         # What a scenario records while it injects its fault (merged into the run's results): "faulted" and
@@ -355,6 +356,29 @@ class Lab:
     def ops_since(self, since: float) -> list[dict[str, Any]]:
         with self.timeline.lock:
             return [op for op in self.timeline.ops if op["t0"] >= since]
+
+    def replace_instance(self, name: str, boot_delay: float) -> None:
+        """The node's instance is terminated and its Auto Scaling group launches another (new id, ENI, address);
+        `boot_delay` later that instance boots the node again."""
+        self.nodes[name].kill()
+        instance_id, eni, private_ip = aws.launch_replacement(self.fleet.instance_ids[name])
+        self.fleet.instance_ids[name] = instance_id
+        self.fleet.enis[name] = eni
+        self.fleet.private_ips[name] = private_ip
+        assert self.watcher is not None, "the lab is open"
+        self.watcher.track_replacement(name, instance_id, eni)
+        self.last_replaced = (name, instance_id)
+        boot = threading.Timer(boot_delay, self.nodes[name].boot_replacement, args=(instance_id, eni, private_ip))
+        boot.daemon = True
+        boot.start()
+
+    def node_reports_from(self, name: str, instance_id: str) -> bool:
+        """The node's latest item comes from this instance and is fresh (the drill's clock) with EFS ok."""
+        with self.timeline.lock:
+            report = dict(self.timeline.nodes.get(name, {}))
+            renewed = self.timeline.renewed_at.get(name, 0.0)
+        return (report.get("instance_id") == instance_id and report.get("efs_ok") is True
+                and time.time() - renewed < 2.5)
 
     def start_switchover(self, target: str, timeout: float = 75.0) -> float:
         deadline = time.monotonic() + timeout

@@ -235,6 +235,16 @@ class Node:
                 self._clear_run_dir()
             self.powered = True
 
+    def boot_replacement(self, instance_id: str, eni: str, private_ip: str) -> None:
+        """The node's new instance (an Auto Scaling replacement) boots: same node name and EFS view, a new
+        identity, an empty /run; its agent must come back as a standby."""
+        with self._lock:
+            self._env.update({"INSTANCE_ID": instance_id, "ENI_ID": eni, "PRIVATE_IP": private_ip})
+            self._clear_run_dir()
+            self.powered = True
+            self._on_event(self.name, time.time(), f"replacement instance {instance_id} boots")
+            self.start_agent()
+
     def shut_down(self, handover_timeout: float) -> str:
         """What the OS does at `shutdown`, an EC2 stop or terminate (a deploy or an instance refresh replacing the
         node): systemd stops efs-ha-handover.service first (SIGUSR1 to the agent, then `python3 -m
@@ -348,14 +358,8 @@ class Node:
     def s3_start_faulted(self) -> bool:
         return (self.control_dir / S3_CRASH_FILE).exists()
 
-    def stop_s3(self, timeout: float = 10.0) -> None:
-        """`systemctl stop minio.service` as the SSM command asks: TERM, then KILL after a timeout."""
-        pids = self.s3_pids()
-        for pid in pids:
-            kill_pid(pid, signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        while self.s3_pids() and time.monotonic() < deadline:
-            time.sleep(0.05)
+    def stop_s3(self) -> None:
+        """What the SSM fence command does: `systemctl kill --signal=SIGKILL minio.service`."""
         for pid in self.s3_pids():
             kill_pid(pid)
 

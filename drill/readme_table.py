@@ -38,6 +38,7 @@ TITLES = {
     "slow-efs": "slow EFS on the active node (nothing may move)",
     "client-inflight": "slow GET in flight when the active node's links go down",
     "graceful-shutdown": "the OS shuts the active node down (handover, then stop)",
+    "instance-replaced": "active node's instance terminated and replaced (comes back as standby)",
     "three-node-chain": "3 nodes: kill -9 of the active node, then of the next (measured from the second)",
 }
 HEADER = ("| scenario | runs | detection s | switch s | RTO s (median) | RTO s (max) | objects acknowledged | lost "

@@ -38,6 +38,10 @@ SLOW_EFS_OBSERVE_SECONDS = 25.0
 # A cut node keeps its cut this long: well past its self-fence plus the watchdog timeout, so that a watchdog
 # the self-fenced agent stopped feeding would have fired before the heal.
 CUT_OBSERVE_SECONDS = 10.0
+# A replacement instance boots after this (minutes in AWS; compressed here), and must report in as a healthy
+# standby within the timeout.
+REPLACEMENT_BOOT_SECONDS = 5.0
+REPLACEMENT_STANDBY_TIMEOUT_SECONDS = 60.0
 # The first takeover of the three-node chain: detection + failover (~6 s) and the client served again, with slack.
 CHAIN_TAKEOVER_TIMEOUT_SECONDS = 60.0
 
@@ -252,6 +256,29 @@ def _rounded(value: float | None) -> float | None:
     return None if value is None else round(value, 2)
 
 
+def instance_replaced(lab: Lab, active: str, _standby: str) -> None:
+    """The active node's instance is terminated (impaired: its Auto Scaling group replaces it): kill -9 of the
+    node, the instance terminated in EC2, and REPLACEMENT_BOOT_SECONDS later the group's new instance (new id, ENI
+    and address) boots the node again."""
+    lab.replace_instance(active, REPLACEMENT_BOOT_SECONDS)
+
+
+def collect_replacement(lab: Lab, fault_at: float) -> dict[str, Any]:
+    """The replaced node is back as a healthy standby on its new instance, with no operator action: when."""
+    replaced, instance_id = lab.last_replaced
+    deadline = time.time() + REPLACEMENT_STANDBY_TIMEOUT_SECONDS
+    while time.time() < deadline and not lab.node_reports_from(replaced, instance_id):
+        time.sleep(0.2)
+    back = lab.node_reports_from(replaced, instance_id)
+    cluster = lab.timeline.latest_cluster()
+    if not back:
+        lab.problem(f"{replaced}'s replacement instance {instance_id} did not report in as a healthy standby within "
+                    f"{REPLACEMENT_STANDBY_TIMEOUT_SECONDS:g} s")
+    elif cluster is not None and cluster.active == replaced:
+        lab.problem(f"{replaced}'s replacement instance was made active (it must come back as a standby)")
+    return {"replacement_standby_s": round(time.time() - fault_at, 2) if back else None}
+
+
 def _fuse_unavailable() -> str | None:
     from drill.slowfs import ensure_fuse
 
@@ -284,6 +311,9 @@ SCENARIOS = {s.name: s for s in (
              describe_throttled, moves=True),
     Scenario("graceful-shutdown", "the OS shuts the active node down (handover unit's stop, then MinIO and the "
              "agent)", graceful_shutdown, moves=True),
+    Scenario("instance-replaced", "the active node's instance terminated and replaced (new instance id, ENI and "
+             f"address, booting {REPLACEMENT_BOOT_SECONDS:g} s later)", instance_replaced, moves=True,
+             collect=collect_replacement),
     Scenario("slow-efs", f"active node's EFS slow ({SLOW_MONITOR_WRITE_SECONDS:g} s per monitor write, "
              f"{SLOW_OTHER_WRITE_SECONDS:g} s per other write): nothing may move", slow_efs, moves=False,
              no_failover=True, min_observe=SLOW_EFS_OBSERVE_SECONDS, unavailable=_fuse_unavailable),

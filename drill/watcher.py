@@ -53,6 +53,11 @@ class Watcher:
     def start(self) -> None:
         self._thread.start()
 
+    def track_replacement(self, node: str, instance_id: str, eni: str) -> None:
+        """A node's new instance: its routes and EC2 state are followed from now on (the fleet holds the new ids)."""
+        self._node_of_eni[eni] = node
+        self._node_of_instance[instance_id] = node
+
     def stop(self) -> None:
         self._stop.set()
         self._thread.join(5)
