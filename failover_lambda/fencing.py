@@ -165,11 +165,15 @@ class Fencer:
 
     def _ask_to_stop(self, instance_id: str, epoch: int) -> None:
         """Fast path for a hung agent. Errors are ignored: the agent, lease or StopInstances back it up."""
+        unit = shlex.quote(self._settings.minio_unit)
         try:
             self._ssm.send_command(
                 InstanceIds=[instance_id],
                 DocumentName=self._settings.fence_command_document,
-                Parameters={"commands": [f"systemctl stop {shlex.quote(self._settings.minio_unit)}"]},
+                # Never a blocking stop: it would wait behind a stop job already queued (a node shutting down).
+                # The stop job enqueued first keeps Restart= from restarting the killed MinIO.
+                Parameters={"commands": [f"systemctl stop --no-block {unit}",
+                                         f"systemctl kill --signal=SIGKILL {unit}"]},
                 TimeoutSeconds=SSM_TIMEOUT_SECONDS,
                 Comment=f"efs-ha fence for epoch {epoch}",
             )

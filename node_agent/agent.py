@@ -241,11 +241,14 @@ class Agent:
             # sets reset_reason no later than may_run=False: a report that says serving=false is never written.
             return False
         if self._shadowed(view):
-            # A deploy is replacing this node and the role is bound to the other instance: the checker must keep
-            # seeing that instance's item, so this one stays silent (and holds no lease) until it is released.
+            # A deploy is replacing this node and the role is bound to the other instance (or that instance is
+            # being fenced, confirmed only by its own report): the checker must keep seeing that instance's item,
+            # so this one stays silent (and holds no lease) until it is released. Ready once it may write.
+            ready = status.first_report_done or self._may_write()
             with self._status_lock:
-                self._status.first_report_done = True
-                self._status.table_error = ""
+                self._status.first_report_done = ready
+                self._status.table_error = "" if ready else "silent (another instance holds the role) and not " \
+                                                            "yet allowed to write the node item"
             return False
         if self._successor is not None and not self._successor_gone():
             self._publish_table_error(f"node item taken over by instance {self._successor[0]} (a replacement of "
@@ -343,8 +346,18 @@ class Agent:
             self._status.table_error = message
 
     def _shadowed(self, view: ClusterView | None) -> bool:
-        return (view is not None and view.active == self.config.node_name
-                and view.active_instance is not None and view.active_instance != self._instance_id)
+        if view is None:
+            return False
+        me = self.config.node_name
+        bound_elsewhere = view.active == me and view.active_instance not in (None, self._instance_id)
+        fenced_elsewhere = view.fencing_node == me and view.fencing_instance not in (None, "", self._instance_id)
+        return bound_elsewhere or fenced_elsewhere
+
+    def _may_write(self) -> bool:
+        try:
+            return self._table.may_write(self.config.node_name)
+        except Exception:  # not proven yet: the next renewal asks again
+            return False
 
     # ----- guard -----
     def guard_once(self) -> None:
@@ -1012,18 +1025,36 @@ def queued_logging(env: Mapping[str, str]) -> logging.handlers.QueueListener:
     return listener
 
 
-def install_signal_handlers(agent: Agent) -> None:
-    """SIGTERM/SIGINT stop the agent; SIGUSR1 (the handover unit's stop) asks for a planned switchover first."""
+class Signals:
+    """SIGTERM/SIGINT stop the agent; SIGUSR1 (the handover unit's stop) asks for a planned switchover first.
 
-    def on_stop(_signum: int, _frame: FrameType | None) -> None:
-        agent.request_stop()
+    Installed before anything else in main(): building the agent can take a while (IMDS retries), and SIGUSR1's
+    default action would kill the process. A signal that arrives before the agent exists is applied to it then.
+    """
 
-    def on_handover(_signum: int, _frame: FrameType | None) -> None:
-        agent.request_handover()
+    def __init__(self) -> None:
+        self._agent: Agent | None = None
+        self._stop = self._handover = False
+        signal.signal(signal.SIGTERM, self._on_stop)
+        signal.signal(signal.SIGINT, self._on_stop)
+        signal.signal(signal.SIGUSR1, self._on_handover)
 
-    signal.signal(signal.SIGTERM, on_stop)
-    signal.signal(signal.SIGINT, on_stop)
-    signal.signal(signal.SIGUSR1, on_handover)
+    def attach(self, agent: Agent) -> None:
+        self._agent = agent
+        if self._handover:
+            agent.request_handover()
+        if self._stop:
+            agent.request_stop()
+
+    def _on_stop(self, _signum: int, _frame: FrameType | None) -> None:
+        self._stop = True
+        if self._agent is not None:
+            self._agent.request_stop()
+
+    def _on_handover(self, _signum: int, _frame: FrameType | None) -> None:
+        self._handover = True
+        if self._agent is not None:
+            self._agent.request_handover()
 
 
 def main(env: Mapping[str, str] | None = None) -> int:
@@ -1033,10 +1064,11 @@ def main(env: Mapping[str, str] | None = None) -> int:
     except ConfigError as error:
         print(str(error), file=sys.stderr)
         return 2
+    signals = Signals()
     listener = queued_logging(source)
     try:
         agent = build_agent(config)
-        install_signal_handlers(agent)
+        signals.attach(agent)
         log.info("node agent for %s (instance %s, ENI %s, %s) started: renewal every %gs, lease %gs, watchdog %s",
                  config.node_name, agent.instance_id, agent.eni_id or "-", config.watchdog_device,
                  config.heartbeat_interval_seconds, config.lease_seconds, config.watchdog)

@@ -64,6 +64,9 @@ class ClusterView:
     epoch: int
     phase: str
     active_instance: str | None = None
+    # While a takeover fences a node: that node and the instance being fenced (only its own report confirms it).
+    fencing_node: str | None = None
+    fencing_instance: str | None = None
 
 
 @dataclass(frozen=True)

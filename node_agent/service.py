@@ -57,29 +57,46 @@ Runner = Callable[..., "subprocess.CompletedProcess[str]"]
 
 # cgroup v2, as on Amazon Linux 2023.
 CGROUP_ROOT = Path("/sys/fs/cgroup")
+# minio.service's TimeoutStopSec (1 s: SIGKILL then) plus slack for systemd to reap it and settle the unit.
+STOP_TIMEOUT_SECONDS = 5.0
 
 
 class SystemdController:
     def __init__(self, unit: str, *, runner: Runner = subprocess.run, timeout_seconds: float = 60,
-                 cgroup_root: Path = CGROUP_ROOT) -> None:
+                 cgroup_root: Path = CGROUP_ROOT, stop_timeout_seconds: float = STOP_TIMEOUT_SECONDS,
+                 poll_seconds: float = 0.1) -> None:
         self.unit = unit
         self._run = runner
         self._timeout = timeout_seconds
         self._cgroup_root = cgroup_root
+        self._stop_timeout = stop_timeout_seconds
+        self._poll = poll_seconds
 
     def start(self) -> None:
         # --no-block: MinIO's start (credentials fetch, Type=notify) must not stall heartbeats and the lease.
         self._systemctl("start", "--no-block", self.unit, check=True)
 
     def stop(self) -> None:
-        # Blocking on purpose: serving=false is reported only after the unit has really stopped.
-        self._systemctl("stop", self.unit, check=True)
+        """Stop MinIO and return once it has really stopped (serving=false is reported only then); raises if not.
+
+        Never a blocking `systemctl stop`: at shutdown MinIO's stop job waits behind efs-ha-handover.service's
+        stop, which waits for the role to move, which waits for this stop; a blocking stop would join that job and
+        deadlock. So the stop job is only enqueued (a pending stop job also keeps Restart= from restarting
+        MinIO), MinIO is signalled now, and its state confirms the stop.
+        """
+        self._systemctl("stop", "--no-block", self.unit, check=True)
+        self._systemctl("kill", "--signal=SIGTERM", self.unit, check=False)
+        deadline = time.monotonic() + self._stop_timeout
+        while self.is_running():
+            if time.monotonic() >= deadline:
+                raise TimeoutError(f"{self.unit} still runs {self._stop_timeout:g}s after SIGTERM")
+            time.sleep(self._poll)
 
     def kill(self) -> None:
-        # No graceful drain: an unacknowledged request is the client's to retry. Then `stop` cancels the restart
-        # that Restart=on-failure would schedule for a killed MinIO. The caller confirms with is_running().
+        # No graceful drain: an unacknowledged request is the client's to retry. The stop job enqueued first keeps
+        # Restart=on-failure from restarting the killed MinIO. The caller confirms with is_running().
+        self._systemctl("stop", "--no-block", self.unit, check=False)
         self._systemctl("kill", "--signal=SIGKILL", self.unit, check=False)
-        self._systemctl("stop", self.unit, check=False)
 
     def is_running(self) -> bool:
         try:

@@ -114,6 +114,8 @@ class StateTable:
             epoch=int(item.get("epoch", {}).get("N", "0")),
             phase=item.get("phase", {}).get("S", STABLE),
             active_instance=item.get("active_instance", {}).get("S"),
+            fencing_node=item.get("fencing_node", {}).get("S"),
+            fencing_instance=item.get("fencing_instance", {}).get("S"),
         )
 
     def read_lease_seq(self, node: str) -> int:
@@ -127,6 +129,17 @@ class StateTable:
         item = self._client.get_item(TableName=self._table, Key={"pk": {"S": node_key(node)}}, ConsistentRead=True,
                                      ProjectionExpression="lease_seq, instance_id").get("Item") or {}
         return int(item.get("lease_seq", {}).get("N", "0")), item.get("instance_id", {}).get("S")
+
+    def may_write(self, node: str) -> bool:
+        """Whether this node may write its item, without writing it: a conditional PutItem that can never apply
+        (the condition fails whether the item exists or not). DynamoDB checks permissions first, so
+        ConditionalCheckFailed means allowed; AccessDenied (or any other error) means not proven."""
+        try:
+            self._client.put_item(TableName=self._table, Item={"pk": {"S": node_key(node)}},
+                                  ConditionExpression="attribute_exists(pk) AND attribute_not_exists(pk)")
+        except ClientError as error:
+            return error.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
+        return False  # cannot happen: the condition is never true
 
     def write_node(self, report: NodeItem, *, owner: str | None = None) -> None:
         """Conditional PutItem: raises LeaseSeqConflict if the stored lease_seq is not lower, or (with `owner`) the

@@ -67,15 +67,20 @@ def test_a_leaving_standby_refuses_a_role_given_to_it_late(world: AgentWorld) ->
     assert world.heartbeat()["serving"] is False
 
 
-def test_sigusr1_asks_the_agent_to_hand_over(world: AgentWorld) -> None:
-    from node_agent.agent import install_signal_handlers
+def test_sigusr1_asks_the_agent_to_hand_over_even_before_the_agent_exists(world: AgentWorld) -> None:
+    """The handlers come first in main(): building the agent may take 20 s of IMDS retries, and SIGUSR1's default
+    action kills the process (review finding 7)."""
+    from node_agent.agent import Signals
 
     previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1)}
     try:
-        install_signal_handlers(world.agent)
-        signal.raise_signal(signal.SIGUSR1)
+        signals = Signals()
+        signal.raise_signal(signal.SIGUSR1)  # still building the agent: recorded, not fatal
+        signals.attach(world.agent)
         world.cycle()
         assert world.heartbeat()["leaving"] is True
+        signal.raise_signal(signal.SIGTERM)
+        assert world.agent._stop_requested.is_set()
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)

@@ -5,7 +5,7 @@ refused and it stops writing (no flapping health), unless the newer one goes sil
 from __future__ import annotations
 
 from node_agent.agent import SUCCESSOR_SILENT_SECONDS, Agent
-from tests.agent.conftest import ENI, INSTANCE, PRIVATE_IP, AgentWorld, FakeService
+from tests.agent.conftest import ENI, INSTANCE, PRIVATE_IP, TABLE, AgentWorld, FakeService
 
 NEW_INSTANCE = "i-0fedcba9876543210"
 
@@ -72,3 +72,51 @@ def test_the_replacement_is_ready_once_its_claim_reads_back(world: AgentWorld) -
     new, _ = _replacement(world)
     _tick(new)
     assert new.status().first_report_done is True
+
+
+def test_a_fenced_old_instance_still_reports_its_stop_while_the_replacement_stays_silent(world: AgentWorld) -> None:
+    """The old instance of the active node hands over; the checker's fencing removes `active` (so the replacement
+    is no longer shadowed by active_instance) but names fencing_instance: the fence is confirmed only by the old
+    instance's own serving=false, so the replacement must stay silent until the fencing ends. Failed before the
+    fix: the replacement claimed the item and the old instance's stop was never reported (review finding 2)."""
+    world.set_cluster("node1", epoch=3)
+    for _ in range(3):
+        world.cycle()
+    new, _ = _replacement(world)
+    for _ in range(3):
+        _tick(new)
+        world.cycle()
+    world.client.put_item(TableName=TABLE, Item={
+        "pk": {"S": "cluster"}, "epoch": {"N": "4"}, "phase": {"S": "fencing"}, "fencing_node": {"S": "node1"},
+        "fencing_instance": {"S": INSTANCE}, "candidate": {"S": "node2"}})
+    # The old agent is busy stopping MinIO and its renewal slips a period: the replacement renews meanwhile.
+    _tick(new)
+    world.clocks.advance(0.25)
+    _tick(new)
+    world.clocks.advance(0.25)
+    for _ in range(2):
+        world.agent.renew_once()
+        _tick(new)
+        world.clocks.advance(0.5)
+    for _ in range(6):
+        _tick(new)
+        world.cycle()
+    item = world.heartbeat()
+    assert not world.service.running
+    assert (item["instance_id"], item["serving"], int(item["seen_epoch"])) == (INSTANCE, False, 4)
+
+
+def test_a_silent_replacement_is_ready_only_if_it_may_write_its_item(world: AgentWorld) -> None:
+    """Shadowed (the role bound to the old instance), the replacement writes nothing; it is ready only once the
+    table has accepted a write it could make (a conditional write that never applies). Failed before the fix:
+    ready with no write permission at all (review finding 3)."""
+    world.set_cluster("node1", epoch=3)
+    world.cycle()
+    new, _ = _replacement(world)
+    undo = world.fail("PutItem")
+    _tick(new)
+    assert new.status().first_report_done is False
+    undo()
+    _tick(new)
+    assert new.status().first_report_done is True
+    assert world.heartbeat()["instance_id"] == INSTANCE  # and it still wrote nothing

@@ -87,20 +87,53 @@ class FakeSystemctl:
                                                            f"ControlGroup={self.cgroup}\n")
 
 
-def test_systemd_controller_runs_systemctl() -> None:
-    systemctl = FakeSystemctl()
-    controller = SystemdController("minio.service", runner=systemctl)
+class StoppingSystemctl(FakeSystemctl):
+    """The unit stops `after` status reads once a SIGTERM/SIGKILL was sent (None: never)."""
+
+    def __init__(self, after: int | None = 1) -> None:
+        super().__init__("active", "1")
+        self.after = after
+        self.reads_since_signal: int | None = None
+
+    def __call__(self, argv: list[str], **kwargs: Any) -> subprocess.CompletedProcess[str]:
+        if argv[1] == "kill":
+            self.reads_since_signal = 0
+        elif argv[1] == "show" and self.reads_since_signal is not None:
+            self.reads_since_signal += 1
+            if self.after is not None and self.reads_since_signal >= self.after:
+                self.state, self.tasks = "inactive", "[not set]"
+        return super().__call__(argv, **kwargs)
+
+
+def test_systemd_controller_starts_without_waiting_and_stops_without_a_blocking_job() -> None:
+    """At shutdown MinIO's stop job waits behind efs-ha-handover.service's stop (which waits for the role to move,
+    which waits for this stop): a blocking `systemctl stop` would merge into that job and deadlock. So: enqueue
+    the stop without waiting (a pending stop job also keeps Restart= from restarting MinIO), signal it now, and
+    confirm by its state (review finding 1)."""
+    systemctl = StoppingSystemctl()
+    controller = SystemdController("minio.service", runner=systemctl, poll_seconds=0)
     controller.start()
     controller.stop()
-    assert systemctl.calls == [["systemctl", "start", "--no-block", "minio.service"],
-                               ["systemctl", "stop", "minio.service"]]
+    assert systemctl.calls[:3] == [["systemctl", "start", "--no-block", "minio.service"],
+                                   ["systemctl", "stop", "--no-block", "minio.service"],
+                                   ["systemctl", "kill", "--signal=SIGTERM", "minio.service"]]
+    assert all(call[1] == "show" for call in systemctl.calls[3:])
+    assert not any(call[1:3] == ["stop", "minio.service"] for call in systemctl.calls)  # never a blocking stop
 
 
-def test_systemd_kill_sends_sigkill_then_stops_so_no_restart_follows() -> None:
+def test_a_stop_that_does_not_end_in_time_raises_and_the_unit_counts_as_running() -> None:
+    systemctl = StoppingSystemctl(after=None)
+    controller = SystemdController("minio.service", runner=systemctl, poll_seconds=0, stop_timeout_seconds=0.05)
+    with pytest.raises(TimeoutError, match=r"minio\.service still runs"):
+        controller.stop()
+    assert controller.is_running()
+
+
+def test_systemd_kill_sends_sigkill_and_a_stop_job_so_no_restart_follows() -> None:
     systemctl = FakeSystemctl()
     SystemdController("minio.service", runner=systemctl).kill()
-    assert systemctl.calls == [["systemctl", "kill", "--signal=SIGKILL", "minio.service"],
-                               ["systemctl", "stop", "minio.service"]]
+    assert systemctl.calls == [["systemctl", "stop", "--no-block", "minio.service"],
+                               ["systemctl", "kill", "--signal=SIGKILL", "minio.service"]]
 
 
 def test_process_controller_kill_ignores_sigterm(tmp_path: Path) -> None:

@@ -136,3 +136,15 @@ def test_fenced_cluster_without_a_healthy_node_waits_without_repeating_the_fenci
     item = cluster.cluster()
     assert (item["active"], item["epoch"], item["phase"]) == ("node2", 2, "stable")
     assert set(cluster.routes().values()) == {node2.eni}
+
+
+def test_the_ssm_fence_never_waits_on_a_stop_job(cluster: Harness) -> None:
+    """A blocking `systemctl stop` would wait behind a stop job already queued (a node shutting down queues
+    MinIO's stop behind its handover unit): enqueue the stop and kill MinIO at once (review finding 1)."""
+    node1 = cluster.agent("node1")
+    node1.efs_ok = False
+    node1.obeys = False
+    cluster.invoke(max_probes=4)
+    sent = [params for operation, params in cluster.calls if operation == "SendCommand"]
+    assert sent and sent[0]["Parameters"]["commands"] == [
+        "systemctl stop --no-block minio.service", "systemctl kill --signal=SIGKILL minio.service"]
