@@ -524,7 +524,8 @@ class Checker:
         result = self._routes.point_at(instance.eni, view,
                                        verify=self.remaining() > DESCRIBE_WORST_SECONDS + FINISH_MARGIN_SECONDS)
         self._ec2.invalidate()
-        if result.ok and self.remaining() > CALL_WORST_SECONDS + FINISH_MARGIN_SECONDS:
+        overtaken = self._routes_overtaken(current.epoch)
+        if result.ok and not overtaken and self.remaining() > CALL_WORST_SECONDS + FINISH_MARGIN_SECONDS:
             self._record_routes(current.epoch)
         switch_seconds = self._clock.now() - current.changed_at
         kind = SWITCHOVERS if current.reason.startswith(SWITCHOVER_PREFIX) else FAILOVERS
@@ -542,6 +543,26 @@ class Checker:
                               f"{current.fencing_node} -> {target}", payload)
         self.telemetry.flush()
         return Outcome(True, f"{kind[:-1].lower()} {current.fencing_node} -> {target}", target, result.ok)
+
+    def _routes_overtaken(self, epoch: int) -> bool:
+        """Whether a newer epoch was written while this run moved the routes for `epoch` (runs overlap since the
+        loop lease: an operator action, a thawed loop holder): its route writes may have landed before these,
+        so the routes are pointed at the table's active node again; a late write of an older epoch never wins."""
+        if self.remaining() < 2 * CALL_WORST_SECONDS + DESCRIBE_WORST_SECONDS + FINISH_MARGIN_SECONDS:
+            return False
+        snap = self._read()
+        latest = snap.cluster
+        if latest is None or latest.epoch == epoch:
+            return False
+        logger.warning("a newer epoch was written while this run moved the routes: re-pointing them",
+                       extra={"epoch": epoch, "latest_epoch": latest.epoch, "active": latest.active})
+        if latest.phase == STABLE and latest.active:
+            view = self._ec2.view(fresh=True)
+            instance = view.locate(latest.active, snap.nodes.get(latest.active), latest.active_instance)
+            if instance is not None and instance.eni:
+                self._routes.point_at(instance.eni, view, verify=False)
+                self._ec2.invalidate()
+        return True
 
     def _promotion_applied(self, seen: ClusterState, target: str, instance_id: str) -> bool | None:
         """After a failed promote condition: whether the table shows exactly this promotion (same epoch, stable,

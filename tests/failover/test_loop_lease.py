@@ -42,6 +42,45 @@ def atomic_table(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setattr(DynamoDBBackend, name, serialized)
 
 
+class Lockstep:
+    """Virtual time for runs that share the fake clock: a sleep returns only once every run still going is asleep,
+    and time then jumps to the earliest wake-up. Without it, whichever thread the OS schedules more often advances
+    the shared clock by itself (a busy machine let one run's polling expire the other's lease)."""
+
+    def __init__(self, cluster: Harness, runs: int) -> None:
+        self.clock = cluster.clock
+        self.hooks = list(cluster.clock.on_sleep)
+        self.running = runs
+        self.asleep: dict[threading.Thread, float] = {}
+        self.condition = threading.Condition()
+
+    def sleep(self, seconds: float) -> None:
+        me = threading.current_thread()
+        with self.condition:
+            self.asleep[me] = self.clock.t + max(0.0, seconds)
+            advanced = self._advance_if_all_asleep()
+            while me in self.asleep:
+                self.condition.wait()
+        if advanced:
+            for hook in self.hooks:  # the agents tick once per step of time, as with one sleeper
+                hook()
+
+    def finished(self) -> None:
+        with self.condition:
+            self.running -= 1
+            self._advance_if_all_asleep()
+
+    def _advance_if_all_asleep(self) -> bool:
+        if not self.asleep or len(self.asleep) < self.running:
+            return False
+        wake = min(self.asleep.values())
+        self.clock.t = max(self.clock.t, wake)
+        for thread in [t for t, at in self.asleep.items() if at <= wake]:
+            del self.asleep[thread]
+        self.condition.notify_all()
+        return True
+
+
 def test_two_scheduled_runs_at_once_run_one_probe_loop_and_hand_it_over_without_a_gap(
         cluster: Harness, monkeypatch: Any, atomic_table: None) -> None:
     # Given every probe cycle records which run probed and when (the fake clock both runs share)
@@ -58,10 +97,15 @@ def test_two_scheduled_runs_at_once_run_one_probe_loop_and_hand_it_over_without_
     cluster.metric_log.clear()
     start = threading.Barrier(2)
     results: dict[str, Any] = {}
+    lockstep = Lockstep(cluster, runs=2)
+    monkeypatch.setattr(cluster.clock, "sleep", lockstep.sleep)
 
     def run(name: str) -> None:
         start.wait(10)
-        results[name] = handler_module.handler(SCHEDULED_EVENT, FakeContext(cluster.clock, 120))
+        try:
+            results[name] = handler_module.handler(SCHEDULED_EVENT, FakeContext(cluster.clock, 120))
+        finally:
+            lockstep.finished()
 
     # When two scheduled runs start at the same instant
     threads = [threading.Thread(target=run, args=(name,), name=name) for name in ("run-a", "run-b")]
