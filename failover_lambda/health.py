@@ -29,6 +29,9 @@ DEFAULT_TLS_SERVER_NAME = "minio.efs-ha.internal"
 # The CA is re-read this often (a rotation), and at a failed verification once this long after the last read.
 CA_REFRESH_SECONDS = 300.0
 CA_RETRY_SECONDS = 30.0
+# OpenSSL's "the issuer is not (or no longer) trusted" verify codes: unable to get the issuer (2, 20), a
+# self-signed certificate at depth 0 or in the chain (18, 19), unable to verify the leaf's signature (21).
+UNKNOWN_ISSUER_CODES = frozenset({2, 18, 19, 20, 21})
 log = logging.getLogger(__name__)
 _CA_READ_ERRORS: tuple[type[Exception], ...] = (*AWS_ERRORS, ValueError, KeyError, ssl.SSLError)
 # A standby seen for the first time in this invocation is not fresh until one renewal has been observed;
@@ -155,14 +158,13 @@ class CaTrust:
             self._read()
         return self._context
 
-    def reread_after_failure(self) -> bool:
-        """A certificate that failed verification may come from a rotated CA: re-read it (at most every
-        CA_RETRY_SECONDS). True when a different CA was read, so the probe is worth repeating."""
-        if self._clock() - self._read_at < CA_RETRY_SECONDS:
-            return False
-        before = self._context
+    def may_reread(self) -> bool:
+        """A certificate that failed verification may come from a rotated CA: it may be re-read at most every
+        CA_RETRY_SECONDS."""
+        return self._clock() - self._read_at >= CA_RETRY_SECONDS
+
+    def reread(self) -> None:
         self._read()
-        return self._context is not None and self._context is not before
 
     def _read(self) -> None:
         self._read_at = self._clock()
@@ -244,9 +246,14 @@ def http_probe(ip: str, port: int, timeout: float = HTTP_TIMEOUT_SECONDS, tls: T
         return None
     try:
         return _https_live(ip, port, probe.server_name, context, timeout)
-    except ssl.SSLCertVerificationError:
-        if not probe.trust.reread_after_failure():
-            return False
+    except ssl.SSLCertVerificationError as error:
+        if error.verify_code not in UNKNOWN_ISSUER_CODES:
+            return False  # e.g. a name the certificate does not carry: no CA re-read changes that
+        if not probe.trust.may_reread():
+            # Maybe a rotated CA (the node serves a certificate of a CA published after this sandbox's read):
+            # no verdict until the CA can be read again, so a rotation never counts as failed probes.
+            return None
+        probe.trust.reread()
     fresh = probe.trust.context()
     try:
         return fresh is not None and _https_live(ip, port, probe.server_name, fresh, timeout)

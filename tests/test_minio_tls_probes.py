@@ -131,11 +131,41 @@ def test_a_rotated_ca_is_picked_up_at_the_first_failed_verification(secrets: _Se
     clock = _Clock()
     secrets.put(json.dumps({"ca_certificate": other_ca}))  # the checker holds an old CA ...
     probe = TlsProbe(SERVER_NAME, CaTrust(secrets.arn, client=secrets.client, clock=clock))
-    assert http_probe("127.0.0.1", tls_port, tls=probe) is False
+    # Just read, the CA cannot be re-read yet: no verdict (not a failure) until it can
+    assert http_probe("127.0.0.1", tls_port, tls=probe) is None
     secrets.put(json.dumps({"ca_certificate": material["ca_certificate"]}))  # ... MinIO serves the new one
     clock.now += health.CA_RETRY_SECONDS
     # One probe: the failed verification re-reads the CA and the same probe succeeds with it.
     assert http_probe("127.0.0.1", tls_port, tls=probe) is True
+
+
+def test_a_rotation_right_after_a_routine_ca_read_costs_no_failed_probe(
+        secrets: _Secrets, material: dict[str, str], other_ca: str, tls_port: int) -> None:
+    """The sandbox read the CA 10 s before the rotation's switchover: its probes of the node serving the new
+    certificate must not fail for the rest of the re-read interval (3 such failures after the start grace would
+    fail over from a healthy node and hold it back). Failed before the fix (review finding 6)."""
+    clock = _Clock()
+    secrets.put(json.dumps({"ca_certificate": other_ca}))
+    probe = TlsProbe(SERVER_NAME, CaTrust(secrets.arn, client=secrets.client, clock=clock))
+    probe.trust.context()
+    clock.now += 10
+    secrets.put(json.dumps({"ca_certificate": material["ca_certificate"]}))
+    verdicts = []
+    for _ in range(25):
+        verdicts.append(http_probe("127.0.0.1", tls_port, tls=probe))
+        clock.now += 1
+    assert False not in verdicts
+    assert verdicts[-1] is True  # re-read once allowed: verified with the new CA
+
+
+def test_a_certificate_that_fails_after_a_re_read_is_a_failed_probe(secrets: _Secrets, other_ca: str,
+                                                                     tls_port: int) -> None:
+    clock = _Clock()
+    secrets.put(json.dumps({"ca_certificate": other_ca}))  # MinIO's certificate never chains to this CA
+    probe = TlsProbe(SERVER_NAME, CaTrust(secrets.arn, client=secrets.client, clock=clock))
+    probe.trust.context()
+    clock.now += health.CA_RETRY_SECONDS
+    assert http_probe("127.0.0.1", tls_port, tls=probe) is False
 
 
 def test_without_a_readable_ca_the_probe_says_nothing(secrets: _Secrets, tls_port: int) -> None:
