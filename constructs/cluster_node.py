@@ -12,7 +12,18 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 import jsii
-from aws_cdk import Acknowledgment, CfnElement, Duration, IStableStringProducer, Lazy, Stack, Tags, Validations
+from aws_cdk import (
+    Acknowledgment,
+    Aws,
+    CfnElement,
+    Duration,
+    Fn,
+    IStableStringProducer,
+    Lazy,
+    Stack,
+    Tags,
+    Validations,
+)
 from aws_cdk import aws_autoscaling as autoscaling
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_iam as iam
@@ -86,7 +97,8 @@ class ClusterNode(Construct):
         stack = Stack.of(self)
         self.role = iam.Role(
             self, "Role",
-            assumed_by=iam.ServicePrincipal("ec2.amazonaws.com"),
+            # ec2.amazonaws.com.cn in the China regions (the stack is region-agnostic: resolved at deploy time).
+            assumed_by=iam.ServicePrincipal(Fn.join("", ["ec2.", Aws.URL_SUFFIX])),
             description=f"Cluster node {settings.name}: SSM management, its own heartbeat, MinIO secret",
             managed_policies=[iam.ManagedPolicy.from_aws_managed_policy_name("AmazonSSMManagedInstanceCore")],
         )

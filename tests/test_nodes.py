@@ -77,7 +77,7 @@ def test_the_node_turns_its_own_source_dest_check_off_and_may_do_so_only_on_its_
 def test_node_role_allows_ssm_session_manager(template: Template) -> None:
     template.has_resource_properties("AWS::IAM::Role", {
         "AssumeRolePolicyDocument": Match.object_like({"Statement": [Match.object_like(
-            {"Principal": {"Service": "ec2.amazonaws.com"}})]}),
+            {"Principal": {"Service": {"Fn::Join": ["", ["ec2.", {"Ref": "AWS::URLSuffix"}]]}}})]}),
         "ManagedPolicyArns": [{"Fn::Join": ["", Match.array_with([Match.string_like_regexp(
             "AmazonSSMManagedInstanceCore")])]}],
     })

@@ -106,3 +106,32 @@ def test_a_reservation_of_one_is_refused_naming_the_key() -> None:
     """One slot would throttle the run that takes the probe loop over (issue 11, defect 4's gaps)."""
     with pytest.raises(ConfigError, match=r"'checker_reserved_concurrency'.*at least 2"):
         _synth("eu-west-1", {"checker_reserved_concurrency": 1})
+
+
+_URL_SUFFIX = {"aws": "amazonaws.com", "aws-cn": "amazonaws.com.cn", "aws-us-gov": "amazonaws.com"}
+
+
+def _as_deployed(principal: Any, partition: str) -> str:
+    """A principal as CloudFormation resolves it in that partition (`Fn::Join` with `AWS::URLSuffix`)."""
+    if isinstance(principal, dict) and "Fn::Join" in principal:
+        separator, parts = principal["Fn::Join"]
+        return separator.join(_URL_SUFFIX[partition] if part == {"Ref": "AWS::URLSuffix"} else str(part)
+                              for part in parts)
+    return str(principal)
+
+
+def test_the_nodes_ec2_principal_is_the_one_each_partition_accepts(
+        partition_template: tuple[str, dict[str, Any]]) -> None:
+    """The node role is assumed by EC2, whose principal is ec2.amazonaws.com.cn in the China regions (kubernetes/
+    kops#27: `ec2.amazonaws.com` is refused there). Failed before the fix in aws-cn."""
+    partition, template = partition_template
+    principals = [_as_deployed(principal, partition) for resource in template["Resources"].values()
+                  if resource["Type"] == "AWS::IAM::Role"
+                  for statement in resource["Properties"]["AssumeRolePolicyDocument"]["Statement"]
+                  for principal in _listed(statement.get("Principal", {}).get("Service", []))]
+    ec2 = [p for p in principals if p.startswith("ec2.")]
+    assert ec2 and set(ec2) == {expected_principal("ec2", partition)}, (partition, ec2)
+
+
+def _listed(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
