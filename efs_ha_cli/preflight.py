@@ -70,7 +70,7 @@ def run_preflight(clients: Callable[[str], Any], region: str, project: ProjectCo
     qualifier = str(project.context.get(BOOTSTRAP_QUALIFIER_CONTEXT) or DEFAULT_BOOTSTRAP_QUALIFIER)
     checks.append(aws.bootstrap(qualifier))
     checks += _config_checks(aws, project)
-    checks.append(aws.ami())
+    checks.append(aws.ami(project.config.node_images.as_dict() if project.config is not None else None))
     return PreflightReport(region, account, tuple(checks))
 
 

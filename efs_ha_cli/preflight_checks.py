@@ -350,8 +350,12 @@ class AccountChecks:
         return ok(name, f"{', '.join(services)} offered in {', '.join(zones.names)}")
 
     # ----- image -----
-    def ami(self) -> Check:
+    def ami(self, pinned: Mapping[str, str] | None = None) -> Check:
+        """With `node_image_ids` (the pin), the image pinned for this region must exist here; else the public
+        Amazon Linux 2023 parameter the stack reads once at creation must resolve."""
         name = "ami"
+        if pinned:
+            return self._pinned_ami(name, pinned)
         try:
             image = self._client("ssm").get_parameter(Name=AMI_PARAMETER)["Parameter"]["Value"]
         except AWS_ERRORS as error:
@@ -360,3 +364,21 @@ class AccountChecks:
                                      "be resolved", "deploy to a region that publishes Amazon Linux 2023 images")
             return aws_failure(name, error, "ssm:GetParameter")
         return ok(name, f"{image} (Amazon Linux 2023, {AMI_PARAMETER})")
+
+    def _pinned_ami(self, name: str, pinned: Mapping[str, str]) -> Check:
+        fix = f"run `efs-ha image pin --region {self.region}` (it writes this region's current image into cdk.json)"
+        image = pinned.get(self.region)
+        if image is None:
+            return problem(name, f"node_image_ids pins {', '.join(sorted(pinned))} but not {self.region}: the "
+                                 "template's rule refuses the deploy", fix)
+        try:
+            images = self._client("ec2").describe_images(ImageIds=[image])["Images"]
+        except AWS_ERRORS as error:
+            if error_code(error) in ("InvalidAMIID.NotFound", "InvalidAMIID.Malformed", "InvalidAMIID.Unavailable"):
+                images = []
+            else:
+                return aws_failure(name, error, "ec2:DescribeImages")
+        if not images or images[0].get("State", "available") != "available":
+            return problem(name, f"the pinned image {image} is not available in {self.region} (deregistered, or "
+                                 "pinned for another region)", fix)
+        return ok(name, f"{image} (pinned in node_image_ids)")

@@ -481,6 +481,16 @@ def test_ami_parameter_missing_is_a_problem(account: Account) -> None:
     assert_problem(check, "al2023-ami-kernel-6.1-x86_64 does not exist in eu-west-1", "Amazon Linux 2023")
 
 
+def test_a_pinned_image_must_exist_in_the_region(account: Account) -> None:
+    image = account.client("ec2").register_image(Name="al2023-pinned", Architecture="x86_64",
+                                                 RootDeviceName="/dev/xvda")["ImageId"]
+    checks = account.checks()
+    assert checks.ami({REGION: image}).summary == f"{image} (pinned in node_image_ids)"
+    assert_problem(checks.ami({REGION: "ami-0123456789abcdef0"}), "ami-0123456789abcdef0 is not available",
+                   f"efs-ha image pin --region {REGION}")
+    assert_problem(checks.ami({"us-east-1": image}), "pins us-east-1 but not eu-west-1", "image pin")
+
+
 # ----- the MinIO source and the config, read like `cdk synth` reads them -----
 def _minio(tmp_path: Path, **context: Any) -> Check:
     write_cdk_json(tmp_path)
