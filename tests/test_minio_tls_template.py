@@ -23,7 +23,11 @@ def _tls_secret_ids(template_json: dict[str, Any]) -> tuple[str, str]:
     return key, ca
 
 
-def _role_ids(template_json: dict[str, Any], service: str) -> set[str]:
+# The node role's principal: ec2.<URL suffix>, resolved per partition at deploy time.
+EC2_PRINCIPAL = {"Fn::Join": ["", ["ec2.", {"Ref": "AWS::URLSuffix"}]]}
+
+
+def _role_ids(template_json: dict[str, Any], service: Any) -> set[str]:
     return {k for k, r in template_json["Resources"].items() if r["Type"] == "AWS::IAM::Role"
             and any(s.get("Principal", {}).get("Service") == service
                     for s in r["Properties"]["AssumeRolePolicyDocument"]["Statement"])}
@@ -64,7 +68,7 @@ def test_both_secrets_start_as_placeholders_without_any_pem(template_json: dict[
 
 def test_only_the_nodes_read_and_write_the_secret_with_the_private_key(template_json: dict[str, Any]) -> None:
     key, _ca = _tls_secret_ids(template_json)
-    nodes = _role_ids(template_json, "ec2.amazonaws.com")
+    nodes = _role_ids(template_json, EC2_PRINCIPAL)
     grants = _grants(template_json, key)
     assert set(grants) == nodes and len(nodes) == 2
     for actions in grants.values():
