@@ -133,6 +133,8 @@ class Node:
             "WATCHDOG_TIMEOUT_SECONDS": str(timings.watchdog_timeout_seconds),
             # The node's /run (never this machine's): a reboot of the simulated node clears it.
             "RESET_INTENT_FILE": str(self.run_dir / "reset-pending"),
+            # Every simulated node shares this machine's uptime: its own boot time instead.
+            "BOOTED_AT": f"{time.time():.3f}",
         }
 
     # ----- the simulated watchdog device -----
@@ -162,8 +164,9 @@ class Node:
             self._on_event(self.name, float(record["t"]), f"watchdog {kind}")
 
     def _clear_run_dir(self) -> None:
-        """/run is a tmpfs: a reboot empties it."""
+        """A (re)boot: /run is a tmpfs, so it is empty again, and the boot time is now."""
         shutil.rmtree(self.run_dir, ignore_errors=True)
+        self._env["BOOTED_AT"] = f"{time.time():.3f}"
 
     def _boot(self) -> None:
         with self._lock:

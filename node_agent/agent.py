@@ -145,7 +145,7 @@ class Agent:
                  eni_id: str | None = None, private_ip: str | None = None,
                  wall_clock: Callable[[], float] = time.time, monotonic: Callable[[], float] = time.monotonic,
                  notifier: Callable[[str], bool] = notify, guard_interval: float = GUARD_INTERVAL_SECONDS,
-                 health_interval: float = HEALTH_INTERVAL_SECONDS) -> None:
+                 health_interval: float = HEALTH_INTERVAL_SECONDS, booted_at: float | None = None) -> None:
         self.config = config
         self._table = table
         self._service = service
@@ -170,6 +170,7 @@ class Agent:
         # The first write of an instance claims the node item (a replacement takes over from the old instance);
         # later writes require it to be still this instance's. Lease thread only.
         self._claimed = False
+        self._booted_at = boot_time() if booted_at is None else booted_at
         self._successor: tuple[str, int, float] | None = None  # (instance, lease_seq, seen at): it claimed the item
         self._stop_requested = threading.Event()  # ends the reconcile loop (SIGTERM)
         self._threads_stop = threading.Event()  # ends the other threads, only once MinIO is confirmed stopped
@@ -221,10 +222,16 @@ class Agent:
             return False
         if self._lease_seq is None:
             try:
-                self._lease_seq = self._table.read_lease_seq(self.config.node_name)
+                stored, owner, owner_booted_at = self._table.read_owner(self.config.node_name)
             except Exception as error:  # any failure means "not yet": the next period retries
                 self._publish_table_error(f"reading the node item failed: {error}")
                 return False
+            self._lease_seq = stored
+            if owner and self._instance_id and owner != self._instance_id and owner_booted_at > self._booted_at:
+                # A newer instance of this node (a replacement) owns the item: this older one never claims it
+                # back, unless the newer one goes silent (_successor_gone).
+                self._claimed = True
+                self._successor = (owner, stored, self._monotonic())
         # Taken BEFORE the cluster GetItem (serialising, signing, connecting come after it), so the lease never
         # starts later than the real send, which is the earliest the checker can see this renewal.
         sent = self._monotonic()
@@ -339,7 +346,7 @@ class Agent:
             minio_restarting=status.minio_restarting if status.may_run else 0, watchdog=self.watchdog.state,
             watchdog_timeout=self.config.watchdog_timeout_seconds if self.watchdog.required else 0,
             instance_id=self._instance_id, eni_id=self._eni_id, private_ip=self._private_ip, detail=detail,
-            lease_seconds=self.config.lease_seconds, leaving=status.leaving)
+            lease_seconds=self.config.lease_seconds, leaving=status.leaving, booted_at=self._booted_at)
 
     def _publish_table_error(self, message: str) -> None:
         with self._status_lock:
@@ -958,6 +965,15 @@ class Agent:
                 return
 
 
+def boot_time(uptime_path: str = "/proc/uptime") -> float:
+    """When this machine booted, on its wall clock (an agent restart keeps it; a new instance has a later one)."""
+    try:
+        with open(uptime_path) as handle:
+            return time.time() - float(handle.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return time.time()
+
+
 @dataclass(frozen=True)
 class Identity:
     instance_id: str
@@ -1003,6 +1019,7 @@ def build_agent(config: AgentConfig) -> Agent:
                      require_mount=config.efs_require_mount),
         instance_id=identity.instance_id, eni_id=identity.eni_id, private_ip=identity.private_ip,
         minio_check=lambda: minio_health(config.minio_health_url, ca_file=config.minio_ca_file),
+        booted_at=config.booted_at,
     )
 
 

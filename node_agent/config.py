@@ -47,6 +47,8 @@ class AgentConfig:
     minio_log: str | None = None
     # A chosen watchdog reset survives an agent restart (tmpfs: the reset's reboot clears it).
     reset_intent_path: str = DEFAULT_RESET_INTENT_PATH
+    # When the machine booted (wall clock); None: from /proc/uptime. The drill's simulated nodes give theirs.
+    booted_at: float | None = None
 
     @property
     def watchdog_required(self) -> bool:
@@ -161,4 +163,5 @@ class AgentConfig:
             minio_command=minio_command,
             minio_log=minio_log,
             reset_intent_path=raw("RESET_INTENT_FILE") or DEFAULT_RESET_INTENT_PATH,
+            booted_at=number("BOOTED_AT", 0.0) or None,
         )

@@ -15,7 +15,8 @@ def _replacement(world: AgentWorld) -> tuple[Agent, FakeService]:
     service = FakeService()
     agent = Agent(world.config, table=world.table, service=service, efs=world.efs, instance_id=NEW_INSTANCE,
                   eni_id=ENI, private_ip=PRIVATE_IP, minio_check=lambda: True, notifier=lambda _m: True,
-                  wall_clock=lambda: world.clocks.wall, monotonic=lambda: world.clocks.mono)
+                  wall_clock=lambda: world.clocks.wall, monotonic=lambda: world.clocks.mono,
+                  booted_at=world.clocks.wall)  # launched after the old instance booted
     agent.prepare()
     return agent, service
 
@@ -120,3 +121,26 @@ def test_a_silent_replacement_is_ready_only_if_it_may_write_its_item(world: Agen
     _tick(new)
     assert new.status().first_report_done is True
     assert world.heartbeat()["instance_id"] == INSTANCE  # and it still wrote nothing
+
+
+def test_a_restarted_agent_on_the_old_instance_does_not_take_the_item_back(world: AgentWorld) -> None:
+    """The old instance's agent restarts (a crash, WatchdogSec's kill) while the replacement renews the item: its
+    first write must not claim it back (the standby would read as unhealthy until the old instance is gone).
+    The item says when each instance booted; only a newer boot claims. Failed before the fix (review finding 5)."""
+    world.set_cluster("node2", epoch=3)
+    world.cycle()
+    launched = world.clocks.wall
+    new, _ = _replacement(world)
+    for _ in range(3):
+        _tick(new)
+        world.cycle()
+    assert world.heartbeat()["instance_id"] == NEW_INSTANCE
+    assert float(world.heartbeat()["booted_at"]) == launched
+    world.agent = world.new_agent()
+    world.agent.prepare()
+    owners = []
+    for _ in range(8):
+        world.cycle()
+        _tick(new)
+        owners.append(world.heartbeat()["instance_id"])
+    assert set(owners) == {NEW_INSTANCE}
