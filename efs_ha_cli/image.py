@@ -18,7 +18,7 @@ import click
 from efs_ha_cli.context import App
 from efs_ha_cli.errors import CliError
 from efs_ha_cli.preflight_checks import AMI_PARAMETER as AL2023_PARAMETER
-from efs_ha_cli.preflight_config import _cluster_config, project_root
+from efs_ha_cli.preflight_config import _cluster_config, project_root, read_cdk_json
 from efs_ha_cli.render import print_json
 
 # cluster_config.image.KEY; a literal here so that `efs-ha --help` never needs the checkout (tests pin the two).
@@ -57,15 +57,8 @@ def current_image(ssm: Any) -> str:
 
 def pin_image(path: Path, region: str, image_id: str, *, write: bool) -> PinResult:
     """Set context.node_image_ids[region] in the cdk.json at `path`, keeping every other key as it was."""
-    try:
-        document = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise CliError(f"no cdk.json at {path}: run efs-ha image pin from the project root, or pass --file") from None
-    except (OSError, ValueError) as error:
-        raise CliError(f"cannot read {path}: {error}") from None
-    context = document.get("context") if isinstance(document, dict) else None
-    if not isinstance(context, dict):
-        raise CliError(f"{path}: 'context' must be a JSON object")
+    document, context = read_cdk_json(
+        path, f"no cdk.json at {path}: run efs-ha image pin from the project root, or pass --file")
     _cluster_config()  # the checkout's cluster_config validates the map exactly as `cdk synth` does
     images = importlib.import_module("cluster_config.image")
     try:

@@ -56,17 +56,22 @@ def project_root(cwd: Path | None = None) -> Path:
     return here if (here / "cdk.json").is_file() else REPO_ROOT
 
 
-def read_context(root: Path) -> dict[str, Any]:
-    path = root / "cdk.json"
+def read_cdk_json(path: Path, missing: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The cdk.json document and its context object; `missing` is the one-line error when there is no file."""
     try:
         document = json.loads(path.read_text())
     except FileNotFoundError:
-        raise CliError(f"no cdk.json in {root}: run efs-ha preflight from the project root") from None
+        raise CliError(missing) from None
     except (OSError, ValueError) as error:
         raise CliError(f"cannot read {path}: {error}") from None
     context = document.get("context", {}) if isinstance(document, dict) else None
     if not isinstance(context, dict):
         raise CliError(f"{path}: 'context' must be a JSON object")
+    return document, context
+
+
+def read_context(root: Path) -> dict[str, Any]:
+    _, context = read_cdk_json(root / "cdk.json", f"no cdk.json in {root}: run efs-ha preflight from the project root")
     return context
 
 

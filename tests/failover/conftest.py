@@ -634,6 +634,11 @@ def cluster(moto_backend: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[Har
     harness.metric_log.clear()
     harness.sns_messages().clear()
     yield harness
+    finish(harness)
+
+
+def finish(harness: Harness) -> None:
+    """After a test: nothing of its runtime or metrics reaches the next one, and the invariants held throughout."""
     shared_clients().current = None
     handler_module.use_runtime(None)
     metrics.clear_default_dimensions()  # the next test has another cluster id

@@ -11,9 +11,7 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from failover_lambda import handler as handler_module
-from failover_lambda.telemetry import metrics
-from tests.failover.conftest import Harness, shared_clients
+from tests.failover.conftest import Harness, finish
 
 
 def throttle(harness: Harness, *operations: str) -> None:
@@ -31,11 +29,7 @@ def fresh(moto_backend: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[Harne
     harness = Harness(monkeypatch)
     harness.settle(2)
     yield harness
-    shared_clients().current = None
-    handler_module.use_runtime(None)
-    metrics.clear_default_dimensions()
-    metrics.clear_metrics()
-    harness.check_invariants()
+    finish(harness)
 
 
 def test_bootstrap_with_describes_throttled_binds_the_role_and_the_node_serves(fresh: Harness) -> None:

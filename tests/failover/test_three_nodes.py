@@ -10,9 +10,7 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from failover_lambda import handler as handler_module
-from failover_lambda.telemetry import metrics
-from tests.failover.conftest import VIP_CIDR, Harness, SimAgent, shared_clients
+from tests.failover.conftest import VIP_CIDR, Harness, SimAgent, finish
 
 THREE = "node1,node2,node3"
 
@@ -122,11 +120,7 @@ def fresh_three(moto_backend: None, monkeypatch: pytest.MonkeyPatch) -> Iterator
     add_third_zone(harness, vip_route_to=None)
     harness.settle(2)
     yield harness
-    shared_clients().current = None
-    handler_module.use_runtime(None)
-    metrics.clear_default_dimensions()
-    metrics.clear_metrics()
-    harness.check_invariants()
+    finish(harness)
 
 
 def test_first_run_of_a_three_zone_cluster_creates_the_missing_vip_route_and_binds_node1(
