@@ -592,7 +592,7 @@ class Checker:
         self.telemetry.notify(f"efs-ha {self._s.cluster_id}: no healthy standby",
                               {"cluster": self._s.cluster_id, "detail": detail,
                                "action": "none; the checker keeps probing"})
-        self._save_checker(replace(checker, alerted_at={**checker.alerted_at, NO_STANDBY_ALERT: now}))
+        self._save_alerts(replace(checker, alerted_at={**checker.alerted_at, NO_STANDBY_ALERT: now}))
 
     # ----- steady state -----
     def _converge_routes(self, cluster: ClusterState, view: Ec2View, report: NodeReport | None) -> str | None:
@@ -761,6 +761,10 @@ class Checker:
         self._store.save_checker(state)
         self._last_checker = state
 
+    def _save_alerts(self, state: CheckerState) -> None:
+        self._store.save_checker_field("alerted_at", dict(state.alerted_at))
+        self._last_checker = state
+
     def _with_probe_time(self, state: CheckerState) -> CheckerState:
         """The whole-item PutItem keeps the probe time this invocation recorded (never an older read's)."""
         recorded = self._probe_recorded_at
@@ -768,9 +772,9 @@ class Checker:
 
     def _record_probe(self) -> None:
         """Record this cycle's time as `checker.last_probe_at` when the recorded one is PROBE_RECORD_SECONDS old
-        (or from the future: another clock). The checker item is the checker's alone: a PutItem of what this
-        invocation last read or wrote, so nothing is lost; before any successful read nothing is written.
-        Best effort: a failed write is logged, never a failed cycle."""
+        (or from the future: another clock). Only that attribute is written (an overlapping run's counters and
+        holds stay); before any successful read nothing is written. Best effort: a failed write is logged, never
+        a failed cycle."""
         state = self._last_checker
         if state is None:
             return
@@ -779,7 +783,7 @@ class Checker:
         if 0 <= now - last < PROBE_RECORD_SECONDS:
             return
         try:
-            self._store.save_checker(replace(state, last_probe_at=now))
+            self._store.save_checker_field("last_probe_at", now)
         except AwsUnavailable as error:
             logger.warning("could not record the probe time", extra={"error": str(error)})
             return
@@ -790,8 +794,7 @@ class Checker:
         if self._last_checker is None:
             return
         try:
-            state = replace(self._last_checker, last_run_at=self._clock.now())
-            self._store.save_checker(self._with_probe_time(state))
+            self._store.save_checker_field("last_run_at", self._clock.now())
         except AwsUnavailable as error:
             logger.warning("could not record the run", extra={"error": str(error)})
 
@@ -923,7 +926,7 @@ class Checker:
         updated = replace(checker, alerted_at={**checker.alerted_at,
                                                MAINTENANCE_ALERT: self._clock.now() if enabled else 0.0})
         try:
-            self._save_checker(updated)
+            self._save_alerts(updated)
         except AwsUnavailable as error:
             logger.warning("could not record the maintenance notification; it may be sent again",
                            extra={"error": str(error)})

@@ -174,6 +174,13 @@ class StateStore:
             item["last_probe_at"] = state.last_probe_at
         self._call("PutItem", self._client.put_item, TableName=self._table, Item=_to_ddb(item))
 
+    def save_checker_field(self, name: str, value: Any) -> None:
+        """One attribute of the checker item (alert times, the probe or run time): this bookkeeping never
+        rewrites the counters and holds that another (overlapping) run may have recorded since this run read it."""
+        self._call("UpdateItem", self._client.update_item, TableName=self._table, Key=_to_ddb({"pk": CHECKER_KEY}),
+                   UpdateExpression="SET #field = :value", ExpressionAttributeNames={"#field": name},
+                   ExpressionAttributeValues=_to_ddb({":value": value}))
+
     def claim_request(self, request_id: str, now: float) -> bool:
         """Take a queued request before running it: from here on the CLI can no longer withdraw it
         (it deletes only with attribute_not_exists(taken_at)). False if it was withdrawn or already taken."""

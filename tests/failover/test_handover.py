@@ -5,6 +5,7 @@ take over."""
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from tests.failover.conftest import Harness
 
@@ -53,3 +54,20 @@ def test_with_maintenance_on_a_leaving_active_node_is_not_switched_over(cluster:
     cluster.invoke(max_probes=4)
     assert cluster.cluster()["active"] == "node1"
     assert cluster.metric_total("Switchovers") == 0
+
+
+def test_an_alert_written_meanwhile_never_erases_what_another_run_recorded(cluster: Harness) -> None:
+    """Runs overlap since the loop lease (an operator action beside the probe loop): the no-standby alert's
+    bookkeeping must not rewrite the checker item from this run's older read and drop a hold or a failure count
+    another run recorded meanwhile. Failed before the fix (a whole-item PutItem; review finding 8)."""
+    cluster.agent("node1").leaving = True
+    cluster.agent("node2").efs_ok = False
+
+    def another_run_records_a_hold(_params: dict[str, Any]) -> None:
+        item = cluster.item("checker")
+        cluster.put_item({**item, "pk": "checker", "service_failed_at": {"node2": cluster.clock.now()}})
+
+    cluster.call_hooks["Publish"] = another_run_records_a_hold
+    cluster.invoke(max_probes=2)
+    cluster.call_hooks.clear()
+    assert "node2" in cluster.item("checker").get("service_failed_at", {})
