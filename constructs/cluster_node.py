@@ -14,6 +14,7 @@ from dataclasses import dataclass, replace
 import jsii
 from aws_cdk import (
     Acknowledgment,
+    Annotations,
     Aws,
     CfnElement,
     Duration,
@@ -141,6 +142,10 @@ class ClusterNode(Construct):
                 pause_time=BOOTSTRAP_TIMEOUT, suspend_processes=_SUSPENDED_DURING_UPDATE),
             health_checks=autoscaling.HealthChecks.ec2(grace_period=HEALTH_CHECK_GRACE),
         )
+        # CDK warns that a desired capacity resets the group's size at every deploy: for a one-instance node that
+        # is the point (nothing scales it; a deploy must leave exactly one instance).
+        Annotations.of(self.group).acknowledge_warning(
+            "@aws-cdk/aws-autoscaling:desiredCapacitySet", "one instance per node; a deploy keeps it at one")
         cfn_group = self.group.node.default_child
         assert isinstance(cfn_group, CfnElement), f"AutoScalingGroup's L1 changed shape: {cfn_group!r}"
         logical_id.element = cfn_group

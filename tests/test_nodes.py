@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from aws_cdk.assertions import Match, Template
+from aws_cdk.assertions import Annotations, Match, Template
 
 from tests.conftest import VARIANT_CONTEXT
 
@@ -195,3 +195,8 @@ def test_no_instance_id_is_baked_into_the_checker_the_rules_or_the_outputs(templ
         assert name == "outputs" or not any(g in text for g in groups), name
     assert "NodeInstanceIds" not in template_json["Outputs"] and "NodeGroupNames" in template_json["Outputs"]
     assert not any(r["Type"] == "Custom::AWS" and "createRoute" in json.dumps(r) for r in resources.values())
+
+
+def test_the_stack_synthesizes_without_warnings(stack: Any) -> None:
+    """A warning nobody reads hides the next one: each is fixed or acknowledged with a reason."""
+    Annotations.from_stack(stack).has_no_warning("*", Match.any_value())
