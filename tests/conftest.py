@@ -137,6 +137,12 @@ _GROUPS_DIR = "efs_ha_xdist_groups_dir"
 _groups_dir_key = pytest.StashKey[str]()
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    from tests.moto_speedup import install
+
+    install()
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     groups: dict[str, str] = {}
     for item in items:
