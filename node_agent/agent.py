@@ -172,6 +172,7 @@ class Agent:
         self._claimed = False
         self._booted_at = boot_time() if booted_at is None else booted_at
         self._successor: tuple[str, int, float] | None = None  # (instance, lease_seq, seen at): it claimed the item
+        self._fence_watch: tuple[tuple[str | None, int], float] | None = None  # the fenced instance's item, since
         self._stop_requested = threading.Event()  # ends the reconcile loop (SIGTERM)
         self._threads_stop = threading.Event()  # ends the other threads, only once MinIO is confirmed stopped
         self._ready_sent = False
@@ -247,7 +248,7 @@ class Agent:
             # Chosen while the read was under way. The check and the copy are one step under the lock, and a stop
             # sets reset_reason no later than may_run=False: a report that says serving=false is never written.
             return False
-        if self._shadowed(view):
+        if self._shadowed(view) and not self._fenced_instance_gone(view):
             # A deploy is replacing this node and the role is bound to the other instance (or that instance is
             # being fenced, confirmed only by its own report): the checker must keep seeing that instance's item,
             # so this one stays silent (and holds no lease) until it is released. Ready once it may write.
@@ -359,6 +360,25 @@ class Agent:
         bound_elsewhere = view.active == me and view.active_instance not in (None, self._instance_id)
         fenced_elsewhere = view.fencing_node == me and view.fencing_instance not in (None, "", self._instance_id)
         return bound_elsewhere or fenced_elsewhere
+
+    def _fenced_instance_gone(self, view: ClusterView) -> bool:
+        """A replacement stays silent while its node's other instance is being fenced (only that instance's own
+        report confirms the fence), but not for ever: once the node item has not moved for
+        SUCCESSOR_SILENT_SECONDS (own clock), that instance is gone and this one reports, so a takeover waiting
+        for a healthy node can take this one. The role bound to another instance keeps it silent regardless."""
+        me = self.config.node_name
+        if view.active == me or view.fencing_node != me:
+            self._fence_watch = None
+            return False
+        try:
+            stored, owner = self._table.read_back(me)
+        except Exception:
+            return False
+        now = self._monotonic()
+        if self._fence_watch is None or self._fence_watch[0] != (owner, stored):
+            self._fence_watch = ((owner, stored), now)
+            return False
+        return now - self._fence_watch[1] >= SUCCESSOR_SILENT_SECONDS
 
     def _may_write(self) -> bool:
         try:
@@ -947,19 +967,27 @@ class Agent:
             self._status.detail = f"agent stopped; MinIO may still run: {outcome}"
 
     def _final_report(self) -> None:
+        """serving=false, agent_stopped: only from the instance that owns the node item. A silent replacement,
+        or an instance that yielded to a newer one, writes nothing (taking the item would make the owner yield
+        and lose its lease while it may be the active node)."""
         with self._status_lock:
             status = replace(self._status)
+        if not self._claimed or self._successor is not None or self._shadowed(status.view):
+            return
         for _ in range(2):
             try:
-                if self._lease_seq is None:
-                    self._lease_seq = self._table.read_lease_seq(self.config.node_name)
+                assert self._lease_seq is not None  # set by the first renewal, before the item was claimed
                 self._lease_seq += 1
-                self._table.write_node(self._report(status, self._lease_seq))
+                self._table.write_node(self._report(status, self._lease_seq), owner=self._instance_id)
                 return
             except LeaseSeqConflict:
-                with contextlib.suppress(Exception):
-                    self._lease_seq = max(self._lease_seq or 0,
-                                          self._table.read_lease_seq(self.config.node_name))
+                try:
+                    stored, owner = self._table.read_back(self.config.node_name)
+                except Exception:
+                    return
+                if owner and self._instance_id and owner != self._instance_id:
+                    return  # another instance of this node owns the item now
+                self._lease_seq = max(self._lease_seq or 0, stored)
             except Exception as error:  # best effort on the way out
                 log.warning("final node item write failed: %s", error)
                 return

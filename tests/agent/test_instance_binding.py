@@ -144,3 +144,70 @@ def test_a_restarted_agent_on_the_old_instance_does_not_take_the_item_back(world
         _tick(new)
         owners.append(world.heartbeat()["instance_id"])
     assert set(owners) == {NEW_INSTANCE}
+
+
+# ----- second review: final reports and fencing (each failed before its fix) -----
+def test_the_old_instances_final_report_never_takes_the_item_from_the_active_replacement(
+        world: AgentWorld) -> None:
+    world.set_cluster("node2", epoch=3)  # node1 (old instance A = world.agent) is a standby
+    world.cycle()
+    new, new_service = _replacement(world)
+    for _ in range(3):
+        _tick(new)
+        world.cycle()
+    assert world.heartbeat()["instance_id"] == NEW_INSTANCE
+    # node2 fails; the checker promotes node1, bound to the replacement (the node item's instance)
+    world.set_cluster("node1", epoch=4, active_instance=NEW_INSTANCE)
+    for _ in range(6):
+        _tick(new)
+        world.cycle()
+    assert new_service.running
+    # The old instance's agent stops (systemctl restart after a config push, or its shutdown in the deploy)
+    world.agent.shutdown()
+    owners, running = [], []
+    for _ in range(40):  # 20 s of the replacement's threads
+        _tick(new)
+        new.guard_once()
+        world.clocks.advance(0.5)
+        owners.append(world.heartbeat()["instance_id"])
+        running.append(new_service.running)
+    assert all(running), "the active replacement's MinIO was killed"
+    assert INSTANCE not in owners[2:]
+
+
+def test_a_silent_replacements_final_report_never_takes_the_item_from_the_active_old_instance(
+        world: AgentWorld) -> None:
+    """A deploy rolled back: the replacement (shadowed, silent: the role is bound to the old instance) is
+    terminated; its agent's shutdown writes a final report without the owner condition."""
+    world.set_cluster("node1", epoch=3)  # bound to the old instance A
+    for _ in range(6):
+        world.cycle()
+    assert world.service.running
+    new, _ = _replacement(world)
+    for _ in range(3):
+        _tick(new)
+        world.cycle()
+    assert world.heartbeat()["instance_id"] == INSTANCE
+    new.shutdown()  # the rollback terminates the replacement
+    running = []
+    for _ in range(30):
+        world.cycle()
+        running.append(world.service.running)
+    assert all(running)
+
+
+def test_a_replacement_of_a_fenced_dead_instance_reports_eventually(world: AgentWorld) -> None:
+    world.set_cluster("node1", epoch=3)
+    for _ in range(3):
+        world.cycle()
+    # node1's instance dies (terminated by its group): the checker fenced it (EC2 says not running) and waits
+    # in FENCING for a healthy node to promote: node2 is unhealthy.
+    world.client.put_item(TableName=TABLE, Item={
+        "pk": {"S": "cluster"}, "epoch": {"N": "4"}, "phase": {"S": "fencing"}, "fencing_node": {"S": "node1"},
+        "fencing_instance": {"S": INSTANCE}, "candidate": {"S": "node2"}})
+    new, _ = _replacement(world)  # the group's replacement of node1; the old instance runs no more
+    for _ in range(240):  # two minutes
+        _tick(new)
+        world.clocks.advance(0.5)
+    item = world.heartbeat()
+    assert item["instance_id"] == NEW_INSTANCE, (item["instance_id"], new.status().table_error)

@@ -127,6 +127,23 @@ def test_a_stop_that_does_not_end_in_time_raises_and_the_unit_counts_as_running(
     with pytest.raises(TimeoutError, match=r"minio\.service still runs"):
         controller.stop()
     assert controller.is_running()
+    # SIGTERM first, then SIGKILL as TimeoutStopSec would (it does not run while the stop job waits at shutdown)
+    assert [call[2] for call in systemctl.calls if call[1] == "kill"] == ["--signal=SIGTERM", "--signal=SIGKILL"]
+
+
+def test_a_minio_that_ignores_sigterm_is_killed_and_the_stop_succeeds() -> None:
+    """Review: at shutdown MinIO's drain has no TimeoutStopSec over it (the stop job waits its turn)."""
+
+    class IgnoresTerm(StoppingSystemctl):
+        def __call__(self, argv: list[str], **kwargs: Any) -> subprocess.CompletedProcess[str]:
+            if argv[1] == "kill" and argv[2] == "--signal=SIGTERM":
+                self.calls.append(argv)
+                return subprocess.CompletedProcess(argv, 0, stdout="")
+            return super().__call__(argv, **kwargs)
+
+    systemctl = IgnoresTerm(after=1)
+    SystemdController("minio.service", runner=systemctl, poll_seconds=0, stop_timeout_seconds=0.05).stop()
+    assert systemctl.state == "inactive"
 
 
 def test_systemd_kill_sends_sigkill_and_a_stop_job_so_no_restart_follows() -> None:
