@@ -151,12 +151,21 @@ class CaTrust:
         self._clock = clock
         self._context: ssl.SSLContext | None = None
         self._read_at = -math.inf
+        self._distrusted: ssl.SSLContext | None = None  # the CA (context) that failed a fresh verification
 
     def context(self) -> ssl.SSLContext | None:
         """The verifying context, or None while the CA cannot be read (not generated yet, AWS unreachable)."""
         if self._clock() - self._read_at >= CA_REFRESH_SECONDS:
             self._read()
         return self._context
+
+    @property
+    def distrusted(self) -> bool:
+        """The certificate failed verification with the CA read after it first failed: not a rotation."""
+        return self._distrusted is not None and self._distrusted is self._context
+
+    def distrust(self) -> None:
+        self._distrusted = self._context
 
     def may_reread(self) -> bool:
         """A certificate that failed verification may come from a rotated CA: it may be re-read at most every
@@ -250,13 +259,17 @@ def http_probe(ip: str, port: int, timeout: float = HTTP_TIMEOUT_SECONDS, tls: T
         if error.verify_code not in UNKNOWN_ISSUER_CODES:
             return False  # e.g. a name the certificate does not carry: no CA re-read changes that
         if not probe.trust.may_reread():
-            # Maybe a rotated CA (the node serves a certificate of a CA published after this sandbox's read):
-            # no verdict until the CA can be read again, so a rotation never counts as failed probes.
-            return None
+            # Maybe a rotated CA (the node serves a certificate of a CA published after this sandbox's read): no
+            # verdict until the CA can be read again, so a rotation never counts as failed probes; unless a CA
+            # read after the certificate first failed did not verify it either.
+            return False if probe.trust.distrusted else None
         probe.trust.reread()
     fresh = probe.trust.context()
     try:
         return fresh is not None and _https_live(ip, port, probe.server_name, fresh, timeout)
+    except ssl.SSLCertVerificationError:
+        probe.trust.distrust()  # fails with a freshly read CA: failed probes until the CA changes
+        return False
     except (OSError, http.client.HTTPException, ValueError):
         return False
 

@@ -206,3 +206,24 @@ def test_the_agent_refuses_an_https_probe_without_a_ca_file_and_a_ca_file_withou
         AgentConfig.from_env({**base, "MINIO_HEALTH_URL": "https://127.0.0.1:9000/minio/health/live"})
     with pytest.raises(ConfigError, match="MINIO_CA_FILE"):
         AgentConfig.from_env({**base, "MINIO_CA_FILE": "/run/efs-ha/minio-ca.crt"})
+
+
+def test_a_certificate_no_fresh_ca_verifies_keeps_failing_until_the_ca_changes(secrets: _Secrets, other_ca: str,
+                                                                              material: dict[str, str],
+                                                                              tls_port: int) -> None:
+    """A certificate that never chains to the published CA must fail probes in a row (the checker counts only
+    consecutive failures; a no-verdict probe resets the count), not once per re-read. Failed before the fix
+    (second review: 3 failures in 120 probes, never two in a row); a new CA then clears it."""
+    clock = _Clock()
+    secrets.put(json.dumps({"ca_certificate": other_ca}))
+    probe = TlsProbe(SERVER_NAME, CaTrust(secrets.arn, client=secrets.client, clock=clock))
+    probe.trust.context()
+    verdicts = []
+    for _ in range(60):
+        verdicts.append(http_probe("127.0.0.1", tls_port, tls=probe))
+        clock.now += 1
+    first_failure = verdicts.index(False)
+    assert set(verdicts[first_failure:]) == {False}
+    secrets.put(json.dumps({"ca_certificate": material["ca_certificate"]}))  # the right CA is published
+    clock.now += health.CA_RETRY_SECONDS
+    assert http_probe("127.0.0.1", tls_port, tls=probe) is True
