@@ -375,7 +375,7 @@ class Checker:
         updated = replace(checker, failures=failures, failing_since=since, last_failed_at=last_failed,
                           last_run_at=now)
         if (failures, since, last_failed) != (checker.failures, checker.failing_since, checker.last_failed_at):
-            self._save_checker(updated)
+            self._save_checker(updated, "failures", "failing_since", "last_failed_at")
         return updated
 
     # ----- takeover -----
@@ -409,8 +409,10 @@ class Checker:
         service_failed_at = dict(checker.service_failed_at)
         if holds_back(old_report, problems):
             service_failed_at[old] = now
+        # service_failed_at whole: takeovers are serialised by the epoch (this one's begin_fencing succeeded).
         self._save_checker(replace(checker, failures={}, failing_since={}, last_failed_at={},
-                                   service_failed_at=service_failed_at))
+                                   service_failed_at=service_failed_at),
+                           "failures", "failing_since", "last_failed_at", "service_failed_at")
         return self._complete_takeover(self._fencing_view(cluster, candidate, now, reason), view).detail
 
     def _hand_over(self, snap: Snapshot, cluster: ClusterState) -> str:
@@ -592,7 +594,8 @@ class Checker:
         self.telemetry.notify(f"efs-ha {self._s.cluster_id}: no healthy standby",
                               {"cluster": self._s.cluster_id, "detail": detail,
                                "action": "none; the checker keeps probing"})
-        self._save_alerts(replace(checker, alerted_at={**checker.alerted_at, NO_STANDBY_ALERT: now}))
+        self._save_checker(replace(checker, alerted_at={**checker.alerted_at, NO_STANDBY_ALERT: now}),
+                           "alerted_at")
 
     # ----- steady state -----
     def _converge_routes(self, cluster: ClusterState, view: Ec2View, report: NodeReport | None) -> str | None:
@@ -756,14 +759,11 @@ class Checker:
             snap = self._read()
         return snap
 
-    def _save_checker(self, state: CheckerState) -> None:
-        state = self._with_probe_time(state)
-        self._store.save_checker(state)
-        self._last_checker = state
+    def _save_checker(self, state: CheckerState, *fields: str) -> None:
+        """Write these attributes of `state` only (the checker item's others may be another run's since)."""
+        self._store.save_checker_fields({name: dict(getattr(state, name)) for name in fields})
+        self._last_checker = self._with_probe_time(state)
 
-    def _save_alerts(self, state: CheckerState) -> None:
-        self._store.save_checker_field("alerted_at", dict(state.alerted_at))
-        self._last_checker = state
 
     def _with_probe_time(self, state: CheckerState) -> CheckerState:
         """The whole-item PutItem keeps the probe time this invocation recorded (never an older read's)."""
@@ -926,7 +926,7 @@ class Checker:
         updated = replace(checker, alerted_at={**checker.alerted_at,
                                                MAINTENANCE_ALERT: self._clock.now() if enabled else 0.0})
         try:
-            self._save_alerts(updated)
+            self._save_checker(updated, "alerted_at")
         except AwsUnavailable as error:
             logger.warning("could not record the maintenance notification; it may be sent again",
                            extra={"error": str(error)})

@@ -165,21 +165,18 @@ class StateStore:
                    ConditionExpression="attribute_exists(pk)",
                    ExpressionAttributeValues=_to_ddb({":m": enabled, ":now": now}))
 
-    def save_checker(self, state: CheckerState) -> None:
-        item = {"pk": CHECKER_KEY, "failures": dict(state.failures),
-                "failing_since": dict(state.failing_since), "alerted_at": dict(state.alerted_at),
-                "last_run_at": state.last_run_at, "service_failed_at": dict(state.service_failed_at),
-                "last_failed_at": dict(state.last_failed_at)}
-        if state.last_probe_at:
-            item["last_probe_at"] = state.last_probe_at
-        self._call("PutItem", self._client.put_item, TableName=self._table, Item=_to_ddb(item))
-
     def save_checker_field(self, name: str, value: Any) -> None:
-        """One attribute of the checker item (alert times, the probe or run time): this bookkeeping never
-        rewrites the counters and holds that another (overlapping) run may have recorded since this run read it."""
+        self.save_checker_fields({name: value})
+
+    def save_checker_fields(self, values: dict[str, Any]) -> None:
+        """These attributes of the checker item only: a run never rewrites what it did not change (the counters,
+        holds and alert times another, overlapping run may have recorded since this run read the item)."""
+        names = {f"#f{index}": name for index, name in enumerate(values)}
         self._call("UpdateItem", self._client.update_item, TableName=self._table, Key=_to_ddb({"pk": CHECKER_KEY}),
-                   UpdateExpression="SET #field = :value", ExpressionAttributeNames={"#field": name},
-                   ExpressionAttributeValues=_to_ddb({":value": value}))
+                   UpdateExpression="SET " + ", ".join(f"{alias} = :v{alias[2:]}" for alias in names),
+                   ExpressionAttributeNames=names,
+                   ExpressionAttributeValues=_to_ddb({f":v{index}": value
+                                                      for index, value in enumerate(values.values())}))
 
     def claim_request(self, request_id: str, now: float) -> bool:
         """Take a queued request before running it: from here on the CLI can no longer withdraw it

@@ -12,15 +12,16 @@ from tests.failover.conftest import Harness
 
 
 def checker_puts(cluster: Harness) -> list[dict[str, Any]]:
-    """Every write of the checker item, as the attributes it writes: a whole item (PutItem) or one attribute
-    (UpdateItem SET #field = :value)."""
+    """Every write of the checker item, as the attributes it writes: a whole item (PutItem) or some attributes
+    (UpdateItem SET #f0 = :v0, ...)."""
     writes = []
     for operation, params in cluster.calls:
         if operation == "PutItem" and params["Item"]["pk"]["S"] == "checker":
             writes.append(params["Item"])
         elif operation == "UpdateItem" and params["Key"]["pk"]["S"] == "checker":
-            writes.append({params["ExpressionAttributeNames"]["#field"]:
-                           params["ExpressionAttributeValues"][":value"]})
+            values = params["ExpressionAttributeValues"]
+            writes.append({name: values[f":v{alias[2:]}"]
+                           for alias, name in params["ExpressionAttributeNames"].items()})
     return writes
 
 

@@ -71,3 +71,27 @@ def test_an_alert_written_meanwhile_never_erases_what_another_run_recorded(clust
     cluster.invoke(max_probes=2)
     cluster.call_hooks.clear()
     assert "node2" in cluster.item("checker").get("service_failed_at", {})
+
+
+def test_a_failed_probe_count_never_erases_a_hold_another_run_recorded(cluster: Harness) -> None:
+    """The failure counters are written as their own attributes, never as the whole checker item from this run's
+    earlier read (second review: a count erased a no-ping-pong hold an overlapping run had just recorded)."""
+    cluster.invoke(max_probes=1)
+    cluster.agent("node1").efs_ok = False
+    cluster.settle(1)
+    recorded: list[bool] = []
+
+    def another_run_records_a_hold(params: dict[str, Any]) -> None:
+        key = (params.get("Key") or params.get("Item") or {}).get("pk", {}).get("S")
+        if key == "checker" and not recorded:
+            recorded.append(True)
+            item = cluster.item("checker")
+            cluster.put_item({**item, "pk": "checker", "service_failed_at": {"node2": cluster.clock.now()}})
+
+    cluster.call_hooks["PutItem"] = another_run_records_a_hold
+    cluster.call_hooks["UpdateItem"] = another_run_records_a_hold
+    result = cluster.invoke(max_probes=1)
+    cluster.call_hooks.clear()
+    assert result["outcomes"][0].startswith("node1 failing 1/3")
+    checker = cluster.item("checker")
+    assert "node2" in checker.get("service_failed_at", {}) and checker["failures"] == {"node1": 1}
