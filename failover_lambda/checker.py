@@ -764,9 +764,8 @@ class Checker:
         self._store.save_checker_fields({name: dict(getattr(state, name)) for name in fields})
         self._last_checker = self._with_probe_time(state)
 
-
     def _with_probe_time(self, state: CheckerState) -> CheckerState:
-        """The whole-item PutItem keeps the probe time this invocation recorded (never an older read's)."""
+        """The run's view of the checker item keeps the probe time it recorded (never an older read's)."""
         recorded = self._probe_recorded_at
         return state if recorded is None or recorded <= state.last_probe_at else replace(state, last_probe_at=recorded)
 

@@ -53,7 +53,7 @@ def test_saving_the_failure_counters_keeps_the_probe_time(cluster: Harness) -> N
     recorded = float(cluster.item("checker")["last_probe_at"])
     cluster.agent("node1").efs_ok = False
     cluster.settle(1)
-    result = cluster.invoke(max_probes=1)  # a failed probe: the counters are written (a whole-item PutItem)
+    result = cluster.invoke(max_probes=1)  # a failed probe: the counters are written
     assert result["outcomes"][0].startswith("node1 failing 1/3")
     item = cluster.item("checker")
     assert item["failures"] == {"node1": 1}
