@@ -133,8 +133,8 @@ class Node:
             "WATCHDOG_TIMEOUT_SECONDS": str(timings.watchdog_timeout_seconds),
             # The node's /run (never this machine's): a reboot of the simulated node clears it.
             "RESET_INTENT_FILE": str(self.run_dir / "reset-pending"),
-            # Every simulated node shares this machine's uptime: its own boot time instead.
-            "BOOTED_AT": f"{time.time():.3f}",
+            # Every simulated node shares this machine's uptime: its instance's own launch time instead.
+            "LAUNCHED_AT": f"{time.time():.3f}",
         }
 
     # ----- the simulated watchdog device -----
@@ -164,9 +164,8 @@ class Node:
             self._on_event(self.name, float(record["t"]), f"watchdog {kind}")
 
     def _clear_run_dir(self) -> None:
-        """A (re)boot: /run is a tmpfs, so it is empty again, and the boot time is now."""
+        """A (re)boot: /run is a tmpfs, so it is empty again."""
         shutil.rmtree(self.run_dir, ignore_errors=True)
-        self._env["BOOTED_AT"] = f"{time.time():.3f}"
 
     def _boot(self) -> None:
         with self._lock:
@@ -242,7 +241,8 @@ class Node:
         """The node's new instance (an Auto Scaling replacement) boots: same node name and EFS view, a new
         identity, an empty /run; its agent must come back as a standby."""
         with self._lock:
-            self._env.update({"INSTANCE_ID": instance_id, "ENI_ID": eni, "PRIVATE_IP": private_ip})
+            self._env.update({"INSTANCE_ID": instance_id, "ENI_ID": eni, "PRIVATE_IP": private_ip,
+                              "LAUNCHED_AT": f"{time.time():.3f}"})
             self._clear_run_dir()
             self.powered = True
             self._on_event(self.name, time.time(), f"replacement instance {instance_id} boots")

@@ -125,7 +125,7 @@ class NodeReport:
     # The node is being shut down and asks for a planned switchover; it never takes the role again.
     leaving: bool = False
     # When the writing instance booted (its clock): display only; agents use it to pick the item's owner.
-    booted_at: float | None = None
+    launched_at: float | None = None
 
     @classmethod
     def from_item(cls, name: str, item: dict[str, Any]) -> NodeReport:
@@ -150,7 +150,7 @@ class NodeReport:
             lease_seconds=_positive(item.get("lease_seconds")),
             minio_restarting=int(_positive(item.get("minio_restarting")) or 0),
             leaving=item.get("leaving") is True,
-            booted_at=_positive(item.get("booted_at")),
+            launched_at=_positive(item.get("launched_at")),
         )
 
     def watchdog_enforces(self, max_timeout: float) -> bool:

@@ -84,6 +84,8 @@ THREAD_STALL_SECONDS = 30.0
 # An instance whose node item a newer instance of the node claimed takes it back only after the item's renewal
 # counter has not moved for this long on its own clock (the replacement died, e.g. a deploy rolled it back).
 SUCCESSOR_SILENT_SECONDS = 10.0
+# The instance's first boot (on its root volume: a reboot keeps it, a replacement starts without it).
+LAUNCH_RECORD = Path("/var/lib/efs-ha/launched-at")
 # A watchdog that could not be opened is tried again this often (softdog may be loaded after the agent started).
 WATCHDOG_RETEST_SECONDS = 30.0
 # A MinIO that the service manager is restarting after a crash (minio.service: Restart=on-failure) is reported as
@@ -145,7 +147,7 @@ class Agent:
                  eni_id: str | None = None, private_ip: str | None = None,
                  wall_clock: Callable[[], float] = time.time, monotonic: Callable[[], float] = time.monotonic,
                  notifier: Callable[[str], bool] = notify, guard_interval: float = GUARD_INTERVAL_SECONDS,
-                 health_interval: float = HEALTH_INTERVAL_SECONDS, booted_at: float | None = None) -> None:
+                 health_interval: float = HEALTH_INTERVAL_SECONDS, launched_at: float | None = None) -> None:
         self.config = config
         self._table = table
         self._service = service
@@ -170,7 +172,7 @@ class Agent:
         # The first write of an instance claims the node item (a replacement takes over from the old instance);
         # later writes require it to be still this instance's. Lease thread only.
         self._claimed = False
-        self._booted_at = boot_time() if booted_at is None else booted_at
+        self._launched_at = launch_time() if launched_at is None else launched_at
         self._successor: tuple[str, int, float] | None = None  # (instance, lease_seq, seen at): it claimed the item
         self._fence_watch: tuple[tuple[str | None, int], float] | None = None  # the fenced instance's item, since
         self._stop_requested = threading.Event()  # ends the reconcile loop (SIGTERM)
@@ -223,12 +225,12 @@ class Agent:
             return False
         if self._lease_seq is None:
             try:
-                stored, owner, owner_booted_at = self._table.read_owner(self.config.node_name)
+                stored, owner, owner_launched_at = self._table.read_owner(self.config.node_name)
             except Exception as error:  # any failure means "not yet": the next period retries
                 self._publish_table_error(f"reading the node item failed: {error}")
                 return False
             self._lease_seq = stored
-            if owner and self._instance_id and owner != self._instance_id and owner_booted_at > self._booted_at:
+            if owner and self._instance_id and owner != self._instance_id and owner_launched_at > self._launched_at:
                 # A newer instance of this node (a replacement) owns the item: this older one never claims it
                 # back, unless the newer one goes silent (_successor_gone).
                 self._claimed = True
@@ -347,7 +349,7 @@ class Agent:
             minio_restarting=status.minio_restarting if status.may_run else 0, watchdog=self.watchdog.state,
             watchdog_timeout=self.config.watchdog_timeout_seconds if self.watchdog.required else 0,
             instance_id=self._instance_id, eni_id=self._eni_id, private_ip=self._private_ip, detail=detail,
-            lease_seconds=self.config.lease_seconds, leaving=status.leaving, booted_at=self._booted_at)
+            lease_seconds=self.config.lease_seconds, leaving=status.leaving, launched_at=self._launched_at)
 
     def _publish_table_error(self, message: str) -> None:
         with self._status_lock:
@@ -994,12 +996,29 @@ class Agent:
 
 
 def boot_time(uptime_path: str = "/proc/uptime") -> float:
-    """When this machine booted, on its wall clock (an agent restart keeps it; a new instance has a later one)."""
+    """When this machine last booted, on its wall clock."""
     try:
         with open(uptime_path) as handle:
             return time.time() - float(handle.read().split()[0])
     except (OSError, ValueError, IndexError):
         return time.time()
+
+
+def launch_time(record: Path = LAUNCH_RECORD, *, now: Callable[[], float] = time.time,
+                boot: Callable[[], float] = boot_time) -> float:
+    """When this instance was launched: its first boot, recorded on its root volume (deleted with the instance),
+    so a reboot keeps it and a replacement instance has a later one. Unrecordable: this boot (best effort)."""
+    try:
+        return float(record.read_text().strip())
+    except (OSError, ValueError):
+        pass
+    first = boot()
+    try:
+        record.parent.mkdir(parents=True, exist_ok=True)
+        record.write_text(f"{first:.3f}\n")
+    except OSError as error:
+        log.warning("could not record the instance's launch time in %s: %s", record, error)
+    return first if first <= now() else now()
 
 
 @dataclass(frozen=True)
@@ -1047,7 +1066,7 @@ def build_agent(config: AgentConfig) -> Agent:
                      require_mount=config.efs_require_mount),
         instance_id=identity.instance_id, eni_id=identity.eni_id, private_ip=identity.private_ip,
         minio_check=lambda: minio_health(config.minio_health_url, ca_file=config.minio_ca_file),
-        booted_at=config.booted_at,
+        launched_at=config.launched_at,
     )
 
 

@@ -47,8 +47,9 @@ class AgentConfig:
     minio_log: str | None = None
     # A chosen watchdog reset survives an agent restart (tmpfs: the reset's reboot clears it).
     reset_intent_path: str = DEFAULT_RESET_INTENT_PATH
-    # When the machine booted (wall clock); None: from /proc/uptime. The drill's simulated nodes give theirs.
-    booted_at: float | None = None
+    # When the instance was launched (wall clock); None: its first boot, recorded on its root volume. The drill's
+    # simulated nodes give theirs.
+    launched_at: float | None = None
 
     @property
     def watchdog_required(self) -> bool:
@@ -163,5 +164,5 @@ class AgentConfig:
             minio_command=minio_command,
             minio_log=minio_log,
             reset_intent_path=raw("RESET_INTENT_FILE") or DEFAULT_RESET_INTENT_PATH,
-            booted_at=number("BOOTED_AT", 0.0) or None,
+            launched_at=number("LAUNCHED_AT", 0.0) or None,
         )

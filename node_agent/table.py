@@ -71,7 +71,7 @@ class NodeItem:
     leaving: bool = False
     # When this instance booted (its wall clock): of two instances of a node, only the one booted later may claim
     # the item (a replacement takes over; a restarted agent on the old instance does not take it back).
-    booted_at: float = 0.0
+    launched_at: float = 0.0
 
     def to_item(self) -> dict[str, Any]:
         item: dict[str, Any] = {
@@ -89,7 +89,7 @@ class NodeItem:
             "detail": {"S": self.detail[:500] or "-"},
             "lease_seconds": {"N": str(Decimal(str(round(self.lease_seconds, 3))))},
             "leaving": {"BOOL": self.leaving},
-            "booted_at": {"N": str(Decimal(str(round(self.booted_at, 3))))},
+            "launched_at": {"N": str(Decimal(str(round(self.launched_at, 3))))},
         }
         for name in ("instance_id", "eni_id", "private_ip"):
             value = getattr(self, name)
@@ -134,11 +134,11 @@ class StateTable:
         return seq, owner
 
     def read_owner(self, node: str) -> tuple[int, str | None, float]:
-        """(lease_seq, instance_id, booted_at) of the stored node item, consistent read. Raises on errors."""
+        """(lease_seq, instance_id, launched_at) of the stored node item, consistent read. Raises on errors."""
         item = self._client.get_item(TableName=self._table, Key={"pk": {"S": node_key(node)}}, ConsistentRead=True,
-                                     ProjectionExpression="lease_seq, instance_id, booted_at").get("Item") or {}
+                                     ProjectionExpression="lease_seq, instance_id, launched_at").get("Item") or {}
         return (int(item.get("lease_seq", {}).get("N", "0")), item.get("instance_id", {}).get("S"),
-                float(item.get("booted_at", {}).get("N", "0")))
+                float(item.get("launched_at", {}).get("N", "0")))
 
     def may_write(self, node: str) -> bool:
         """Whether this node may write its item, without writing it: a conditional PutItem that can never apply

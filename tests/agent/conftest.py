@@ -224,7 +224,7 @@ class AgentWorld:
         self._clock_args: dict[str, Any] = {} if real_clock else {
             "wall_clock": lambda: self.clocks.wall, "monotonic": lambda: self.clocks.mono}
         self._notifier = notifier or self._notify
-        self.booted_at = self.clocks.wall - 3600.0  # this instance booted an hour ago (its agent restarts keep it)
+        self.launched_at = self.clocks.wall - 3600.0  # launched an hour ago (its agent restarts and reboots keep it)
         self.agent = self._agent(self.watchdog)
         if prepare:
             self.agent.prepare()  # what run() does first: MinIO confirmed stopped, the watchdog tested
@@ -233,7 +233,7 @@ class AgentWorld:
         return Agent(self.config, table=self.table, service=self.service, efs=self.efs,
                      instance_id=INSTANCE, eni_id=ENI, private_ip=PRIVATE_IP,
                      minio_check=lambda: self.minio_healthy, watchdog=watchdog, notifier=self._notifier,
-                     booted_at=self.booted_at, **self._clock_args)
+                     launched_at=self.launched_at, **self._clock_args)
 
     def new_agent(self) -> Agent:
         """The agent restarted by systemd: same node, settings, MinIO unit and device; no memory of the last run."""

@@ -4,6 +4,8 @@ refused and it stops writing (no flapping health), unless the newer one goes sil
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from node_agent.agent import SUCCESSOR_SILENT_SECONDS, Agent
 from tests.agent.conftest import ENI, INSTANCE, PRIVATE_IP, TABLE, AgentWorld, FakeService
 
@@ -16,7 +18,7 @@ def _replacement(world: AgentWorld) -> tuple[Agent, FakeService]:
     agent = Agent(world.config, table=world.table, service=service, efs=world.efs, instance_id=NEW_INSTANCE,
                   eni_id=ENI, private_ip=PRIVATE_IP, minio_check=lambda: True, notifier=lambda _m: True,
                   wall_clock=lambda: world.clocks.wall, monotonic=lambda: world.clocks.mono,
-                  booted_at=world.clocks.wall)  # launched after the old instance booted
+                  launched_at=world.clocks.wall)  # launched after the old instance booted
     agent.prepare()
     return agent, service
 
@@ -135,7 +137,7 @@ def test_a_restarted_agent_on_the_old_instance_does_not_take_the_item_back(world
         _tick(new)
         world.cycle()
     assert world.heartbeat()["instance_id"] == NEW_INSTANCE
-    assert float(world.heartbeat()["booted_at"]) == launched
+    assert float(world.heartbeat()["launched_at"]) == launched
     world.agent = world.new_agent()
     world.agent.prepare()
     owners = []
@@ -211,3 +213,15 @@ def test_a_replacement_of_a_fenced_dead_instance_reports_eventually(world: Agent
         world.clocks.advance(0.5)
     item = world.heartbeat()
     assert item["instance_id"] == NEW_INSTANCE, (item["instance_id"], new.status().table_error)
+
+
+def test_an_instance_keeps_its_launch_time_across_reboots(tmp_path: Path) -> None:
+    """What orders two instances of a node is when each was launched (its first boot, kept on its root volume),
+    not its last boot: a rebooted old instance (its watchdog reset it) must not look newer than its replacement.
+    Failed before the fix (second review: the agent used the last boot)."""
+    from node_agent.agent import launch_time
+
+    record = tmp_path / "var" / "launched-at"
+    first = launch_time(record, now=lambda: 1000.0, boot=lambda: 900.0)
+    assert first == 900.0 and record.read_text().strip() == "900.000"
+    assert launch_time(record, now=lambda: 5000.0, boot=lambda: 4900.0) == 900.0  # a reboot keeps it

@@ -14,7 +14,9 @@ from node_agent.config import AgentConfig, ConfigError
 from node_agent.service import ProcessController, SystemdController
 
 ENV = {"STATE_TABLE_NAME": "t", "NODE_NAME": "node1", "MOUNT_POINT": "/mnt/efs", "AWS_REGION": "eu-west-1",
-       "INSTANCE_ID": "i-0123456789abcdef0", "WATCHDOG_DEVICE": "/nonexistent/watchdog"}
+       "INSTANCE_ID": "i-0123456789abcdef0", "WATCHDOG_DEVICE": "/nonexistent/watchdog",
+       # Given, so that building the agent never records a launch time on this machine (/var/lib/efs-ha).
+       "LAUNCHED_AT": "1900000000"}
 MINIO = ["/usr/local/bin/minio", "server", "--address", ":9000", "/mnt/efs/minio"]
 
 
