@@ -185,7 +185,7 @@ def status(app: App, watch: bool, interval: float, refreshes: int | None, requir
     \b
     With --require-healthy (the deploy gate), instead of 1 and 2:
       0   HEALTHY
-      10  takeover fencing in progress (no active node)
+      10  takeover in progress (no active node, or the active node is shutting down)
       11  the active node down or failing, or no VIP route to it
       12  no healthy standby (no failover target)
       13  maintenance on

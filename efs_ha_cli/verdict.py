@@ -245,6 +245,11 @@ def _judge_active(verdict: Verdict, report: dict[str, Any], now: float, region: 
     if not node.get("serving") or not node.get("minio_ok"):
         verdict.add(DOWN, f"active {active}: MinIO not serving yet (start grace after the role change)",
                     "wait a few seconds; if it stays, `sudo journalctl -u minio` on the node", kind=ACTIVE_DOWN)
+        return
+    if node.get("leaving"):
+        # A handover is a takeover about to happen: the gate waits for it like for a fencing.
+        verdict.add(DEGRADED, f"active {active} is shutting down: the checker is handing the role over",
+                    "wait for the switchover (`efs-ha status --require-healthy --wait`)", kind=FENCING)
 
 
 def _judge_routes(verdict: Verdict, report: dict[str, Any]) -> None:

@@ -179,3 +179,15 @@ def test_gate_options_need_require_healthy_and_exclude_watch(cluster: FakeCluste
     result = cluster.cli("status", *args)
     assert result.exit_code == 64
     assert "--require-healthy" in result.stderr
+
+
+def test_a_handover_in_progress_exits_10_like_a_takeover(cluster: FakeCluster) -> None:
+    """The active node is being shut down (`leaving`): the role is about to move; a deploy that replaces nodes
+    now could take down the node it moves to (issue 12's handover)."""
+    cluster.clock.on_sleep.append(lambda: cluster.heartbeat(cluster.agents["node1"], leaving=True))
+
+    code, report, _stderr = _gate(cluster)
+
+    assert code == 10, report
+    assert report["gate"]["blocked_by"] == ["fencing"]
+    assert any("shutting down" in reason["text"] for reason in report["reasons"])
