@@ -31,6 +31,7 @@ import botocore.loaders
 import botocore.session
 import pytest
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+from botocore.exceptions import ClientError
 from moto.sns.models import Subscription
 
 from failover_lambda import handler as handler_module
@@ -347,6 +348,15 @@ class Harness:
         self.agents[agent.instance_id] = agent
         self.states[agent.instance_id] = "running"
         return agent
+
+    def throttle(self, *operations: str) -> None:
+        """EC2 answers these operations with its throttling error (RequestLimitExceeded) from now on."""
+        def raise_error(_: dict[str, Any]) -> None:
+            raise ClientError({"Error": {"Code": "RequestLimitExceeded", "Message": "Request limit exceeded."}},
+                              "Describe")
+
+        for operation in operations:
+            self.call_hooks[operation] = raise_error
 
     def stop_instance(self, instance_id: str) -> None:
         self.ec2.stop_instances(InstanceIds=[instance_id])

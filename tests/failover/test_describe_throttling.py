@@ -3,25 +3,12 @@ shows dead is still failed over: fenced by lease expiry behind its watchdog, rou
 
 from __future__ import annotations
 
-from typing import Any
-
-from botocore.exceptions import ClientError
-
 from tests.failover.conftest import Harness
-
-
-def throttle(cluster: Harness, *operations: str) -> None:
-    def raise_error(_: dict[str, Any]) -> None:
-        raise ClientError({"Error": {"Code": "RequestLimitExceeded", "Message": "Request limit exceeded."}},
-                          "Describe")
-
-    for operation in operations:
-        cluster.call_hooks[operation] = raise_error
 
 
 def test_sustained_describe_throttling_while_the_active_node_dies_still_fails_over(cluster: Harness) -> None:
     # Given DescribeInstances and DescribeRouteTables are throttled account-wide, and node1's agent freezes
-    throttle(cluster, "DescribeInstances", "DescribeRouteTables")
+    cluster.throttle("DescribeInstances", "DescribeRouteTables")
     cluster.agent("node1").frozen = True
     # When the checker probes
     result = cluster.invoke(max_probes=12)
@@ -39,7 +26,7 @@ def test_sustained_describe_throttling_while_the_active_node_dies_still_fails_ov
 
 
 def test_with_describe_instances_throttled_a_node_reporting_efs_failure_is_failed_over(cluster: Harness) -> None:
-    throttle(cluster, "DescribeInstances")
+    cluster.throttle("DescribeInstances")
     cluster.agent("node1").efs_ok = False
     result = cluster.invoke(max_probes=6)
     assert "failover node1 -> node2" in result["outcomes"]
@@ -53,7 +40,7 @@ def test_with_describes_throttled_drift_is_left_alone_until_it_can_be_seen(clust
     assert cluster.cluster()["routes_epoch"] == 1
     cluster.calls.clear()
     cluster.set_route(cluster.route_tables[0], cluster.agent("node2").eni)
-    throttle(cluster, "DescribeRouteTables")
+    cluster.throttle("DescribeRouteTables")
     result = cluster.invoke(max_probes=3)
     assert set(result["outcomes"]) == {"ok"}
     assert not {"ReplaceRoute", "CreateRoute"} & set(cluster.operations())

@@ -6,21 +6,10 @@ Describe* throttled, and even while the unbound node's MinIO (refusing to start)
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
-from botocore.exceptions import ClientError
 
 from tests.failover.conftest import Harness, finish
-
-
-def throttle(harness: Harness, *operations: str) -> None:
-    def raise_error(_: dict[str, Any]) -> None:
-        raise ClientError({"Error": {"Code": "RequestLimitExceeded", "Message": "Request limit exceeded."}},
-                          "Describe")
-
-    for operation in operations:
-        harness.call_hooks[operation] = raise_error
 
 
 @pytest.fixture
@@ -34,7 +23,7 @@ def fresh(moto_backend: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[Harne
 
 def test_bootstrap_with_describes_throttled_binds_the_role_and_the_node_serves(fresh: Harness) -> None:
     # Given EC2 DescribeInstances and DescribeRouteTables are throttled when the checker first runs
-    throttle(fresh, "DescribeInstances", "DescribeRouteTables")
+    fresh.throttle("DescribeInstances", "DescribeRouteTables")
     node1 = fresh.agent("node1")
     assert not node1.serving
     # When the checker runs a few probes
@@ -60,7 +49,7 @@ def test_an_unbound_role_whose_minio_refuses_to_start_is_bound_not_failed_over(c
     node1.serving, node1.stop_reason = False, "role_lost"
     cluster.settle(2)
     assert not node1.serving
-    throttle(cluster, "DescribeInstances", "DescribeRouteTables")
+    cluster.throttle("DescribeInstances", "DescribeRouteTables")
     # When the checker probes
     result = cluster.invoke(max_probes=8)
     # Then it binds the role to node1's instance, node1 serves, and nothing fails over

@@ -17,15 +17,6 @@ class CheckerKilled(BaseException):
     """The Lambda runtime ending the invocation (timeout, crash): nothing in the checker catches it."""
 
 
-def throttle(cluster: Harness, *operations: str) -> None:
-    def raise_error(_: dict[str, Any]) -> None:
-        raise ClientError({"Error": {"Code": "RequestLimitExceeded", "Message": "Request limit exceeded."}},
-                          "Describe")
-
-    for operation in operations:
-        cluster.call_hooks[operation] = raise_error
-
-
 def is_promote(params: dict[str, Any]) -> bool:
     return "active = :node" in params.get("UpdateExpression", "")
 
@@ -38,7 +29,7 @@ def route_writes(cluster: Harness) -> list[tuple[str, str]]:
 def test_a_lost_promote_response_still_moves_the_routes(cluster: Harness) -> None:
     # Given the describes are throttled, and the promote UpdateItem reaches DynamoDB but its response is lost:
     # the SDK's standard retry re-sends it and the resend fails its condition (phase is no longer fencing)
-    throttle(cluster, "DescribeInstances", "DescribeRouteTables")
+    cluster.throttle("DescribeInstances", "DescribeRouteTables")
     applied: list[dict[str, Any]] = []
 
     def response_lost(params: dict[str, Any]) -> None:
@@ -61,7 +52,7 @@ def test_a_lost_promote_response_still_moves_the_routes(cluster: Harness) -> Non
 
 def test_a_checker_that_dies_between_promote_and_routes_is_completed_by_the_next_run(cluster: Harness) -> None:
     # Given the describes are throttled (drift cannot be seen) and the checker dies right after its promote
-    throttle(cluster, "DescribeInstances", "DescribeRouteTables")
+    cluster.throttle("DescribeInstances", "DescribeRouteTables")
 
     def die_after_promote(params: dict[str, Any]) -> None:
         if is_promote(params):
@@ -89,7 +80,7 @@ def test_a_checker_that_dies_between_promote_and_routes_is_completed_by_the_next
 
 def test_routes_epoch_stays_behind_until_every_table_was_written(cluster: Harness) -> None:
     # Given the describes are throttled and one table's route write fails while node1 is failed over
-    throttle(cluster, "DescribeInstances", "DescribeRouteTables")
+    cluster.throttle("DescribeInstances", "DescribeRouteTables")
     stubborn = cluster.route_tables[1]
     failures: list[str] = []
 
