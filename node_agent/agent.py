@@ -141,6 +141,19 @@ class _Status:
     leaving: bool = False  # set for good by request_handover(): the node is being shut down
 
 
+@dataclass
+class _ItemWatch:
+    """How long the node item (its owner and renewal counter) has not moved, on the agent's own clock."""
+
+    seen: tuple[str | None, int] | None = None
+    since: float = 0.0
+
+    def still_for(self, owner: str | None, lease_seq: int, now: float) -> float:
+        if self.seen != (owner, lease_seq):
+            self.seen, self.since = (owner, lease_seq), now
+        return now - self.since
+
+
 class Agent:
     def __init__(self, config: AgentConfig, *, table: StateTable, service: ServiceController, efs: EfsProbe,
                  instance_id: str | None, minio_check: Callable[[], bool], watchdog: Watchdog | None = None,
@@ -173,8 +186,8 @@ class Agent:
         # later writes require it to be still this instance's. Lease thread only.
         self._claimed = False
         self._launched_at = launch_time() if launched_at is None else launched_at
-        self._successor: tuple[str, int, float] | None = None  # (instance, lease_seq, seen at): it claimed the item
-        self._fence_watch: tuple[tuple[str | None, int], float] | None = None  # the fenced instance's item, since
+        self._successor: str | None = None  # a newer instance of this node that claimed the item
+        self._item_watch = _ItemWatch()  # how long the item has not moved (successor or fenced instance)
         self._stop_requested = threading.Event()  # ends the reconcile loop (SIGTERM)
         self._threads_stop = threading.Event()  # ends the other threads, only once MinIO is confirmed stopped
         self._ready_sent = False
@@ -234,7 +247,7 @@ class Agent:
                 # A newer instance of this node (a replacement) owns the item: this older one never claims it
                 # back, unless the newer one goes silent (_successor_gone).
                 self._claimed = True
-                self._successor = (owner, stored, self._monotonic())
+                self._successor = owner
         # Taken BEFORE the cluster GetItem (serialising, signing, connecting come after it), so the lease never
         # starts later than the real send, which is the earliest the checker can see this renewal.
         sent = self._monotonic()
@@ -261,7 +274,7 @@ class Agent:
                                                             "yet allowed to write the node item"
             return False
         if self._successor is not None and not self._successor_gone():
-            self._publish_table_error(f"node item taken over by instance {self._successor[0]} (a replacement of "
+            self._publish_table_error(f"node item taken over by instance {self._successor} (a replacement of "
                                       f"this node): not writing it")
             return False
         self._lease_seq += 1  # consumed even if the write fails: a late-applied attempt can never collide
@@ -299,7 +312,7 @@ class Agent:
         except Exception:
             return
         if self._claimed and owner and self._instance_id and owner != self._instance_id:
-            self._successor = (owner, stored, self._monotonic())
+            self._successor = owner
             self._publish_table_error(f"node item taken over by instance {owner} (a replacement of this node)")
             return
         self._lease_seq = max(self._lease_seq or 0, stored)
@@ -307,21 +320,14 @@ class Agent:
 
     def _successor_gone(self) -> bool:
         """Whether the instance that claimed the item stopped renewing it: then this one claims it back."""
-        assert self._successor is not None
-        owner, seen_seq, seen_at = self._successor
         try:
             stored, current = self._table.read_back(self.config.node_name)
         except Exception:
             return False
-        now = self._monotonic()
-        if current != owner or stored != seen_seq:
-            if current == owner:
-                self._successor = (owner, stored, now)
+        if current and current != self._instance_id:
+            self._successor = current  # the same one, or a still newer one: wait for it to go silent
+            if self._item_watch.still_for(current, stored, self._monotonic()) < SUCCESSOR_SILENT_SECONDS:
                 return False
-            self._successor = (current, stored, now) if current and current != self._instance_id else None
-            return self._successor is None
-        if now - seen_at < SUCCESSOR_SILENT_SECONDS:
-            return False
         self._successor, self._claimed = None, False
         self._lease_seq = max(self._lease_seq or 0, stored)
         return True
@@ -370,17 +376,12 @@ class Agent:
         for a healthy node can take this one. The role bound to another instance keeps it silent regardless."""
         me = self.config.node_name
         if view.active == me or view.fencing_node != me:
-            self._fence_watch = None
             return False
         try:
             stored, owner = self._table.read_back(me)
         except Exception:
             return False
-        now = self._monotonic()
-        if self._fence_watch is None or self._fence_watch[0] != (owner, stored):
-            self._fence_watch = ((owner, stored), now)
-            return False
-        return now - self._fence_watch[1] >= SUCCESSOR_SILENT_SECONDS
+        return self._item_watch.still_for(owner, stored, self._monotonic()) >= SUCCESSOR_SILENT_SECONDS
 
     def _may_write(self) -> bool:
         try:

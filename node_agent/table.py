@@ -122,12 +122,6 @@ class StateTable:
             fencing_instance=item.get("fencing_instance", {}).get("S"),
         )
 
-    def read_lease_seq(self, node: str) -> int:
-        """The stored renewal counter of `node` (0 when the item or the attribute is missing). Raises on errors."""
-        item = self._client.get_item(TableName=self._table, Key={"pk": {"S": node_key(node)}},
-                                     ConsistentRead=True, ProjectionExpression="lease_seq").get("Item") or {}
-        return int(item.get("lease_seq", {}).get("N", "0"))
-
     def read_back(self, node: str) -> tuple[int, str | None]:
         """(lease_seq, instance_id) of the stored node item, consistent read. Raises on errors."""
         seq, owner, _ = self.read_owner(node)
