@@ -782,7 +782,7 @@ class Checker:
         if 0 <= now - last < PROBE_RECORD_SECONDS:
             return
         try:
-            self._store.save_checker_field("last_probe_at", now)
+            self._store.save_checker_fields({"last_probe_at": now})
         except AwsUnavailable as error:
             logger.warning("could not record the probe time", extra={"error": str(error)})
             return
@@ -793,7 +793,7 @@ class Checker:
         if self._last_checker is None:
             return
         try:
-            self._store.save_checker_field("last_run_at", self._clock.now())
+            self._store.save_checker_fields({"last_run_at": self._clock.now()})
         except AwsUnavailable as error:
             logger.warning("could not record the run", extra={"error": str(error)})
 

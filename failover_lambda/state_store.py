@@ -165,9 +165,6 @@ class StateStore:
                    ConditionExpression="attribute_exists(pk)",
                    ExpressionAttributeValues=_to_ddb({":m": enabled, ":now": now}))
 
-    def save_checker_field(self, name: str, value: Any) -> None:
-        self.save_checker_fields({name: value})
-
     def save_checker_fields(self, values: dict[str, Any]) -> None:
         """These attributes of the checker item only: a run never rewrites what it did not change (the counters,
         holds and alert times another, overlapping run may have recorded since this run read the item)."""
