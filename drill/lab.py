@@ -145,6 +145,12 @@ class Lab:
         cluster = self.timeline.latest_cluster()
         return cluster.epoch if cluster else 0
 
+    def cluster_reason(self) -> str:
+        """Why the cluster item last changed, as the checker wrote it (its `reason`)."""
+        item = aws.client("dynamodb").get_item(TableName=TABLE_NAME, Key={"pk": {"S": "cluster"}},
+                                               ConsistentRead=True).get("Item", {})
+        return str(item.get("reason", {}).get("S", ""))
+
     def queue_switchover(self, target: str) -> None:
         """What `efs-ha switchover` does while a probe loop holds the checker's slot: the request item."""
         from efs_ha_cli.checker_api import RequestQueue

@@ -66,7 +66,7 @@ def _run(env: Mapping[str, str]) -> str:
     table = StateTable(dynamodb_client(config.region, config.table_timeout_seconds), config.state_table_name)
     outcome = wait_for_handover(table, config.node_name, timeout_seconds=timeout)
     messages = {
-        NOT_ACTIVE: f"{config.node_name} is not the active node: nothing to hand over",
+        NOT_ACTIVE: f"{config.node_name} is not (or no longer) the active node: nothing to wait for",
         HANDED_OVER: f"{config.node_name} handed the role over: MinIO stopped in a planned switchover",
         TIMED_OUT: f"the role did not move off {config.node_name} within {timeout:g}s (no healthy standby?): "
                    "shutting down anyway; the checker fails over once a standby is healthy",
